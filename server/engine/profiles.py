@@ -1,0 +1,137 @@
+"""Engine profiles: which vLLM to start and with exactly which flags."""
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.engine.kv_cache import QWEN3_CODER_480B, plan_kv_cache, yarn_factor
+from server.settings import SERVED_MODEL_NAME, Settings
+
+PRODUCTION_MODEL = "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"
+PRODUCTION_CONTEXT = 700_000
+PRODUCTION_ROPE_THETA = 10_000_000
+EMBEDDED_MODEL_DIRNAME = "SmolLM2-135M-Instruct"
+# SmolLM2-135M's trained window; the engine refuses longer prompts by itself.
+EMBEDDED_CONTEXT = 8192
+
+
+class ProfileError(Exception):
+    """A profile cannot start as asked (bad context, missing upstream, ...)."""
+
+
+@dataclass
+class EnginePlan:
+    """What launch.sh starts for a profile: an engine command (or none) and the context it serves."""
+
+    profile: str
+    max_context: int | None
+    argv: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    model_dir: Path | None = None
+
+
+def detect_profile() -> str:
+    """`h200x4` when nvidia-smi lists at least four GPUs, else `cpu`."""
+    if shutil.which("nvidia-smi") is None:
+        return "cpu"
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "cpu"
+    gpus = [line for line in out.splitlines() if line.startswith("GPU ")]
+    return "h200x4" if len(gpus) >= 4 else "cpu"
+
+
+def embedded_model_dir(settings: Settings) -> Path:
+    return (settings.data_dir / "models" / EMBEDDED_MODEL_DIRNAME).resolve()
+
+
+def h200x4_plan(settings: Settings, engine_python: str = "vllm") -> EnginePlan:
+    """The production command; refuses a context the four H200s cannot hold."""
+    context = settings.max_context or PRODUCTION_CONTEXT
+    kv = plan_kv_cache(context, "fp8")
+    if not kv.fits:
+        raise ProfileError(
+            f"A context of {context:,} tokens does not fit on 4×H200 with an fp8 KV cache: "
+            f"{kv.describe()}. Lower WORKBENCH_MAX_CONTEXT to at most {kv.max_tokens:,}."
+        )
+    argv = [
+        engine_python, "serve", PRODUCTION_MODEL,
+        "--served-model-name", SERVED_MODEL_NAME,
+        "--host", "127.0.0.1",
+        "--port", str(settings.engine_port),
+        "--tensor-parallel-size", "4",
+        "--enable-expert-parallel",
+        "--kv-cache-dtype", "fp8",
+        "--max-model-len", str(context),
+        "--gpu-memory-utilization", "0.95",
+        "--enable-prefix-caching",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser", "qwen3_coder",
+    ]
+    factor = yarn_factor(context)
+    if factor is not None:
+        rope = {
+            "rope_parameters": {
+                "rope_type": "yarn",
+                "factor": factor,
+                "original_max_position_embeddings": QWEN3_CODER_480B.native_context,
+                "rope_theta": PRODUCTION_ROPE_THETA,
+            }
+        }
+        argv += ["--hf-overrides", json.dumps(rope, separators=(",", ":"))]
+    return EnginePlan(profile="h200x4", max_context=context, argv=argv, notes=[kv.describe()])
+
+
+def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
+    """The embedded profile: vLLM's CPU build serving the bundled SmolLM2 as `qwen3`."""
+    context = min(settings.max_context or EMBEDDED_CONTEXT, EMBEDDED_CONTEXT)
+    model_dir = embedded_model_dir(settings)
+    argv = [
+        engine_python, "-m", "vllm.entrypoints.openai.api_server",
+        "--model", str(model_dir),
+        "--served-model-name", SERVED_MODEL_NAME,
+        "--host", "127.0.0.1",
+        "--port", str(settings.engine_port),
+        "--max-model-len", str(context),
+        "--dtype", "bfloat16",
+        # Eager mode starts in ≈25 s instead of ≈110 s compiled; speed is not the point here.
+        "--enforce-eager",
+        "--enable-prefix-caching",
+    ]
+    env = {
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "HF_HUB_OFFLINE": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+    }
+    return EnginePlan(
+        profile="cpu", max_context=context, argv=argv, env=env, model_dir=model_dir,
+        notes=[f"embedded model {model_dir} (SmolLM2-135M-Instruct served as {SERVED_MODEL_NAME})"],
+    )
+
+
+def external_plan(settings: Settings) -> EnginePlan:
+    if not settings.upstream_url:
+        raise ProfileError("Profile 'external' needs WORKBENCH_UPSTREAM_URL (e.g. http://gpu-host:8001).")
+    return EnginePlan(
+        profile="external", max_context=settings.max_context,
+        notes=[f"no engine started; using {settings.upstream}"],
+    )
+
+
+def make_plan(settings: Settings, engine_python: str = sys.executable) -> EnginePlan:
+    """Resolve `auto` and build the plan for the chosen profile."""
+    profile = settings.profile if settings.profile != "auto" else detect_profile()
+    if profile == "h200x4":
+        return h200x4_plan(settings, str(Path(engine_python).with_name("vllm")))
+    if profile == "cpu":
+        return cpu_plan(settings, engine_python)
+    return external_plan(settings)

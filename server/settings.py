@@ -1,0 +1,57 @@
+"""Runtime configuration: one pydantic-settings object, read from the environment."""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVED_MODEL_NAME = "qwen3"
+
+
+class Settings(BaseSettings):
+    """Every knob of the host; env var names are the contract in ARCHITECTURE.md."""
+
+    model_config = SettingsConfigDict(env_prefix="WORKBENCH_", extra="ignore")
+
+    vllm_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("VLLM_API_KEY")
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    data_dir: Path = Path("./data")
+    profile: Literal["auto", "h200x4", "cpu", "external"] = "auto"
+    upstream_url: str | None = None
+    engine_port: int = Field(default=8001, ge=1, le=65535)
+    rpm: int = Field(default=60, ge=1)
+    tpm: int = Field(default=100_000, ge=1)
+    max_concurrent: int = Field(default=10, ge=1)
+    max_context: int | None = Field(default=None, ge=1)
+    # Beyond the contract table: limits a serious host needs, with safe defaults.
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    max_pdf_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    tokenizer_path: Path | None = None
+
+    @property
+    def upstream(self) -> str:
+        """Base URL of the vLLM server the gateway forwards to (without /v1)."""
+        if self.upstream_url:
+            return self.upstream_url.rstrip("/").removesuffix("/v1")
+        return f"http://127.0.0.1:{self.engine_port}"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "workbench.db"
+
+    @property
+    def self_url(self) -> str:
+        """Base URL of our own /v1, used by the UI as its API client."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}/v1"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call get_settings.cache_clear() after changing env."""
+    return Settings()

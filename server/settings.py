@@ -29,8 +29,9 @@ class Settings(BaseSettings):
     max_concurrent: int = Field(default=10, ge=1)
     max_context: int | None = Field(default=None, ge=1)
     # Beyond the contract table: limits a serious host needs, with safe defaults.
-    max_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    max_pdf_bytes: int = Field(default=200 * 1024 * 1024, ge=1024)
+    # A PDF travels base64-encoded inside JSON (4/3 of its size), so the body cap sits above it.
+    max_pdf_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=140 * 1024 * 1024, ge=1024)
     tokenizer_path: Path | None = None
 
     @property

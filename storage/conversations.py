@@ -1,0 +1,286 @@
+"""Conversations, scoped to an owner (the API key's name), and their export and import.
+
+A conversation id under the wrong owner behaves exactly as one that does not exist.
+The message functions and search live in their own modules and are re-exported here,
+so `storage.conversations` is the one place callers look.
+"""
+
+import json
+import math
+import time
+from datetime import datetime, timezone
+
+import sqlite_utils
+
+from storage.errors import ImportFormatError
+from storage.messages import (  # noqa: F401  (re-exported: part of this module's API)
+    ROLES,
+    STAT_KEYS,
+    STAT_TYPES,
+    STATUSES,
+    add_message,
+    delete_message,
+    list_messages,
+    update_message,
+)
+from storage.ownership import (
+    CONVERSATION_COLUMNS,
+    owned_conversation,
+    require_conversation,
+    touch_conversation,
+)
+from storage.search import search_conversations  # noqa: F401  (re-exported)
+from storage.transactions import write
+
+EXPORT_FORMAT = "qwen-workbench.conversation"
+EXPORT_VERSION = 1
+
+
+def _conversation(row: dict) -> dict:
+    return {**row, "params": json.loads(row["params"])}
+
+
+def create_conversation(
+    db: sqlite_utils.Database,
+    owner: str,
+    *,
+    title: str | None = None,
+    system_prompt: str = "",
+    params: dict | None = None,
+    created_at: float | None = None,
+) -> int:
+    """A new, empty conversation; returns its id."""
+    now = time.time() if created_at is None else created_at
+    with write(db):
+        table = db["conversations"].insert(
+            {
+                "owner": owner,
+                "title": title,
+                "system_prompt": system_prompt,
+                "params": json.dumps(params or {}),
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    return table.last_pk
+
+
+def get_conversation(db: sqlite_utils.Database, owner: str, cid: int) -> dict | None:
+    """{id, owner, title, system_prompt, params, created_at, updated_at}, or None."""
+    row = owned_conversation(db, owner, cid)
+    return _conversation(row) if row else None
+
+
+def list_conversations(
+    db: sqlite_utils.Database, owner: str, *, limit: int = 50, offset: int = 0
+) -> list[dict]:
+    """The owner's conversations, most recently updated first (the sidebar)."""
+    rows = db.query(
+        f"SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE owner = ?"
+        " ORDER BY updated_at DESC, id DESC LIMIT ? OFFSET ?",
+        [owner, limit, offset],
+    )
+    return [_conversation(row) for row in rows]
+
+
+def rename_conversation(db: sqlite_utils.Database, owner: str, cid: int, title: str) -> bool:
+    """Set the title; False if not found."""
+    with write(db):
+        cursor = db.execute(
+            "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ? AND owner = ?",
+            [title, time.time(), cid, owner],
+        )
+    return cursor.rowcount > 0
+
+
+def update_conversation_settings(
+    db: sqlite_utils.Database,
+    owner: str,
+    cid: int,
+    *,
+    system_prompt: str | None = None,
+    params: dict | None = None,
+) -> bool:
+    """Change the system prompt and/or sampling parameters (None leaves one as is)."""
+    with write(db):
+        row = owned_conversation(db, owner, cid)
+        if row is None:
+            return False
+        changes = {"updated_at": time.time()}
+        if system_prompt is not None:
+            changes["system_prompt"] = system_prompt
+        if params is not None:
+            changes["params"] = json.dumps(params)
+        db["conversations"].update(cid, changes)
+    return True
+
+
+def delete_conversation(db: sqlite_utils.Database, owner: str, cid: int) -> bool:
+    """Delete a conversation with its messages, search entries and document attachments."""
+    with write(db):
+        if owned_conversation(db, owner, cid) is None:
+            return False
+        # The FTS rows go with the rows, through the triggers enable_fts() created.
+        db.execute("DELETE FROM messages WHERE conversation_id = ?", [cid])
+        db.execute("DELETE FROM conversation_documents WHERE conversation_id = ?", [cid])
+        db.execute("DELETE FROM conversations WHERE id = ?", [cid])
+    return True
+
+
+# Export and import ----------------------------------------------------------------------
+
+
+def export_json(db: sqlite_utils.Database, owner: str, cid: int) -> dict:
+    """The conversation as a portable dict (what import_json takes back)."""
+    conversation = _conversation(require_conversation(db, owner, cid))
+    messages = []
+    for message in list_messages(db, owner, cid):
+        stats = {key: message[key] for key in STAT_KEYS if message[key] is not None}
+        messages.append(
+            {
+                "role": message["role"],
+                "content": message["content"],
+                "model": message["model"],
+                "status": message["status"],
+                "error": message["error"],
+                "created_at": message["created_at"],
+                "stats": stats,
+            }
+        )
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "title": conversation["title"],
+        "system_prompt": conversation["system_prompt"],
+        "params": conversation["params"],
+        "created_at": conversation["created_at"],
+        "updated_at": conversation["updated_at"],
+        "messages": messages,
+    }
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _stats_line(message: dict) -> str:
+    parts = []
+    labels = (
+        ("prompt_tokens", "prompt {} tokens"),
+        ("cached_tokens", "cached {} tokens"),
+        ("completion_tokens", "completion {} tokens"),
+        ("ttft_ms", "first token {:.0f} ms"),
+        ("decode_tps", "{:.1f} tokens/s"),
+        ("total_ms", "total {:.0f} ms"),
+        ("finish_reason", "finish: {}"),
+    )
+    for key, label in labels:
+        if message[key] is not None:
+            parts.append(label.format(message[key]))
+    return " · ".join(parts)
+
+
+def export_markdown(db: sqlite_utils.Database, owner: str, cid: int) -> str:
+    """The conversation as Markdown: a heading per message, stats under each answer."""
+    conversation = require_conversation(db, owner, cid)
+    lines = [f"# {conversation['title'] or 'Untitled conversation'}", ""]
+    lines += [f"*Created {_when(conversation['created_at'])}*", ""]
+    if conversation["system_prompt"]:
+        lines += ["## System prompt", "", conversation["system_prompt"], ""]
+    for message in list_messages(db, owner, cid):
+        heading = message["role"].capitalize()
+        if message["model"]:
+            heading += f" ({message['model']})"
+        lines += [f"## {heading}", "", message["content"], ""]
+        if message["status"] != "complete":
+            reason = f": {message['error']}" if message["error"] else ""
+            lines += [f"> Answer {message['status']}{reason}", ""]
+        stats = _stats_line(message)
+        if stats:
+            lines += [f"*{stats}*", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _fail(message: str):
+    raise ImportFormatError(message)
+
+
+def _validate_message(index: int, message) -> dict:
+    where = f"messages[{index}]"
+    if not isinstance(message, dict):
+        _fail(f"{where} must be an object")
+    if message.get("role") not in ROLES:
+        _fail(f"{where}.role must be one of {list(ROLES)}")
+    if not isinstance(message.get("content"), str):
+        _fail(f"{where}.content must be a string")
+    status = message.get("status", "complete")
+    if status not in STATUSES:
+        _fail(f"{where}.status must be one of {list(STATUSES)}")
+    for field in ("model", "error"):
+        if not isinstance(message.get(field), (str, type(None))):
+            _fail(f"{where}.{field} must be a string or null")
+    created_at = message.get("created_at")
+    if created_at is not None and not _is_time(created_at):
+        _fail(f"{where}.created_at must be a unix timestamp")
+    stats = message.get("stats") or {}
+    if not isinstance(stats, dict):
+        _fail(f"{where}.stats must be an object")
+    for key, value in stats.items():
+        expected = STAT_TYPES.get(key)
+        if expected is None:
+            _fail(f"{where}.stats.{key} is not a known stat ({', '.join(STAT_KEYS)})")
+        ok = isinstance(value, str) if expected is str else _is_number(value)
+        if value is not None and not ok:
+            _fail(f"{where}.stats.{key} must be a {expected.__name__}")
+    return {**message, "status": status, "stats": stats}
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_time(value) -> bool:
+    return _is_number(value) and value >= 0
+
+
+def import_json(db: sqlite_utils.Database, owner: str, data: dict) -> int:
+    """Create a new conversation for `owner` from export_json() output; returns its id.
+
+    Raises ImportFormatError naming the first problem; nothing is stored then.
+    """
+    if not isinstance(data, dict):
+        _fail("a conversation export must be a JSON object")
+    if data.get("format") != EXPORT_FORMAT:
+        _fail(f"not a conversation export: 'format' must be {EXPORT_FORMAT!r}")
+    if data.get("version") != EXPORT_VERSION:
+        _fail(f"unsupported export version {data.get('version')!r}; this version reads {EXPORT_VERSION}")
+    if not isinstance(data.get("title"), (str, type(None))):
+        _fail("title must be a string or null")
+    if not isinstance(data.get("system_prompt", ""), str):
+        _fail("system_prompt must be a string")
+    if not isinstance(data.get("params", {}), dict):
+        _fail("params must be an object")
+    created_at = data.get("created_at")
+    if created_at is not None and not _is_time(created_at):
+        _fail("created_at must be a unix timestamp")
+    if not isinstance(data.get("messages"), list):
+        _fail("messages must be a list")
+    messages = [_validate_message(i, m) for i, m in enumerate(data["messages"])]
+    with write(db):
+        cid = create_conversation(
+            db,
+            owner,
+            title=data.get("title"),
+            system_prompt=data.get("system_prompt", ""),
+            params=data.get("params", {}),
+            created_at=created_at,
+        )
+        for message in messages:
+            add_message(
+                db, owner, cid, message["role"], message["content"],
+                model=message.get("model"), stats=message["stats"], status=message["status"],
+                error=message.get("error"), created_at=message.get("created_at"),
+            )
+        # An import is the newest thing the owner did: show it at the top of the sidebar.
+        touch_conversation(db, cid, time.time())
+    return cid

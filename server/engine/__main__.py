@@ -1,0 +1,57 @@
+"""`python -m server.engine plan` — the engine command for a profile, for launch.sh.
+
+`--shell` prints bash assignments that launch.sh evaluates; `--dry-run` prints the exact engine
+and app commands for a person to read.
+"""
+
+import argparse
+import shlex
+import sys
+
+from server.engine.profiles import ProfileError, make_plan
+from server.settings import get_settings
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server.engine")
+    sub = parser.add_subparsers(dest="command", required=True)
+    plan_cmd = sub.add_parser("plan", help="resolve the profile and print the engine command")
+    plan_cmd.add_argument("--engine-python", default=sys.executable)
+    plan_cmd.add_argument("--app-python", default=sys.executable)
+    fmt = plan_cmd.add_mutually_exclusive_group(required=True)
+    fmt.add_argument("--shell", action="store_true")
+    fmt.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+
+    settings = get_settings()
+    try:
+        plan = make_plan(settings, args.engine_python)
+    except ProfileError as exc:
+        print(f"launch.sh: {exc}", file=sys.stderr)
+        return 2
+
+    if args.shell:
+        print(f"ENGINE_PROFILE={shlex.quote(plan.profile)}")
+        print(f"ENGINE_MAX_CONTEXT={shlex.quote(str(plan.max_context or ''))}")
+        print(f"ENGINE_MODEL_DIR={shlex.quote(str(plan.model_dir or ''))}")
+        print("ENGINE_ARGV=(" + " ".join(shlex.quote(a) for a in plan.argv) + ")")
+        print("ENGINE_ENV=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in plan.env.items()) + ")")
+        return 0
+
+    print(f"# profile: {plan.profile}")
+    for note in plan.notes:
+        print(f"# {note}")
+    if plan.argv:
+        env = " ".join(shlex.quote(f"{k}={v}") for k, v in plan.env.items())
+        print("# engine:")
+        print((env + " " if env else "") + shlex.join(plan.argv))
+    app_env = [f"WORKBENCH_PROFILE={plan.profile}"]
+    if plan.max_context:
+        app_env.append(f"WORKBENCH_MAX_CONTEXT={plan.max_context}")
+    print("# app:")
+    print(" ".join(app_env) + " " + shlex.join([args.app_python, "-m", "server"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,110 @@
+"""The engine command for each profile, as `launch.sh --dry-run` prints it."""
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from server.engine.kv_cache import plan_kv_cache, yarn_factor
+from server.engine.profiles import ProfileError, cpu_plan, h200x4_plan
+from server.settings import Settings
+from tests.harness import REPO
+
+
+def dry_run(**env) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    full.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "server.engine", "plan", "--dry-run",
+         "--engine-python", "/opt/engine/bin/python"],
+        cwd=REPO, env=full, capture_output=True, text=True, timeout=60,
+    )
+
+
+def engine_argv(stdout: str) -> list[str]:
+    lines = stdout.splitlines()
+    return shlex.split(lines[lines.index("# engine:") + 1])
+
+
+def flag(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
+def test_h200x4_dry_run_has_every_production_flag():
+    result = dry_run(WORKBENCH_PROFILE="h200x4")
+    assert result.returncode == 0, result.stderr
+    argv = engine_argv(result.stdout)
+    assert argv[:3] == ["/opt/engine/bin/vllm", "serve", "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"]
+    assert flag(argv, "--served-model-name") == "qwen3"
+    assert flag(argv, "--host") == "127.0.0.1"
+    assert flag(argv, "--port") == "8001"
+    assert flag(argv, "--tensor-parallel-size") == "4"
+    assert flag(argv, "--kv-cache-dtype") == "fp8"
+    assert flag(argv, "--max-model-len") == "700000"
+    assert flag(argv, "--gpu-memory-utilization") == "0.95"
+    assert flag(argv, "--tool-call-parser") == "qwen3_coder"
+    for switch in ("--enable-expert-parallel", "--enable-prefix-caching", "--enable-auto-tool-choice"):
+        assert switch in argv
+    assert json.loads(flag(argv, "--hf-overrides")) == {
+        "rope_parameters": {
+            "rope_type": "yarn",
+            "factor": 3.0,
+            "original_max_position_embeddings": 262144,
+            "rope_theta": 10000000,
+        }
+    }
+    assert "124 KiB" in result.stdout and "fits" in result.stdout
+    assert "WORKBENCH_PROFILE=h200x4 WORKBENCH_MAX_CONTEXT=700000" in result.stdout
+
+
+def test_h200x4_refuses_a_context_that_cannot_fit():
+    result = dry_run(WORKBENCH_PROFILE="h200x4", WORKBENCH_MAX_CONTEXT="1000000")
+    assert result.returncode == 2
+    assert "does not fit on 4×H200" in result.stderr
+    assert "at most 710,325" in result.stderr
+    assert result.stdout == ""
+
+
+def test_native_context_needs_no_yarn():
+    argv = h200x4_plan(Settings(profile="h200x4", max_context=200_000)).argv
+    assert "--hf-overrides" not in argv
+    assert flag(argv, "--max-model-len") == "200000"
+
+
+def test_kv_cache_arithmetic_matches_the_model_facts():
+    fp8 = plan_kv_cache(700_000, "fp8")
+    bf16 = plan_kv_cache(700_000, "bf16")
+    assert fp8.bytes_per_token == 62 * 8 * 128 * 2 == 126_976
+    assert bf16.bytes_per_token == 2 * fp8.bytes_per_token
+    assert round(fp8.total_gib, 1) == 82.8 and round(fp8.per_gpu_gib, 1) == 20.7
+    assert round(bf16.total_gib, 1) == 165.6 and round(bf16.per_gpu_gib, 1) == 41.4
+    assert fp8.fits and not bf16.fits
+    assert yarn_factor(262_144) is None and yarn_factor(262_145) == 2.0 and yarn_factor(700_000) == 3.0
+
+
+def test_cpu_plan_serves_the_embedded_model_as_qwen3(tmp_path):
+    plan = cpu_plan(Settings(profile="cpu", data_dir=tmp_path, engine_port=9123), "/e/bin/python")
+    assert plan.argv[:3] == ["/e/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
+    assert flag(plan.argv, "--model") == str(tmp_path.resolve() / "models" / "SmolLM2-135M-Instruct")
+    assert flag(plan.argv, "--served-model-name") == "qwen3"
+    assert flag(plan.argv, "--port") == "9123"
+    assert flag(plan.argv, "--max-model-len") == "8192"
+    assert "--enforce-eager" in plan.argv
+    assert plan.env["VLLM_CPU_KVCACHE_SPACE"] == "1" and plan.env["HF_HUB_OFFLINE"] == "1"
+    assert plan.max_context == 8192
+
+
+def test_external_profile_needs_an_upstream():
+    result = dry_run(WORKBENCH_PROFILE="external")
+    assert result.returncode == 2
+    assert "WORKBENCH_UPSTREAM_URL" in result.stderr
+    ok = dry_run(WORKBENCH_PROFILE="external", WORKBENCH_UPSTREAM_URL="http://10.0.0.5:8001")
+    assert ok.returncode == 0 and "# engine:" not in ok.stdout
+
+
+def test_profile_error_is_raised_for_impossible_context():
+    with pytest.raises(ProfileError):
+        h200x4_plan(Settings(profile="h200x4", max_context=2_000_000))

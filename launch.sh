@@ -143,6 +143,7 @@ serve() {
     log "starting the $ENGINE_PROFILE engine (log: $LOG_DIR/engine.log)"
     start_bg "$LOG_DIR/engine.log" env "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
     ENGINE_PID=$!
+    echo "$ENGINE_PID" > "$LOG_DIR/engine.pid"
     wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log" || exit 3
   fi
 
@@ -151,6 +152,7 @@ serve() {
   log "starting the app (log: $LOG_DIR/app.log)"
   start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m server
   APP_PID=$!
+  echo "$APP_PID" > "$LOG_DIR/app.pid"
   local url="http://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"
   wait_healthy app "$APP_PID" "$url/health" 300 "$LOG_DIR/app.log" || exit 4
   log "ready: workbench $url/  ·  API $url/v1  ·  profile $ENGINE_PROFILE"

@@ -15,72 +15,58 @@ migrations = Migrations("workbench")
 @migrations()
 def m001_initial(db: sqlite_utils.Database) -> None:
     """API keys, conversations and messages."""
-    db["api_keys"].create(
-        {
-            "id": int,
-            "name": str,
-            "key_hash": str,
-            "admin": int,
-            "created_at": float,
-            "last_used_at": float,
-            "revoked_at": float,
-        },
-        pk="id",
-        not_null={"name", "key_hash", "admin", "created_at"},
-        defaults={"admin": 0},
-    )
-    # Partial unique indexes: a revoked name (or secret) may be issued again.
-    db.execute(
-        "CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL"
-    )
-    db.execute(
-        "CREATE UNIQUE INDEX api_keys_active_hash ON api_keys (key_hash) WHERE revoked_at IS NULL"
-    )
+    # SQL rather than table.create(): ids handed to clients need AUTOINCREMENT, which
+    # create() cannot express. Without it SQLite reuses the id of a deleted last row, and
+    # a stale id held by a browser tab or a worker would silently address the new row.
+    db.executescript(
+        """
+        CREATE TABLE api_keys (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL,
+            key_hash TEXT NOT NULL,
+            admin INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            last_used_at REAL,
+            revoked_at REAL
+        );
+        -- Partial unique indexes: a revoked name (or secret) may be issued again.
+        CREATE UNIQUE INDEX api_keys_active_name ON api_keys (name) WHERE revoked_at IS NULL;
+        CREATE UNIQUE INDEX api_keys_active_hash ON api_keys (key_hash) WHERE revoked_at IS NULL;
 
-    db["conversations"].create(
-        {
-            "id": int,
-            "owner": str,
-            "title": str,
-            "system_prompt": str,
-            "params": str,
-            "created_at": float,
-            "updated_at": float,
-        },
-        pk="id",
-        not_null={"owner", "system_prompt", "params", "created_at", "updated_at"},
-        defaults={"system_prompt": "", "params": "{}"},
-    )
-    # The sidebar: WHERE owner = ? ORDER BY updated_at DESC, id DESC (id rides along as rowid).
-    db["conversations"].create_index(
-        ["owner", "updated_at"], index_name="conversations_owner_updated"
-    )
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            title TEXT,
+            system_prompt TEXT NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        -- The sidebar: WHERE owner = ? ORDER BY updated_at DESC, id DESC; the index rows
+        -- end with the rowid, so the index yields them in order with no sort step.
+        CREATE INDEX conversations_owner_updated ON conversations (owner, updated_at);
 
-    db["messages"].create(
-        {
-            "id": int,
-            "conversation_id": int,
-            "role": str,
-            "content": str,
-            "model": str,
-            "status": str,
-            "error": str,
-            "prompt_tokens": int,
-            "completion_tokens": int,
-            "cached_tokens": int,
-            "ttft_ms": float,
-            "decode_tps": float,
-            "total_ms": float,
-            "finish_reason": str,
-            "created_at": float,
-        },
-        pk="id",
-        not_null={"conversation_id", "role", "content", "status", "created_at"},
-        defaults={"status": "complete"},
-        foreign_keys=[("conversation_id", "conversations", "id")],
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+            role TEXT NOT NULL,
+            content TEXT NOT NULL,
+            model TEXT,
+            status TEXT NOT NULL DEFAULT 'complete',
+            error TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            cached_tokens INTEGER,
+            ttft_ms REAL,
+            decode_tps REAL,
+            total_ms REAL,
+            finish_reason TEXT,
+            created_at REAL NOT NULL
+        );
+        -- A conversation's messages in order, and the foreign key check on delete.
+        CREATE INDEX messages_conversation ON messages (conversation_id);
+        """
     )
-    # Listing a conversation's messages in order (and the foreign key check on delete).
-    db["messages"].create_index(["conversation_id"], index_name="messages_conversation")
 
 
 @migrations()
@@ -93,25 +79,23 @@ def m002_search(db: sqlite_utils.Database) -> None:
 @migrations()
 def m003_documents(db: sqlite_utils.Database) -> None:
     """Uploaded documents, their pages, and which conversations they are attached to."""
-    db["documents"].create(
-        {
-            "id": int,
-            "owner": str,
-            "filename": str,
-            "sha256": str,
-            "page_count": int,
-            "total_tokens": int,
-            "tokenizer": str,
-            "empty_pages": str,
-            "status": str,
-            "created_at": float,
-        },
-        pk="id",
-        not_null={
-            "owner", "filename", "sha256", "page_count", "tokenizer", "empty_pages",
-            "status", "created_at",
-        },
-        defaults={"empty_pages": "[]", "status": "ingesting"},
+    # SQL for AUTOINCREMENT (see m001): an ingestion worker holding the id of a discarded
+    # document must not write pages into the next one.
+    db.execute(
+        """
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            owner TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            page_count INTEGER NOT NULL,
+            total_tokens INTEGER,
+            tokenizer TEXT NOT NULL,
+            empty_pages TEXT NOT NULL DEFAULT '[]',
+            status TEXT NOT NULL DEFAULT 'ingesting',
+            created_at REAL NOT NULL
+        )
+        """
     )
     # Same file twice for the same owner is one document.
     db["documents"].create_index(

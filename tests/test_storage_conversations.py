@@ -1,0 +1,240 @@
+"""Conversations and messages: owner scoping, titles, cut-short answers, delete, export/import."""
+
+import json
+
+import pytest
+
+from storage import ImportFormatError, NotFoundError, Store
+from storage import conversations as conv
+from storage.conversations import (
+    add_message, create_conversation, delete_conversation, delete_message, export_json,
+    export_markdown, get_conversation, import_json, list_conversations, list_messages,
+    rename_conversation, update_conversation_settings, update_message,
+)
+
+STATS = {
+    "prompt_tokens": 12, "completion_tokens": 34, "cached_tokens": 8, "ttft_ms": 150.0,
+    "decode_tps": 22.5, "total_ms": 1660.0, "finish_reason": "stop",
+}
+NO_STATS = dict.fromkeys(STATS)
+
+
+@pytest.fixture
+def db(tmp_path):
+    with Store(tmp_path / "workbench.db") as store:
+        yield store.db
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """time.time() that advances one second per call, so ordering is deterministic."""
+    now = [1_000.0]
+
+    def tick() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    monkeypatch.setattr(conv.time, "time", tick)
+    return now
+
+
+def test_new_conversation_has_exactly_these_fields(db, clock):
+    cid = create_conversation(db, "alice", system_prompt="Be brief.", params={"temperature": 0.2})
+    assert get_conversation(db, "alice", cid) == {
+        "id": cid, "owner": "alice", "title": None, "system_prompt": "Be brief.",
+        "params": {"temperature": 0.2}, "created_at": 1001.0, "updated_at": 1001.0,
+    }
+
+
+def test_another_owner_sees_nothing_and_changes_nothing(db):
+    cid = create_conversation(db, "alice", title="private")
+    mid = add_message(db, "alice", cid, "user", "secret plans")
+    assert get_conversation(db, "bob", cid) is None
+    assert list_conversations(db, "bob") == []
+    assert list_messages(db, "bob", cid) == []
+    assert rename_conversation(db, "bob", cid, "mine now") is False
+    assert update_conversation_settings(db, "bob", cid, system_prompt="x") is False
+    assert update_message(db, "bob", mid, content="changed") is False
+    assert delete_message(db, "bob", mid) is False
+    assert delete_conversation(db, "bob", cid) is False
+    with pytest.raises(NotFoundError):
+        add_message(db, "bob", cid, "user", "hello")
+    with pytest.raises(NotFoundError):
+        export_json(db, "bob", cid)
+    assert get_conversation(db, "alice", cid)["title"] == "private"
+    assert [m["content"] for m in list_messages(db, "alice", cid)] == ["secret plans"]
+
+
+def test_sidebar_lists_most_recently_updated_first_and_pages(db, clock):
+    first = create_conversation(db, "alice", title="first")
+    second = create_conversation(db, "alice", title="second")
+    third = create_conversation(db, "alice", title="third")
+    add_message(db, "alice", first, "user", "bump")
+    ids = lambda **page: [c["id"] for c in list_conversations(db, "alice", **page)]  # noqa: E731
+    assert ids() == [first, third, second]
+    assert ids(limit=2) == [first, third]
+    assert ids(limit=2, offset=2) == [second]
+
+
+def test_first_user_message_titles_an_untitled_conversation(db):
+    cid = create_conversation(db, "alice")
+    add_message(db, "alice", cid, "system", "You are helpful.")
+    add_message(db, "alice", cid, "user", "  How do I\nreverse a linked list in Rust without unsafe code or cloning nodes?")
+    add_message(db, "alice", cid, "user", "another question")
+    assert get_conversation(db, "alice", cid)["title"] == (
+        "How do I reverse a linked list in Rust without unsafe code…"
+    )
+
+
+def test_messages_list_in_order_with_stats_flattened(db, clock):
+    cid = create_conversation(db, "alice")
+    user = add_message(db, "alice", cid, "user", "hi")
+    answer = add_message(db, "alice", cid, "assistant", "hello", model="qwen3", stats=STATS)
+    assert list_messages(db, "alice", cid) == [
+        {"id": user, "role": "user", "content": "hi", "model": None, "status": "complete",
+         "error": None, "created_at": 1002.0, **NO_STATS},
+        {"id": answer, "role": "assistant", "content": "hello", "model": "qwen3",
+         "status": "complete", "error": None, "created_at": 1003.0, **STATS},
+    ]
+    assert get_conversation(db, "alice", cid)["updated_at"] == 1003.0
+
+
+def test_answer_cut_short_keeps_partial_text_and_the_reason(db):
+    cid = create_conversation(db, "alice")
+    mid = add_message(db, "alice", cid, "assistant", "The answer is", model="qwen3")
+    assert update_message(
+        db, "alice", mid, content="The answer is 4", status="stopped", error="stopped by user",
+        stats={"completion_tokens": 4, "finish_reason": "abort"},
+    )
+    [message] = list_messages(db, "alice", cid)
+    assert (message["content"], message["status"], message["error"]) == (
+        "The answer is 4", "stopped", "stopped by user"
+    )
+    assert (message["completion_tokens"], message["finish_reason"]) == (4, "abort")
+
+
+def test_invalid_role_status_or_stats_key_is_refused(db):
+    cid = create_conversation(db, "alice")
+    with pytest.raises(ValueError, match="role"):
+        add_message(db, "alice", cid, "robot", "x")
+    with pytest.raises(ValueError, match="status"):
+        add_message(db, "alice", cid, "assistant", "x", status="done")
+    with pytest.raises(ValueError, match="unknown stats keys"):
+        add_message(db, "alice", cid, "assistant", "x", stats={"tps": 3})
+    assert list_messages(db, "alice", cid) == []
+
+
+def test_settings_and_rename_change_only_what_is_given(db):
+    cid = create_conversation(db, "alice", system_prompt="a", params={"top_p": 0.9})
+    assert update_conversation_settings(db, "alice", cid, params={"temperature": 1.0})
+    assert rename_conversation(db, "alice", cid, "Renamed")
+    got = get_conversation(db, "alice", cid)
+    assert (got["title"], got["system_prompt"], got["params"]) == ("Renamed", "a", {"temperature": 1.0})
+
+
+def fts_rows(db, table: str, match: str) -> int:
+    return db.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", [match]).fetchone()[0]
+
+
+def test_delete_conversation_removes_messages_search_rows_and_attachments(db):
+    cid = create_conversation(db, "alice", title="zebra talk")
+    keep = create_conversation(db, "alice", title="other")
+    add_message(db, "alice", cid, "user", "zebras are striped")
+    add_message(db, "alice", keep, "user", "kept message")
+    doc = db["documents"].insert({
+        "owner": "alice", "filename": "z.pdf", "sha256": "z", "page_count": 1,
+        "tokenizer": "t", "status": "ready", "created_at": 1.0,
+    }).last_pk
+    db["conversation_documents"].insert({"conversation_id": cid, "document_id": doc, "attached_at": 1.0})
+
+    assert delete_conversation(db, "alice", cid) is True
+    assert get_conversation(db, "alice", cid) is None
+    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", [cid]).fetchone() == (0,)
+    assert fts_rows(db, "messages_fts", "zebras") == 0
+    assert fts_rows(db, "conversations_fts", "zebra") == 0
+    assert db["conversation_documents"].count == 0
+    assert db["documents"].count == 1  # the document itself stays in the owner's library
+    assert [m["content"] for m in list_messages(db, "alice", keep)] == ["kept message"]
+    assert delete_conversation(db, "alice", cid) is False
+
+
+def test_delete_message_removes_it_from_search(db):
+    cid = create_conversation(db, "alice", title="t")
+    mid = add_message(db, "alice", cid, "user", "ephemeral words")
+    assert delete_message(db, "alice", mid) is True
+    assert list_messages(db, "alice", cid) == []
+    assert fts_rows(db, "messages_fts", "ephemeral") == 0
+
+
+def make_exportable(db) -> int:
+    cid = create_conversation(db, "alice", system_prompt="Answer in French.", params={"temperature": 0.7})
+    add_message(db, "alice", cid, "user", "What is 2+2?")
+    add_message(db, "alice", cid, "assistant", "Quatre.", model="qwen3", stats=STATS)
+    add_message(db, "alice", cid, "user", "And 3+3?")
+    add_message(db, "alice", cid, "assistant", "Si", model="qwen3", status="error",
+                error="engine died", stats={"completion_tokens": 1})
+    return cid
+
+
+def test_export_json_then_import_round_trips_for_another_owner(db, clock):
+    data = export_json(db, "alice", make_exportable(db))
+    assert data["format"] == "qwen-workbench.conversation" and data["version"] == 1
+    assert [(m["role"], m["status"]) for m in data["messages"]] == [
+        ("user", "complete"), ("assistant", "complete"), ("user", "complete"), ("assistant", "error"),
+    ]
+    assert data["messages"][1]["stats"] == STATS
+    assert data["messages"][3] == {
+        "role": "assistant", "content": "Si", "model": "qwen3", "status": "error",
+        "error": "engine died", "created_at": 1005.0, "stats": {"completion_tokens": 1},
+    }
+    # Through real JSON text, as a file would carry it.
+    new = import_json(db, "bob", json.loads(json.dumps(data)))
+    again = export_json(db, "bob", new)
+    assert again["updated_at"] > data["updated_at"]  # imported: top of bob's sidebar
+    assert {**again, "updated_at": None} == {**data, "updated_at": None}
+    assert list_conversations(db, "bob")[0]["id"] == new
+
+
+def test_export_markdown_shows_roles_answers_and_stats(db, clock):
+    cid = make_exportable(db)
+    assert export_markdown(db, "alice", cid) == (
+        "# What is 2+2?\n\n"
+        "*Created 1970-01-01 00:16 UTC*\n\n"
+        "## System prompt\n\nAnswer in French.\n\n"
+        "## User\n\nWhat is 2+2?\n\n"
+        "## Assistant (qwen3)\n\nQuatre.\n\n"
+        "*prompt 12 tokens · cached 8 tokens · completion 34 tokens · first token 150 ms"
+        " · 22.5 tokens/s · total 1660 ms · finish: stop*\n\n"
+        "## User\n\nAnd 3+3?\n\n"
+        "## Assistant (qwen3)\n\nSi\n\n"
+        "> Answer error: engine died\n\n"
+        "*completion 1 tokens*\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([], "must be a JSON object"),
+        ({"format": "something else", "version": 1, "messages": []}, "'format' must be"),
+        ({"format": "qwen-workbench.conversation", "version": 99, "messages": []}, "unsupported export version 99"),
+        ({"format": "qwen-workbench.conversation", "version": 1}, "messages must be a list"),
+        ({"format": "qwen-workbench.conversation", "version": 1, "messages": ["hi"]}, r"messages\[0\] must be an object"),
+        ({"format": "qwen-workbench.conversation", "version": 1,
+          "messages": [{"role": "wizard", "content": "x"}]}, r"messages\[0\].role must be one of"),
+        ({"format": "qwen-workbench.conversation", "version": 1,
+          "messages": [{"role": "user", "content": 5}]}, r"messages\[0\].content must be a string"),
+        ({"format": "qwen-workbench.conversation", "version": 1,
+          "messages": [{"role": "user", "content": "x", "stats": {"ttft_ms": "fast"}}]},
+         r"messages\[0\].stats.ttft_ms must be a float"),
+        ({"format": "qwen-workbench.conversation", "version": 1,
+          "messages": [{"role": "user", "content": "x", "stats": {"bogus": 1}}]},
+         r"messages\[0\].stats.bogus is not a known stat"),
+        ({"format": "qwen-workbench.conversation", "version": 1, "params": [], "messages": []},
+         "params must be an object"),
+    ],
+)
+def test_import_rejects_bad_data_with_a_clear_message_and_stores_nothing(db, data, message):
+    with pytest.raises(ImportFormatError, match=message):
+        import_json(db, "alice", data)
+    assert db["conversations"].count == 0

@@ -1,0 +1,67 @@
+"""Bearer-key authentication for /v1 and the operator endpoints.
+
+Keys live hashed in storage (`storage.keys.authenticate`, constant-time compare); the lookup
+is blocking SQLite, so it runs in a worker thread. A missing, unknown or revoked key is the
+same 401 with the reference's exact body.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import Depends, Request
+
+from server.gateway import errors
+from storage import Store
+from storage.keys import Key, authenticate
+
+__all__ = ["AdminKey", "ApiKey", "Authenticator", "bearer_secret", "require_admin", "require_key"]
+
+
+def bearer_secret(authorization: str | None) -> str | None:
+    """The secret of an `Authorization: Bearer <secret>` header, else None."""
+    if not authorization:
+        return None
+    scheme, _, secret = authorization.partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return secret.strip() or None
+
+
+class Authenticator:
+    """Turns a secret into the active Key it belongs to."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    async def authenticate(self, secret: str | None) -> Key | None:
+        if not secret:
+            return None
+        return await anyio.to_thread.run_sync(self._lookup, secret)
+
+    def _lookup(self, secret: str) -> Key | None:
+        return authenticate(self.store.db, secret)
+
+
+async def require_key(request: Request) -> Key:
+    """Dependency: the caller's key, or 401. Remembered on request.state for error headers."""
+    secret = bearer_secret(request.headers.get("authorization"))
+    key = await request.app.state.gateway.auth.authenticate(secret)
+    if key is None:
+        raise errors.invalid_api_key()
+    request.state.key = key
+    return key
+
+
+ApiKey = Annotated[Key, Depends(require_key)]
+
+
+async def require_admin(key: ApiKey) -> Key:
+    """Dependency: an admin key, or 403 for a valid key without the right."""
+    if not key.admin:
+        raise errors.permission_denied("This endpoint needs an admin key.")
+    return key
+
+
+AdminKey = Annotated[Key, Depends(require_admin)]

@@ -1,0 +1,35 @@
+"""Reading a request's JSON body under a size cap.
+
+The cap is checked twice: against Content-Length before reading anything, and against the
+bytes actually received (a chunked upload has no Content-Length, and a header can lie).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from server.gateway import errors
+
+
+async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object, or a 400 (malformed, not an object, or over `limit` bytes)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise errors.request_too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise errors.request_too_large(limit)
+        chunks.append(chunk)
+    try:
+        data = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError:
+        raise errors.invalid_json() from None
+    if not isinstance(data, dict):
+        raise errors.invalid_json()
+    return data

@@ -1,0 +1,230 @@
+"""Per-key rate limits: requests per minute, tokens per minute, concurrent requests.
+
+The windows come from the `limits` library (in-process async memory storage; a Redis storage
+is the way to share them between hosts):
+
+- requests: a moving window (exact: the last 60 s never hold more than RPM requests);
+- tokens: a sliding-window counter, because token charges must be adjustable. A request is
+  charged its prompt + max_tokens (× n) when admitted and settled with its real usage when it
+  ends, so the refund goes back into the window that was charged.
+
+Admission rule for tokens: a request is admitted while the key's token window is below its
+TPM, and its whole reservation is charged even past the limit. A single request larger than
+the per-minute budget (a 700k-token document) therefore runs, and the key is in debt: later
+requests get 429 until enough of the charge has decayed out of the window.
+
+Admission is atomic per key (one asyncio lock), so concurrent requests cannot slip past.
+
+Header semantics (`*-reset-*`): when a limit is exhausted, the moment the next request can be
+admitted; otherwise the moment the oldest usage leaves the window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from limits import RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+WINDOW_SECONDS = 60
+
+
+def limit_id(key) -> str:
+    """The limits' identity of an API key (its id: names can be reused after a revoke)."""
+    return f"key-{key.id}"
+
+
+def format_duration(seconds: float) -> str:
+    """OpenAI's reset format: `0s`, `1.5s`, `6m0s`."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.3f}".rstrip("0").rstrip(".") + "s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest}s"
+
+
+@dataclass(frozen=True)
+class LimitState:
+    """A key's limits as the headers report them (remaining never below 0)."""
+
+    requests_limit: int
+    requests_remaining: int
+    requests_reset: float  # unix time
+    tokens_limit: int
+    tokens_remaining: int
+    tokens_reset: float  # unix time
+
+    def headers(self, now: float | None = None) -> dict[str, str]:
+        now = time.time() if now is None else now
+        return {
+            "X-RateLimit-Limit": str(self.requests_limit),
+            "X-RateLimit-Remaining": str(self.requests_remaining),
+            "X-RateLimit-Reset": str(math.ceil(self.requests_reset)),
+            "x-ratelimit-limit-requests": str(self.requests_limit),
+            "x-ratelimit-remaining-requests": str(self.requests_remaining),
+            "x-ratelimit-reset-requests": format_duration(self.requests_reset - now),
+            "x-ratelimit-limit-tokens": str(self.tokens_limit),
+            "x-ratelimit-remaining-tokens": str(self.tokens_remaining),
+            "x-ratelimit-reset-tokens": format_duration(self.tokens_reset - now),
+        }
+
+
+class RateLimitExceeded(Exception):
+    """A request was refused by one of the key's limits."""
+
+    def __init__(self, limit: str, message: str, retry_after: float, state: LimitState):
+        super().__init__(message)
+        self.limit = limit  # "requests", "tokens" or "concurrency"
+        self.message = message
+        self.retry_after = max(1, math.ceil(retry_after))
+        self.state = state
+
+    def headers(self) -> dict[str, str]:
+        return {**self.state.headers(), "Retry-After": str(self.retry_after)}
+
+
+@dataclass
+class _TokenWindow:
+    """The sliding-window counter of one key, read from the storage."""
+
+    limit: int
+    previous: int
+    current: int
+    left_in_window: float  # seconds until the current window becomes the previous one
+
+    @property
+    def used(self) -> float:
+        return self.previous * self.left_in_window / WINDOW_SECONDS + self.current
+
+    @property
+    def remaining(self) -> int:
+        return self.limit - math.floor(self.used)
+
+    def seconds_until_admissible(self) -> float:
+        """How long until usage falls below the limit (the window debt is waited out)."""
+        if self.used < self.limit:
+            return 0.0
+        if self.current < self.limit:  # the previous window's share decays to make room
+            return self.left_in_window - (self.limit - self.current) * WINDOW_SECONDS / self.previous
+        return self.left_in_window + WINDOW_SECONDS * (1 - self.limit / self.current)
+
+    def seconds_until_oldest_leaves(self) -> float:
+        if self.previous:
+            return self.left_in_window
+        if self.current:
+            return self.left_in_window + WINDOW_SECONDS
+        return 0.0
+
+
+class Lease:
+    """An admitted request's hold on its key: settle it exactly once when the request ends."""
+
+    def __init__(self, limiter: KeyLimiter, ident: str, reserved: int, charged_key: str):
+        self._limiter = limiter
+        self.ident = ident
+        self.reserved = reserved
+        self._charged_key = charged_key
+        self.settled = False
+
+    async def settle(self, used_tokens: int) -> None:
+        """Replace the reservation by the real usage and free the concurrency slot."""
+        if self.settled:
+            return
+        self.settled = True
+        await self._limiter._settle(self, used_tokens, self._charged_key)
+
+
+class KeyLimiter:
+    """RPM, TPM and concurrency limits for every key, in this process."""
+
+    def __init__(self, rpm: int, tpm: int, max_concurrent: int):
+        self.rpm = rpm
+        self.tpm = tpm
+        self.max_concurrent = max_concurrent
+        self._storage = MemoryStorage()
+        self._requests = MovingWindowRateLimiter(self._storage)
+        self._request_item = RateLimitItemPerMinute(rpm)
+        self._token_item = RateLimitItemPerMinute(tpm)
+        self._active: dict[str, int] = defaultdict(int)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    async def _tokens(self, ident: str) -> _TokenWindow:
+        key = self._token_item.key_for(ident)
+        previous, _, current, current_ttl = await self._storage.get_sliding_window(
+            key, WINDOW_SECONDS
+        )
+        return _TokenWindow(self.tpm, previous, current, current_ttl - WINDOW_SECONDS)
+
+    async def _state(self, ident: str, now: float) -> tuple[LimitState, _TokenWindow]:
+        requests = await self._requests.get_window_stats(self._request_item, ident)
+        tokens = await self._tokens(ident)
+        wait = tokens.seconds_until_admissible() or tokens.seconds_until_oldest_leaves()
+        state = LimitState(
+            requests_limit=self.rpm,
+            requests_remaining=max(0, requests.remaining),
+            requests_reset=max(now, requests.reset_time),
+            tokens_limit=self.tpm,
+            tokens_remaining=max(0, tokens.remaining),
+            tokens_reset=now + wait,
+        )
+        return state, tokens
+
+    async def snapshot(self, ident: str) -> LimitState:
+        """The key's current state, without consuming anything."""
+        state, _ = await self._state(ident, time.time())
+        return state
+
+    async def admit(self, ident: str, tokens: int) -> tuple[Lease, LimitState]:
+        """Admit one request reserving `tokens`, or raise RateLimitExceeded naming the limit."""
+        async with self._locks[ident]:
+            now = time.time()
+            state, window = await self._state(ident, now)
+            if self._active[ident] >= self.max_concurrent:
+                raise RateLimitExceeded(
+                    "concurrency",
+                    f"Rate limit exceeded: {self.max_concurrent} concurrent requests per key; "
+                    "wait for one of your requests to finish.", 1, state)
+            if not await self._requests.test(self._request_item, ident):
+                raise RateLimitExceeded(
+                    "requests",
+                    f"Rate limit exceeded: {self.rpm} requests per minute per key.",
+                    state.requests_reset - now, state)
+            if window.used >= self.tpm:
+                raise RateLimitExceeded(
+                    "tokens",
+                    f"Rate limit exceeded: {self.tpm} tokens per minute per key "
+                    "(prompt + max_tokens are reserved when a request starts).",
+                    window.seconds_until_admissible(), state)
+            await self._requests.hit(self._request_item, ident)
+            charged_key = await self._charge(ident, tokens, now)
+            self._active[ident] += 1
+            state, _ = await self._state(ident, now)
+        return Lease(self, ident, tokens, charged_key), state
+
+    async def _charge(self, ident: str, tokens: int, now: float) -> str:
+        # The window counter the library's sliding-window strategy reads; charged directly
+        # so a reservation larger than what is left still goes through (the debt rule).
+        _, current = self._storage.sliding_window_keys(
+            self._token_item.key_for(ident), WINDOW_SECONDS, now
+        )
+        if tokens > 0:
+            await self._storage.incr(current, 2 * WINDOW_SECONDS, amount=tokens)
+        return current
+
+    async def _settle(self, lease: Lease, used_tokens: int, charged_key: str) -> None:
+        async with self._locks[lease.ident]:
+            self._active[lease.ident] = max(0, self._active[lease.ident] - 1)
+            delta = used_tokens - lease.reserved
+            if delta < 0:
+                await self._storage.decr(charged_key, -delta)
+            elif delta > 0:
+                await self._charge(lease.ident, delta, time.time())
+
+    def active(self, ident: str) -> int:
+        """Requests of this key in flight right now."""
+        return self._active[ident]

@@ -1,0 +1,89 @@
+"""Prometheus metrics of the gateway, in a registry per app (tests run several apps).
+
+`/metrics` needs an admin key (Bearer, as on /v1): the counts say how busy the host is and
+which endpoints fail, which is an operator's business. A Prometheus scrape job passes the key
+with `authorization: {credentials: ...}`. No label carries a key name, prompt or user.
+"""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+# Label values are bounded: unknown paths are counted as "other".
+ENDPOINTS = frozenset({
+    "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
+})
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+
+class GatewayMetrics:
+    """Every metric the gateway exports."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("workbench_requests", "Requests answered, by endpoint and status",
+                                ["endpoint", "status"], registry=r)
+        self.latency = Histogram("workbench_request_duration_seconds",
+                                 "Time from request to the last byte of the response",
+                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram("workbench_time_to_first_token_seconds",
+                              "Time from request to the first streamed event",
+                              ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter("workbench_tokens", "Tokens processed, by kind (prompt, completion)",
+                              ["kind"], registry=r)
+        self.rejections = Counter("workbench_rate_limit_rejections",
+                                  "Requests refused by a rate limit, by limit",
+                                  ["limit"], registry=r)
+        self.in_flight = Gauge("workbench_requests_in_flight", "Requests being answered",
+                               registry=r)
+        self.engine_up = Gauge("workbench_engine_up", "1 if the engine answered its last check",
+                               registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def count_tokens(self, prompt: int, completion: int) -> None:
+        if prompt:
+            self.tokens.labels("prompt").inc(prompt)
+        if completion:
+            self.tokens.labels("completion").inc(completion)
+
+
+class MetricsMiddleware:
+    """Counts and times every /v1, /health and /metrics request (streams until their end)."""
+
+    def __init__(self, app: ASGIApp, metrics: GatewayMetrics):
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] == "http" else ""
+        if not (path.startswith("/v1") or path in ENDPOINTS):
+            await self.app(scope, receive, send)
+            return
+        endpoint = path if path in ENDPOINTS else "other"
+        status = 500
+        started = time.perf_counter()
+        # Routes read it as request.state.started: latency includes authentication.
+        scope.setdefault("state", {})["started"] = started
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)

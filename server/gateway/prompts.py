@@ -1,0 +1,94 @@
+"""Prompt sizing: exact token counts of a request, and the max_tokens the context leaves.
+
+Decision (documented in the README's API section): when prompt + max_tokens is over the
+enforced context but the prompt itself fits, max_tokens is lowered to what is left (the
+answer then ends with finish_reason "length" at the context's edge); when the prompt alone
+does not fit, the request is refused with 400 `context_length_exceeded`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio.to_thread
+import httpx
+import jinja2
+
+from server.gateway import errors
+from server.gateway.upstream import upstream_message
+from server.tokens import TokenCounter
+
+# Above this many characters a local count runs in a worker thread (tiktoken releases the
+# GIL), so one huge document does not stall every other request on the event loop.
+INLINE_COUNT_CHARS = 50_000
+
+
+def _chars(messages: list[dict[str, Any]]) -> int:
+    total = 0
+    for message in messages:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content)
+        elif isinstance(content, list):
+            total += sum(len(p.get("text") or "") for p in content if isinstance(p, dict))
+    return total
+
+
+class PromptCounter:
+    """Counts prompts with the served model's tokenizer (local) or the engine's /tokenize."""
+
+    def __init__(self, counter: Any):
+        self.counter = counter
+        self.local = isinstance(counter, TokenCounter)
+
+    async def messages(self, messages: list[dict[str, Any]], tools: list | None = None) -> int:
+        """Exact prompt size of a chat request, chat template and generation prompt included."""
+        kwargs = {"tools": tools} if tools else {}
+        try:
+            if self.local and _chars(messages) > INLINE_COUNT_CHARS:
+                return await anyio.to_thread.run_sync(
+                    lambda: self.counter.count_messages(messages, **kwargs))
+            return await self.counter.acount_messages(messages, **kwargs)
+        except jinja2.TemplateError as exc:
+            # The model's chat template refused these messages; vLLM would refuse them too.
+            raise errors.invalid_request(f"Invalid messages: {exc}", "messages") from None
+        except httpx.HTTPError as exc:
+            raise _remote_error(exc, "messages") from None
+
+    async def texts(self, texts: list[str]) -> list[int]:
+        """Token counts of legacy-completion prompts (no chat framing)."""
+        try:
+            if self.local and sum(map(len, texts)) > INLINE_COUNT_CHARS:
+                return await anyio.to_thread.run_sync(lambda: self.counter.count_texts(texts))
+            return [await self.counter.acount_text(t) for t in texts]
+        except httpx.HTTPError as exc:
+            raise _remote_error(exc, "prompt") from None
+
+
+def _remote_error(exc: httpx.HTTPError, param: str) -> errors.ApiError:
+    """A failed /tokenize call: the engine refused the input (400) or is not there (503)."""
+    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
+        message, _ = upstream_message(exc.response.content)
+        return errors.invalid_request(message, param)
+    return errors.service_unavailable()
+
+
+def completion_prompts(prompt: Any) -> tuple[list[str], list[int]]:
+    """Split a legacy prompt into texts to count and already-known token counts."""
+    if isinstance(prompt, str):
+        return [prompt], []
+    if prompt and all(isinstance(p, int) for p in prompt):
+        return [], [len(prompt)]
+    if all(isinstance(p, str) for p in prompt):
+        return list(prompt), []
+    return [], [len(p) for p in prompt]
+
+
+def max_tokens_for(requested: int | None, default: int, prompt_tokens: int,
+                   max_context: int, param: str) -> int:
+    """The max_tokens to send: the request's (or the default), capped by what the context
+    leaves; 400 `context_length_exceeded` if the prompt leaves no room at all."""
+    room = max_context - prompt_tokens
+    if room < 1:
+        raise errors.context_length_exceeded(max_context, param)
+    return min(requested or default, room)

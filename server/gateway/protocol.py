@@ -1,0 +1,94 @@
+"""Wire models of the /v1 API: what a request may contain, and the defaults the reference sets.
+
+Requests are validated strictly (no string-to-number coercion, like OpenAI) but keep unknown
+fields, which are forwarded to vLLM untouched (`top_k`, `seed`, `response_format`, ...). Fields
+follow OpenAI's documented order; our own additions sit in a marked block.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from server.settings import SERVED_MODEL_NAME
+
+# Defaults of the reference's parameter table, filled in when a request leaves them out (or
+# sends null). `max_tokens` is further capped by what the context leaves after the prompt.
+DEFAULTS: dict[str, Any] = {
+    "max_tokens": 2048,
+    "temperature": 0.7,
+    "top_p": 1.0,
+    "n": 1,
+    "stream": False,
+    "stop": None,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "user": None,
+}
+MAX_N = 128
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+
+class StreamOptions(_Wire):
+    include_usage: bool | None = None
+
+
+class ChatMessage(_Wire):
+    """One message; content is text or a list of content parts (text, image_url, file)."""
+
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: str | list[dict[str, Any]] | None = None
+
+
+class _Sampling(_Wire):
+    """Parameters shared by chat and legacy completions (the reference's table)."""
+
+    model: str
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    n: int | None = Field(default=None, ge=1, le=MAX_N)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    stop: str | list[str] | None = None
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    user: str | None = None
+
+
+class ChatCompletionRequest(_Sampling):
+    """`POST /v1/chat/completions`."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    tools: list[dict[str, Any]] | None = None
+
+
+class CompletionRequest(_Sampling):
+    """`POST /v1/completions` (legacy): a prompt as text, texts, token ids or lists of them."""
+
+    prompt: str | list[str] | list[int] | list[list[int]]
+
+
+def model_card(created: int | None = None, max_context: int | None = None) -> dict[str, Any]:
+    """The one model this host serves, in the reference's `/v1/models` shape."""
+    return {
+        "id": SERVED_MODEL_NAME,
+        "object": "model",
+        "created": created if created is not None else int(time.time()),
+        "owned_by": "vllm",
+        "permission": [],
+        "root": SERVED_MODEL_NAME,
+        "parent": None,
+        # --- extension (as vLLM): the context length this gateway enforces ---
+        "max_model_len": max_context,
+    }
+
+
+def model_list(created: int | None = None, max_context: int | None = None) -> dict[str, Any]:
+    return {"object": "list", "data": [model_card(created, max_context)]}

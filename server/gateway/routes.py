@@ -1,0 +1,110 @@
+"""HTTP routes: `/v1/*` (key required), `/health` (open) and `/metrics` (admin key).
+
+Routes only translate: read the request, call one service, turn its result into a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import anyio
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from server.gateway import errors
+from server.gateway.auth import AdminKey, ApiKey
+from server.gateway.body import read_json_object
+from server.gateway.completions import JsonResult, StreamResult
+from server.gateway.limits import limit_id
+from server.gateway.protocol import model_list
+from server.gateway.streaming import RelayResponse
+
+v1 = APIRouter(prefix="/v1")
+ops = APIRouter()
+
+KNOWN_V1_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models"})
+
+
+def _started(request: Request) -> float:
+    # Set by MetricsMiddleware when the request arrived, so auth time counts as latency.
+    return getattr(request.state, "started", None) or time.perf_counter()
+
+
+async def _until_disconnected(request: Request, call):
+    """Await `call`, cancelling it if the client disconnects first (which aborts the engine's
+    request too: cancelling closes its connection). Returns None if the client left."""
+    with anyio.CancelScope() as scope:
+
+        async def watch() -> None:
+            while (await request.receive())["type"] != "http.disconnect":
+                pass
+            scope.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            return await call
+        finally:
+            watcher.cancel()
+    return None
+
+
+def _respond(result: JsonResult | StreamResult | None) -> Response:
+    if result is None:  # the client is gone; nobody reads this
+        return Response(status_code=499)
+    if isinstance(result, StreamResult):
+        return RelayResponse(result.relay, result.headers)
+    return Response(result.body, media_type="application/json", headers=result.headers)
+
+
+@v1.post("/chat/completions")
+async def chat_completions(request: Request, key: ApiKey) -> Response:
+    gateway = request.app.state.gateway
+    body = await read_json_object(request, gateway.settings.max_body_bytes)
+    call = gateway.completions.chat(key, body, _started(request))
+    return _respond(await _until_disconnected(request, call))
+
+
+@v1.post("/completions")
+async def completions(request: Request, key: ApiKey) -> Response:
+    gateway = request.app.state.gateway
+    body = await read_json_object(request, gateway.settings.max_body_bytes)
+    call = gateway.completions.complete(key, body, _started(request))
+    return _respond(await _until_disconnected(request, call))
+
+
+@v1.get("/models")
+async def list_models(request: Request, key: ApiKey) -> Response:
+    gateway = request.app.state.gateway
+    await gateway.engine.ensure_ready()
+    state = await gateway.limiter.snapshot(limit_id(key))
+    body = model_list(gateway.engine.created, gateway.engine.max_context)
+    return JSONResponse(body, headers=state.headers())
+
+
+@v1.api_route("", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+              include_in_schema=False)
+@v1.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+              include_in_schema=False)
+async def unknown_v1(request: Request, key: ApiKey) -> Response:
+    """Everything else under /v1 (so the UI mounted at / never answers for it)."""
+    if request.url.path in KNOWN_V1_PATHS:
+        raise errors.method_not_allowed(request.method, request.url.path)
+    raise errors.unknown_url(request.method, request.url.path)
+
+
+@ops.get("/health")
+async def health(request: Request) -> Response:
+    """`{"status": "ok"}` while the engine answers its own /health, else 503."""
+    gateway = request.app.state.gateway
+    healthy = await gateway.engine.check_health()
+    gateway.metrics.engine_up.set(1 if healthy else 0)
+    if not healthy:
+        raise errors.service_unavailable("The engine is not available.")
+    return JSONResponse({"status": "ok"})
+
+
+@ops.get("/metrics")
+async def metrics(request: Request, key: AdminKey) -> Response:
+    gateway = request.app.state.gateway
+    return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)

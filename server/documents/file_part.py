@@ -21,7 +21,7 @@ _PDF_TYPES = {"application/pdf", "application/x-pdf"}
 
 
 class InvalidFilePartError(DocumentError):
-    "The file part is malformed: send {\"type\": \"file\", \"file\": {\"filename\", \"file_data\"}}."
+    'The file part is malformed: send {"type": "file", "file": {"filename", "file_data"}}.'
 
 
 def decode_file_data(file_data: Any, *, max_bytes: int) -> bytes:
@@ -37,7 +37,9 @@ def decode_file_data(file_data: Any, *, max_bytes: int) -> bytes:
                 f"Only PDF files are supported (the data URL says {media_type or 'nothing'!r})."
             )
         if ";base64" not in match["params"].lower():
-            raise InvalidFilePartError("file.file_data must be base64 (data:application/pdf;base64,...).")
+            raise InvalidFilePartError(
+                "file.file_data must be base64 (data:application/pdf;base64,...)."
+            )
         payload = file_data[match.end():]
     elif file_data.startswith("data:"):
         raise InvalidFilePartError("file.file_data is not a valid data URL.")

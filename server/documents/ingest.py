@@ -83,7 +83,7 @@ def _store_pages(db, document_id: int, pdf: PdfText, counter: Counter,
     for chunk in pdf.chunks(workers=workers):
         counts = counter.count_texts([page.text for page in chunk])
         documents.add_pages(
-            db, document_id, [(p.number, p.text, n) for p, n in zip(chunk, counts)]
+            db, document_id, [(p.number, p.text, n) for p, n in zip(chunk, counts, strict=True)]
         )
         total_tokens += sum(counts)
         # No text layer (scanned or image-only): the person is told which pages need OCR.

@@ -46,6 +46,9 @@ install_gpu_engine() { "$1/bin/pip" install -q -r "$ROOT/server/engine/requireme
 
 install_app() {
   local extras="${1:-}"
+  # A venv installed for the tests has everything serving needs too.
+  if [[ -z "$extras" && -f "$APP_VENV/.installed" && "$(cat "$APP_VENV/.installed")" == \
+        "$(stamp_of "$ROOT/pyproject.toml"; echo "[test]")" ]]; then return; fi
   APP_EXTRAS="$extras" ensure_venv "$APP_VENV" "$(stamp_of "$ROOT/pyproject.toml"; echo "$extras")" install_app_deps
 }
 

@@ -1,0 +1,81 @@
+"""create_app: nothing connects until the lifespan runs, which opens and closes what it owns;
+/health and /metrics."""
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from server.app import create_app
+from server.gateway.metrics import GatewayMetrics
+from server.settings import Settings
+from server.tokens import TokenCounter
+from storage import StoreClosedError
+from tests.test_gateway_errors import assert_error
+
+
+@pytest.fixture
+def settings(tmp_path, engine_url, model_dir):
+    return Settings(data_dir=tmp_path / "data", profile="external", upstream_url=engine_url,
+                    vllm_api_key="boot-secret", tokenizer_path=model_dir, max_context=4096)
+
+
+def test_create_app_connects_to_nothing_and_the_lifespan_owns_its_resources(settings):
+    app = create_app(settings)
+    services = app.state.services
+    assert not settings.db_path.exists()
+    assert services.store is None and services.counter is None
+    with TestClient(app) as client:
+        store = services.store
+        assert settings.db_path.exists()
+        assert isinstance(services.counter, TokenCounter)
+        # Discovered from the engine's max_model_len (8192), capped by WORKBENCH_MAX_CONTEXT.
+        assert services.engine.max_context == 4096
+        assert services.engine.healthy is True
+        assert services.settings.self_url == "http://127.0.0.1:8000/v1"
+        response = client.get("/v1/models", headers={"Authorization": "Bearer boot-secret"})
+        assert response.json()["data"][0]["max_model_len"] == 4096
+    assert services.store is None and services.counter is None
+    with pytest.raises(StoreClosedError):
+        store.db  # noqa: B018 (the closed store refuses new connections)
+
+
+def test_bootstrap_key_is_an_admin_and_health_needs_no_key(settings):
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health").json() == {"status": "ok"}
+        metrics = client.get("/metrics", headers={"Authorization": "Bearer boot-secret"})
+        assert metrics.status_code == 200
+
+
+def test_metrics_count_requests_tokens_and_rejections(make_app):
+    app = make_app(WORKBENCH_RPM=1)
+    headers = {"Authorization": f"Bearer {app.api_key}"}
+    body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    assert httpx.post(app.v1 + "/chat/completions", json=body, headers=headers,
+                      timeout=60).status_code == 200
+    assert httpx.post(app.v1 + "/chat/completions", json=body, headers=headers,
+                      timeout=60).status_code == 429
+    assert httpx.get(app.v1 + "/nowhere", headers=headers).status_code == 404
+    text = httpx.get(app.url + "/metrics", headers=headers).text
+    assert 'workbench_requests_total{endpoint="/v1/chat/completions",status="200"} 1.0' in text
+    assert 'workbench_requests_total{endpoint="/v1/chat/completions",status="429"} 1.0' in text
+    assert 'workbench_requests_total{endpoint="other",status="404"} 1.0' in text
+    assert 'workbench_rate_limit_rejections_total{limit="requests"} 1.0' in text
+    assert 'workbench_tokens_total{kind="prompt"}' in text
+    assert 'workbench_request_duration_seconds_count{endpoint="/v1/chat/completions"} 2.0' in text
+    assert "workbench_engine_up 1.0" in text
+
+
+def test_metrics_registries_are_per_app():
+    first, second = GatewayMetrics(), GatewayMetrics()
+    first.rejections.labels("tokens").inc()
+    assert b'limit="tokens"' in first.render()
+    assert b'limit="tokens"' not in second.render()
+
+
+def test_health_is_503_in_the_error_shape_when_the_engine_is_down(tmp_path, model_dir):
+    settings = Settings(data_dir=tmp_path, profile="external", upstream_url="http://127.0.0.1:9",
+                        tokenizer_path=model_dir)
+    with TestClient(create_app(settings)) as client:
+        assert_error(client.get("/health"), 503, "service_unavailable", "service_unavailable",
+                     None, "The engine is not available.")
+        assert client.app.state.services.engine.healthy is False

@@ -1,0 +1,256 @@
+"""The one error shape, case by case, with exact bodies (against the real engine).
+
+`assert_error` is the one helper that checks an error answer; the other gateway tests import it.
+"""
+
+import json
+import secrets
+
+import httpx
+import pytest
+
+from server.gateway.upstream import map_upstream_error
+from storage import Store
+from storage.keys import create_key, revoke_key
+from tests.harness import free_port, start_app
+
+RATE_HEADERS = (
+    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
+    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+)
+AUTH_BODY = {"error": {"message": "Incorrect API key provided", "type": "authentication_error",
+                       "param": None, "code": "invalid_api_key"}}
+HI = [{"role": "user", "content": "Hi"}]
+
+
+def assert_error(response: httpx.Response, status: int, type: str, code: str | None,
+                 param: str | None = None, message: str | None = None) -> dict:
+    """The response is `status` with exactly {"error": {message, type, param, code}}."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert list(body) == ["error"], body
+    error = body["error"]
+    assert list(error) == ["message", "type", "param", "code"], error
+    assert (error["type"], error["code"], error["param"]) == (type, code, param), error
+    assert isinstance(error["message"], str) and error["message"], error
+    if message is not None:
+        assert error["message"] == message
+    return error
+
+
+def assert_rate_headers(response: httpx.Response) -> None:
+    missing = [h for h in RATE_HEADERS if h not in response.headers]
+    assert not missing, f"missing {missing} in {dict(response.headers)}"
+
+
+@pytest.fixture(scope="module")
+def client(app):
+    with httpx.Client(base_url=app.v1, timeout=60,
+                      headers={"Authorization": f"Bearer {app.api_key}"}) as c:
+        yield c
+
+
+def chat(client, **body):
+    return client.post("/chat/completions", json={"model": "qwen3", "messages": HI, **body})
+
+
+# --- 401 / 403 ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("headers", [
+    {}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"},
+    {"Authorization": "Bearer  x y"},
+])
+@pytest.mark.parametrize("method,path", [
+    ("GET", "/models"), ("POST", "/chat/completions"), ("POST", "/completions"),
+    ("GET", "/nowhere"),
+])
+def test_every_v1_route_answers_401_with_the_reference_body(app, headers, method, path):
+    response = httpx.request(method, app.v1 + path, headers=headers, json={})
+    assert response.status_code == 401
+    assert response.json() == AUTH_BODY
+
+
+def test_a_revoked_key_is_a_wrong_key(app):
+    name = "revoked-" + secrets.token_hex(4)
+    with Store(app.data_dir / "workbench.db") as store:
+        secret = create_key(store.db, name)
+    headers = {"Authorization": f"Bearer {secret}"}
+    assert httpx.get(app.v1 + "/models", headers=headers).status_code == 200
+    with Store(app.data_dir / "workbench.db") as store:
+        assert revoke_key(store.db, name)
+    response = httpx.get(app.v1 + "/models", headers=headers)
+    assert response.status_code == 401 and response.json() == AUTH_BODY
+
+
+def test_metrics_needs_an_admin_key(app):
+    with Store(app.data_dir / "workbench.db") as store:
+        secret = create_key(store.db, "plain-" + secrets.token_hex(4))
+    assert httpx.get(app.url + "/metrics").json() == AUTH_BODY
+    response = httpx.get(app.url + "/metrics", headers={"Authorization": f"Bearer {secret}"})
+    assert_error(response, 403, "permission_error", "insufficient_permissions",
+                 message="This endpoint needs an admin key.")
+
+
+# --- 400 ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b'"text"'])
+def test_a_body_that_is_not_a_json_object_is_invalid_json(client, content):
+    response = client.post("/chat/completions", content=content,
+                           headers={"content-type": "application/json"})
+    assert_error(response, 400, "invalid_request_error", "invalid_json")
+    assert_rate_headers(response)
+
+
+@pytest.mark.parametrize("body,param,code,message", [
+    ({"messages": HI}, "model", "missing_required_parameter",
+     "Missing required parameter: 'model'."),
+    ({"model": "qwen3"}, "messages", "missing_required_parameter",
+     "Missing required parameter: 'messages'."),
+    ({"model": "qwen3", "messages": []}, "messages", "invalid_value", None),
+    ({"model": "qwen3", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role",
+     "invalid_type", None),
+    ({"model": "qwen3", "messages": HI, "max_tokens": "10"}, "max_tokens", "invalid_type", None),
+    ({"model": "qwen3", "messages": HI, "max_tokens": 0}, "max_tokens", "invalid_value", None),
+    ({"model": "qwen3", "messages": HI, "temperature": 2.5}, "temperature", "invalid_value",
+     "Invalid value for 'temperature': Input should be less than or equal to 2."),
+    ({"model": "qwen3", "messages": HI, "temperature": -0.1}, "temperature", "invalid_value",
+     None),
+    ({"model": "qwen3", "messages": HI, "top_p": 0}, "top_p", "invalid_value", None),
+    ({"model": "qwen3", "messages": HI, "n": 0}, "n", "invalid_value", None),
+    ({"model": "qwen3", "messages": HI, "presence_penalty": -2.5}, "presence_penalty",
+     "invalid_value", None),
+    ({"model": "qwen3", "messages": HI, "frequency_penalty": 3}, "frequency_penalty",
+     "invalid_value", None),
+    ({"model": "qwen3", "messages": HI, "stream": "yes"}, "stream", "invalid_type", None),
+    ({"model": "qwen3", "messages": HI, "stop": 7}, "stop", "invalid_type", None),
+    ({"model": "qwen3", "messages": HI, "user": 42}, "user", "invalid_type", None),
+])
+def test_invalid_parameters_are_400_naming_the_param(client, body, param, code, message):
+    response = client.post("/chat/completions", json=body)
+    assert_error(response, 400, "invalid_request_error", code, param, message)
+    assert_rate_headers(response)
+
+
+def test_legacy_completions_validate_the_prompt(client):
+    response = client.post("/completions", json={"model": "qwen3", "prompt": 3})
+    assert_error(response, 400, "invalid_request_error", "invalid_type", "prompt")
+
+
+def test_a_prompt_over_the_context_is_context_length_exceeded(client):
+    response = chat(client, messages=[{"role": "user", "content": "hello " * 9000}])
+    assert_error(response, 400, "invalid_request_error", "context_length_exceeded", "messages",
+                 "Request exceeds maximum context length of 8192 tokens")
+    response = client.post("/completions", json={"model": "qwen3", "prompt": "hello " * 9000})
+    assert_error(response, 400, "invalid_request_error", "context_length_exceeded", "prompt",
+                 "Request exceeds maximum context length of 8192 tokens")
+
+
+def test_vllm_refusing_a_long_prompt_maps_to_context_length_exceeded(engine_url):
+    # The engine's own refusal (what reaches us if our count ever disagrees with vLLM's).
+    raw = httpx.post(engine_url + "/v1/chat/completions", timeout=60, json={
+        "model": "qwen3", "messages": [{"role": "user", "content": "hello " * 9000}]})
+    assert raw.status_code == 400
+    error = map_upstream_error(raw.status_code, raw.content, 8192)
+    assert error.body() == {"error": {
+        "message": "Request exceeds maximum context length of 8192 tokens",
+        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
+
+
+def test_body_over_the_size_cap_is_refused_with_or_without_content_length(make_app):
+    small = make_app(WORKBENCH_MAX_BODY_BYTES=2048)
+    headers = {"Authorization": f"Bearer {small.api_key}", "content-type": "application/json"}
+    big = json.dumps({"model": "qwen3", "messages": [{"role": "user", "content": "x" * 4096}]})
+    message = "Request body exceeds the maximum size of 2048 bytes"
+    response = httpx.post(small.v1 + "/chat/completions", content=big, headers=headers)
+    assert_error(response, 400, "invalid_request_error", "request_too_large", None, message)
+
+    def chunked():  # no Content-Length: the gateway has to count what arrives
+        for i in range(0, len(big), 512):
+            yield big[i:i + 512].encode()
+
+    response = httpx.post(small.v1 + "/chat/completions", content=chunked(), headers=headers)
+    assert "content-length" not in response.request.headers
+    assert_error(response, 400, "invalid_request_error", "request_too_large", None, message)
+
+
+# --- 404 / 405 ------------------------------------------------------------------------------
+
+def test_another_model_is_404_model_not_found(client):
+    response = chat(client, model="gpt-4")
+    assert_error(response, 404, "not_found_error", "model_not_found", "model",
+                 "The model 'gpt-4' does not exist; this server serves 'qwen3'")
+    assert_rate_headers(response)
+
+
+@pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/chat", "/v1", "/v1/models/x/y"])
+def test_unknown_v1_paths_are_404(app, path):
+    response = httpx.post(app.url + path, headers={"Authorization": f"Bearer {app.api_key}"})
+    assert_error(response, 404, "not_found_error", "unknown_url", None,
+                 f"Unknown request URL: POST {path}")
+
+
+def test_wrong_method_is_405(client):
+    response = client.get("/chat/completions")
+    assert_error(response, 405, "invalid_request_error", "method_not_allowed", None,
+                 "Method GET is not allowed for /v1/chat/completions")
+
+
+# --- 500 / 503 ------------------------------------------------------------------------------
+
+def test_engine_answering_500_is_500_in_our_shape(make_app, fault_upstream):
+    broken = make_app(upstream=fault_upstream.url("error500"))
+    response = httpx.post(broken.v1 + "/chat/completions", timeout=30,
+                          headers={"Authorization": f"Bearer {broken.api_key}"},
+                          json={"model": "qwen3", "messages": HI})
+    assert_error(response, 500, "internal_server_error", "engine_error", None,
+                 "The engine failed: EngineCore encountered an issue")
+    assert_rate_headers(response)
+
+
+@pytest.fixture
+def app_without_engine(tmp_path, model_dir):
+    """An app whose upstream port has nothing listening (the engine is down)."""
+    key = "test-admin-" + secrets.token_hex(8)
+    env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": str(tmp_path),
+           "WORKBENCH_PROFILE": "external",
+           "WORKBENCH_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}",
+           "WORKBENCH_TOKENIZER_PATH": str(model_dir)}
+    proc, url = start_app(env, tmp_path / "logs", expect=503)
+    yield url, key
+    proc.stop()
+
+
+def test_engine_down_is_503_on_health_and_v1(app_without_engine):
+    url, key = app_without_engine
+    assert_error(httpx.get(url + "/health"), 503, "service_unavailable", "service_unavailable",
+                 None, "The engine is not available.")
+    headers = {"Authorization": f"Bearer {key}"}
+    for response in (
+        httpx.post(url + "/v1/chat/completions", headers=headers,
+                   json={"model": "qwen3", "messages": HI}),
+        httpx.get(url + "/v1/models", headers=headers),
+    ):
+        assert_error(response, 503, "service_unavailable", "service_unavailable", None,
+                     "The engine is not available; retry later.")
+
+
+def test_no_error_anywhere_uses_fastapi_detail_shape(client, app):
+    responses = [
+        client.post("/chat/completions", content=b"{"),
+        client.get("/nowhere"),
+        client.delete("/models"),
+        httpx.get(app.url + "/v1/models"),
+    ]
+    for response in responses:
+        assert "detail" not in response.json(), response.text
+
+
+@pytest.fixture(scope="module")
+def fault_upstream():
+    from tests.fault_upstream import FaultUpstream
+
+    with FaultUpstream() as upstream:
+        yield upstream
+

@@ -1,0 +1,160 @@
+"""Rate limits: the limiter on its own (exact, fast), then through the app under concurrency."""
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from server.gateway.limits import KeyLimiter, RateLimitExceeded, format_duration
+from tests.test_gateway_errors import assert_error, assert_rate_headers
+
+HI = [{"role": "user", "content": "Hi"}]
+
+
+async def _admit_all(limiter: KeyLimiter, count: int, tokens: int = 10):
+    results = await asyncio.gather(
+        *(limiter.admit("k", tokens) for _ in range(count)), return_exceptions=True)
+    admitted = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, RateLimitExceeded)]
+    assert len(admitted) + len(refused) == count, results
+    return admitted, refused
+
+
+async def test_concurrency_limit_admits_exactly_max_concurrent_at_once():
+    limiter = KeyLimiter(rpm=1000, tpm=10**9, max_concurrent=5)
+    admitted, refused = await _admit_all(limiter, 50)
+    assert len(admitted) == 5
+    assert {r.limit for r in refused} == {"concurrency"}
+    assert refused[0].retry_after == 1
+    assert limiter.active("k") == 5
+    await admitted[0][0].settle(10)
+    await admitted[0][0].settle(10)  # settling twice frees one slot, once
+    assert limiter.active("k") == 4
+    lease, _ = await limiter.admit("k", 10)
+    assert limiter.active("k") == 5
+
+
+async def test_requests_per_minute_is_a_moving_window_that_never_slips():
+    limiter = KeyLimiter(rpm=7, tpm=10**9, max_concurrent=1000)
+    admitted, refused = await _admit_all(limiter, 40)
+    assert len(admitted) == 7
+    assert {r.limit for r in refused} == {"requests"}
+    error = refused[0]
+    assert error.message == "Rate limit exceeded: 7 requests per minute per key."
+    assert 58 <= error.retry_after <= 60
+    assert error.headers()["Retry-After"] == str(error.retry_after)
+    assert error.state.requests_remaining == 0
+    # Another key has its own window.
+    await limiter.admit("other", 1)
+
+
+async def test_tokens_are_reserved_on_admission_so_concurrent_requests_cannot_overspend():
+    limiter = KeyLimiter(rpm=1000, tpm=100, max_concurrent=1000)
+    admitted, refused = await _admit_all(limiter, 20, tokens=30)
+    # 0, 30, 60, 90 are below 100 when checked: four are admitted, the fourth into debt.
+    assert len(admitted) == 4
+    assert {r.limit for r in refused} == {"tokens"}
+    assert "100 tokens per minute" in refused[0].message
+
+
+async def test_settling_refunds_what_a_request_did_not_use():
+    limiter = KeyLimiter(rpm=1000, tpm=1000, max_concurrent=10)
+    lease, state = await limiter.admit("k", 600)
+    assert state.tokens_remaining == 400
+    await lease.settle(150)
+    assert (await limiter.snapshot("k")).tokens_remaining == 850
+    lease, _ = await limiter.admit("k", 100)
+    await lease.settle(300)  # more than reserved (n > 1, a miscount): charged too
+    assert (await limiter.snapshot("k")).tokens_remaining == 550
+
+
+async def test_one_request_bigger_than_the_budget_runs_then_the_key_waits_out_its_debt():
+    limiter = KeyLimiter(rpm=1000, tpm=100_000, max_concurrent=10)
+    lease, state = await limiter.admit("k", 700_000)  # a whole 700k-token document
+    assert state.tokens_remaining == 0
+    await lease.settle(700_000)
+    with pytest.raises(RateLimitExceeded) as refused:
+        await limiter.admit("k", 10)
+    assert refused.value.limit == "tokens"
+    # 700k in a 100k/min window: usage falls under the limit only after the current window
+    # rolls over and 6/7 of the next one has passed, i.e. between 51 and 111 seconds.
+    assert 51 <= refused.value.retry_after <= 111
+
+
+async def test_snapshot_headers_carry_reference_and_openai_names():
+    limiter = KeyLimiter(rpm=60, tpm=1000, max_concurrent=10)
+    _, state = await limiter.admit("k", 100)
+    headers = state.headers(now=time.time())
+    assert headers["X-RateLimit-Limit"] == "60"
+    assert headers["X-RateLimit-Remaining"] == "59"
+    assert abs(int(headers["X-RateLimit-Reset"]) - (time.time() + 60)) <= 2
+    assert headers["x-ratelimit-limit-tokens"] == "1000"
+    assert headers["x-ratelimit-remaining-tokens"] == "900"
+    assert headers["x-ratelimit-reset-requests"].endswith("s")
+
+
+def test_durations_use_openai_format():
+    assert [format_duration(s) for s in (0, 0.25, 1, 59.5, 60, 361)] == [
+        "0s", "0.25s", "1s", "59.5s", "1m0s", "6m1s"]
+
+
+# --- through the app, with the real engine ------------------------------------------------
+
+async def _burst(app, count: int, **body) -> list[httpx.Response]:
+    headers = {"Authorization": f"Bearer {app.api_key}"}
+    payload = {"model": "qwen3", "messages": HI, "max_tokens": 1, **body}
+    async with httpx.AsyncClient(base_url=app.v1, headers=headers, timeout=120) as client:
+        return await asyncio.gather(
+            *(client.post("/chat/completions", json=payload) for _ in range(count)))
+
+
+def _split(responses):
+    ok = [r for r in responses if r.status_code == 200]
+    limited = [r for r in responses if r.status_code == 429]
+    assert len(ok) + len(limited) == len(responses), [r.text for r in responses]
+    return ok, limited
+
+
+async def test_rpm_through_the_app_refuses_the_excess_with_retry_after(make_app):
+    app = make_app(WORKBENCH_RPM=3)
+    ok, limited = _split(await _burst(app, 10))
+    assert len(ok) == 3 and len(limited) == 7
+    for response in limited:
+        assert_error(response, 429, "rate_limit_error", "rate_limit_exceeded", None,
+                     "Rate limit exceeded: 3 requests per minute per key.")
+        assert_rate_headers(response)
+        assert 1 <= int(response.headers["Retry-After"]) <= 60
+        assert response.headers["X-RateLimit-Remaining"] == "0"
+    for response in ok:
+        assert_rate_headers(response)
+    assert sorted(r.headers["X-RateLimit-Remaining"] for r in ok) == ["0", "1", "2"]
+
+
+async def test_concurrency_through_the_app_with_many_at_once(make_app):
+    app = make_app(WORKBENCH_MAX_CONCURRENT=2)
+    # Long enough answers that the first two still run when the others arrive.
+    ok, limited = _split(await _burst(app, 8, max_tokens=24))
+    assert len(ok) == 2 and len(limited) == 6
+    assert_error(limited[0], 429, "rate_limit_error", "rate_limit_exceeded", None,
+                 "Rate limit exceeded: 2 concurrent requests per key; "
+                 "wait for one of your requests to finish.")
+    # The slots are free again once the answers are complete.
+    ok, limited = _split(await _burst(app, 2))
+    assert len(ok) == 2
+
+
+async def test_tpm_through_the_app_admits_a_big_request_then_makes_the_key_wait(make_app):
+    app = make_app(WORKBENCH_TPM=50)
+    # A prompt of ~70 tokens alone is over the 50-token budget: admitted (budget untouched),
+    # and its real usage leaves the key in debt.
+    long_hi = [{"role": "user", "content": "Hi " * 40}]
+    [first] = await _burst(app, 1, messages=long_hi, max_tokens=5)
+    assert first.status_code == 200, first.text
+    assert first.json()["usage"]["prompt_tokens"] > 50
+    [second] = await _burst(app, 1)
+    assert_error(second, 429, "rate_limit_error", "rate_limit_exceeded", None,
+                 "Rate limit exceeded: 50 tokens per minute per key "
+                 "(prompt + max_tokens are reserved when a request starts).")
+    assert second.headers["x-ratelimit-remaining-tokens"] == "0"
+    assert int(second.headers["Retry-After"]) >= 1

@@ -184,5 +184,7 @@ async def test_remote_counter_matches_local_counts_of_the_served_model(engine_ur
         assert await remote.acount_text(SAMPLES["mixed"]) == local.count_text(SAMPLES["mixed"])
         assert await remote.acount_messages(messages) == local.count_messages(messages)
         assert await remote.amax_model_len() > 0
-        with pytest.raises(NotImplementedError):
-            remote.count_text("x")
+        # The blocking forms, for ingestion threads on the external profile.
+        texts = [SAMPLES["chinese"], SAMPLES["code"]]
+        assert remote.count_texts(texts) == local.count_texts(texts)
+        assert remote.count_messages(messages) == local.count_messages(messages)

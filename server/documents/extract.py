@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import re
+import tempfile
 import threading
 import unicodedata
 from collections.abc import Iterator
@@ -63,9 +64,9 @@ def normalize_text(text: str) -> str:
     return _CONTROLS.sub("", text)
 
 
-def _open_pdfium(data: bytes, password: str | None) -> pdfium.PdfDocument:
+def _open_pdfium(source: bytes | str, password: str | None) -> pdfium.PdfDocument:
     try:
-        return pdfium.PdfDocument(data, password=password or None)
+        return pdfium.PdfDocument(source, password=password or None)
     except pdfium.PdfiumError as exc:
         if exc.err_code == pdfium_c.FPDF_ERR_PASSWORD:
             raise (WrongPasswordError() if password else EncryptedPdfError()) from None
@@ -79,23 +80,24 @@ def _open_pdfium(data: bytes, password: str | None) -> pdfium.PdfDocument:
 class _Reader:
     """One open document in one process: pdfium first, pypdf for what pdfium gets wrong."""
 
-    def __init__(self, data: bytes, password: str | None, engine: Engine):
-        self.data, self.password = data, password
+    def __init__(self, source: bytes | str, password: str | None, engine: Engine):
+        """`source`: the PDF's bytes, or the path of a file holding them."""
+        self.source, self.password = source, password
         self.document: pdfium.PdfDocument | None = None
         self._pypdf = None
         if engine == "pypdf":
-            self._pypdf = pypdf_text.open_reader(data, password)
+            self._pypdf = pypdf_text.open_reader(source, password)
             return
         try:
             with _PDFIUM_LOCK:
-                self.document = _open_pdfium(data, password)
+                self.document = _open_pdfium(source, password)
         except CorruptPdfError:
             # pypdf repairs some files pdfium refuses; if it cannot either, the file is broken.
-            self._pypdf = pypdf_text.open_reader(data, password)
+            self._pypdf = pypdf_text.open_reader(source, password)
 
     def reference(self):
         if self._pypdf is None:
-            self._pypdf = pypdf_text.open_reader(self.data, self.password)
+            self._pypdf = pypdf_text.open_reader(self.source, self.password)
         return self._pypdf
 
     def page_count(self) -> int:
@@ -131,9 +133,9 @@ class _Reader:
 _worker_reader: _Reader | None = None
 
 
-def _init_worker(data: bytes, password: str | None, engine: Engine) -> None:
+def _init_worker(path: str, password: str | None, engine: Engine) -> None:
     global _worker_reader
-    _worker_reader = _Reader(data, password, engine)
+    _worker_reader = _Reader(path, password, engine)
 
 
 def _read_in_worker(first: int, last: int) -> list[PageText]:
@@ -156,6 +158,18 @@ def _pool_context():
     return context
 
 
+def prepare_workers() -> None:
+    """Start the process that forks extraction workers now rather than at the first upload.
+
+    Optional: call it once at app start-up (it takes a fraction of a second, in the
+    background process it starts).
+    """
+    from multiprocessing import forkserver
+
+    _pool_context()
+    forkserver.ensure_running()
+
+
 class PdfText:
     """An opened PDF: its page count, then its pages' text in order.
 
@@ -166,7 +180,7 @@ class PdfText:
 
     def __init__(self, data: bytes, *, password: str | None = None, engine: Engine = "auto"):
         check_pdf(data)
-        self._args = (data, password, engine)
+        self._data, self._password, self._engine = data, password, engine
         self._reader: _Reader | None = _Reader(data, password, engine)
         self.page_count = self._reader.page_count()
 
@@ -186,16 +200,21 @@ class PdfText:
             for first, last in ranges:
                 yield self._reader.read(first, last)
             return
-        pool = ProcessPoolExecutor(
-            workers, mp_context=_pool_context(), initializer=_init_worker, initargs=self._args
-        )
-        try:
-            yield from pool.map(_read_in_worker, *zip(*ranges, strict=True))
-        except BrokenProcessPool as exc:  # a worker died: pdfium crashed on this file
-            raise CorruptPdfError() from exc
-        finally:
-            # Stop at once when the consumer gives up (an error, a cancelled upload).
-            pool.shutdown(wait=True, cancel_futures=True)
+        # Workers open the file by path: pickling the bytes to each of them is much slower.
+        with tempfile.NamedTemporaryFile(prefix="workbench-", suffix=".pdf") as file:
+            file.write(self._data)
+            file.flush()
+            pool = ProcessPoolExecutor(
+                workers, mp_context=_pool_context(), initializer=_init_worker,
+                initargs=(file.name, self._password, self._engine),
+            )
+            try:
+                yield from pool.map(_read_in_worker, *zip(*ranges, strict=True))
+            except BrokenProcessPool as exc:  # a worker died: pdfium crashed on this file
+                raise CorruptPdfError() from exc
+            finally:
+                # Stop at once when the consumer gives up (an error, a cancelled upload).
+                pool.shutdown(wait=True, cancel_futures=True)
 
     def pages(self, **kwargs) -> Iterator[PageText]:
         """Every page's text in order (see `chunks` for the arguments)."""

@@ -20,10 +20,10 @@ from server.documents.errors import (
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
-def open_reader(data: bytes, password: str | None = None) -> pypdf.PdfReader:
-    """A PdfReader over the bytes, decrypted, with pypdf's failures mapped to DocumentErrors."""
+def open_reader(source: bytes | str, password: str | None = None) -> pypdf.PdfReader:
+    """A PdfReader over bytes or a file path, decrypted, failures mapped to DocumentErrors."""
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data))
+        reader = pypdf.PdfReader(io.BytesIO(source) if isinstance(source, bytes) else source)
         if reader.is_encrypted:
             if not password:
                 raise EncryptedPdfError()

@@ -9,6 +9,9 @@ MARK_START, MARK_END = "**", "**"
 SNIPPET_TOKENS = 16
 # A title hit says more about a conversation than one word deep inside a message.
 TITLE_WEIGHT = 2.0
+# Prefix-match the last word only from this length: "a*" expands to most of the index and
+# takes seconds on a million messages, "abc*" stays cheap.
+MIN_PREFIX_CHARS = 3
 
 _TERM = re.compile(r"\w+")
 
@@ -17,18 +20,19 @@ def fts_query(text: str) -> str:
     """A safe FTS5 query for free text typed by a user: every word AND-ed, quoted.
 
     Quoting each word makes FTS syntax inert (quotes, `*`, `-`, `AND`/`OR`/`NOT`, parens,
-    `col:`), so no input can raise. The last word is a prefix, for search-as-you-type.
-    Empty when the text has no words.
+    `col:`), so no input can raise. The last word is a prefix, for search-as-you-type,
+    once it has MIN_PREFIX_CHARS characters. Empty when the text has no words.
     """
     terms = _TERM.findall(text)
     if not terms:
         return ""
     quoted = [f'"{term}"' for term in terms]
-    quoted[-1] += "*"
+    if len(terms[-1]) >= MIN_PREFIX_CHARS:
+        quoted[-1] += "*"
     return " ".join(quoted)
 
 
-_SEARCH_SQL = """
+SEARCH_SQL = """
 WITH hits AS (
     SELECT conversations_fts.rowid AS conversation_id,
            conversations_fts.rank * :title_weight AS score,
@@ -66,7 +70,7 @@ def search_conversations(
     if not match:
         return []
     rows = db.query(
-        _SEARCH_SQL,
+        SEARCH_SQL,
         {"match": match, "owner": owner, "limit": limit, "title_weight": TITLE_WEIGHT},
     )
     return [

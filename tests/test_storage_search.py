@@ -92,5 +92,6 @@ def test_fts_syntax_in_user_input_is_matched_as_plain_words(db):
 
 
 def test_fts_query_quotes_every_word():
-    assert fts_query('he said "hi" AND (x*') == '"he" "said" "hi" "AND" "x"*'
+    assert fts_query('he said "hi" AND (xyz*') == '"he" "said" "hi" "AND" "xyz"*'
     assert fts_query(" -- ") == ""
+    assert fts_query("short ab") == '"short" "ab"'  # too short to expand as a prefix

@@ -43,7 +43,8 @@ def _keys(args: argparse.Namespace, store: Store) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         # The key alone on stdout (so `KEY=$(... keys create ...)` works); the note on stderr.
-        print(f"Created key {args.name!r}. It is shown only this once: store it now.", file=sys.stderr)
+        note = f"Created key {args.name!r}. It is shown only this once: store it now."
+        print(note, file=sys.stderr)
         print(secret)
         return 0
     if args.action == "list":

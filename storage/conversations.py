@@ -253,7 +253,10 @@ def import_json(db: sqlite_utils.Database, owner: str, data: dict) -> int:
     if data.get("format") != EXPORT_FORMAT:
         _fail(f"not a conversation export: 'format' must be {EXPORT_FORMAT!r}")
     if data.get("version") != EXPORT_VERSION:
-        _fail(f"unsupported export version {data.get('version')!r}; this version reads {EXPORT_VERSION}")
+        _fail(
+            f"unsupported export version {data.get('version')!r};"
+            f" this version reads {EXPORT_VERSION}"
+        )
     if not isinstance(data.get("title"), (str, type(None))):
         _fail("title must be a string or null")
     if not isinstance(data.get("system_prompt", ""), str):

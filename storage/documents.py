@@ -77,9 +77,13 @@ def _require_ingesting(db: sqlite_utils.Database, document_id: int) -> None:
         raise ValueError(f"document {document_id} is {row[0]}, not ingesting")
 
 
-def add_pages(db: sqlite_utils.Database, document_id: int, pages: list[tuple[int, str, int]]) -> None:
-    """Store pages as they stream in: (number from 1, text, token count). A page sent twice
-    replaces the first (retries are harmless)."""
+def add_pages(
+    db: sqlite_utils.Database, document_id: int, pages: list[tuple[int, str, int]]
+) -> None:
+    """Store pages as they stream in: (number from 1, text, token count).
+
+    A page sent twice replaces the first, so retries are harmless.
+    """
     with write(db):
         _require_ingesting(db, document_id)
         db["document_pages"].insert_all(
@@ -99,7 +103,11 @@ def finish_document(
         _require_ingesting(db, document_id)
         db["documents"].update(
             document_id,
-            {"status": "ready", "total_tokens": total_tokens, "empty_pages": json.dumps(empty_pages)},
+            {
+                "status": "ready",
+                "total_tokens": total_tokens,
+                "empty_pages": json.dumps(empty_pages),
+            },
         )
 
 
@@ -137,7 +145,11 @@ def list_documents(db: sqlite_utils.Database, owner: str) -> list[dict]:
 
 
 def get_pages(
-    db: sqlite_utils.Database, document_id: int, *, first: int | None = None, last: int | None = None
+    db: sqlite_utils.Database,
+    document_id: int,
+    *,
+    first: int | None = None,
+    last: int | None = None,
 ) -> list[dict]:
     """Pages {number, text, tokens} in order, optionally only first..last (inclusive)."""
     return list(

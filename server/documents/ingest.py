@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Protocol
 
-from server.documents.extract import PdfText, check_pdf
+from server.documents.extract import CHUNK_PAGES, PdfText, check_pdf
 from storage import documents
 from storage.errors import DocumentExistsError
 
@@ -43,14 +43,17 @@ def ingest_pdf(
     max_bytes: int,
     progress: Progress | None = None,
     workers: int | None = None,
+    chunk_pages: int = CHUNK_PAGES,
 ) -> dict:
     """Store a PDF for `owner` and return its document (storage's dict, plus `reused`).
 
     The same bytes uploaded again by the same owner return the stored document without
     reading the file (`reused: True`). `progress(done, total)` is called with page counts as
-    pages are stored (an exception from it cancels the ingestion). Raises a DocumentError
-    subclass (PdfTooLargeError, NotAPdfError, EncryptedPdfError, WrongPasswordError,
-    CorruptPdfError) with nothing stored. Blocking: call it from a worker thread.
+    pages are stored, every `chunk_pages` pages (an exception from it cancels the
+    ingestion); `workers` extraction processes read them (default: see PdfText.chunks).
+    Raises a DocumentError subclass (PdfTooLargeError, NotAPdfError, EncryptedPdfError,
+    WrongPasswordError, CorruptPdfError) with nothing stored. Blocking: call it from a
+    worker thread.
     """
     check_pdf(data, max_bytes=max_bytes)
     sha256 = sha256_of(data)
@@ -68,19 +71,20 @@ def ingest_pdf(
         except DocumentExistsError:  # the same file finished in a concurrent upload
             return {**documents.find_document(db, owner, sha256), "reused": True}
         try:
-            _store_pages(db, document_id, pdf, counter, progress, workers)
+            chunks = pdf.chunks(workers=workers, chunk_pages=chunk_pages)
+            _store_pages(db, document_id, total, chunks, counter, progress)
         except BaseException:
             documents.discard_document(db, document_id)
             raise
     return {**documents.get_document(db, owner, document_id), "reused": False}
 
 
-def _store_pages(db, document_id: int, pdf: PdfText, counter: Counter,
-                 progress: Progress | None, workers: int | None) -> None:
-    total, done, total_tokens, empty_pages = pdf.page_count, 0, 0, []
+def _store_pages(db, document_id: int, total: int, chunks, counter: Counter,
+                 progress: Progress | None) -> None:
+    done, total_tokens, empty_pages = 0, 0, []
     if progress:
         progress(0, total)
-    for chunk in pdf.chunks(workers=workers):
+    for chunk in chunks:
         counts = counter.count_texts([page.text for page in chunk])
         documents.add_pages(
             db, document_id, [(p.number, p.text, n) for p, n in zip(chunk, counts, strict=True)]

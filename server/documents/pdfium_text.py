@@ -1,11 +1,12 @@
 """Page text from pdfium, with the whitespace of monospaced code restored from glyph positions.
 
-pdfium is fast (~15x pypdf) but drops space glyphs: a line starts at its first visible
-character and every gap becomes one generated space, so code loses its indentation. In a
-monospaced font, positions are columns: the indentation of a line is the distance of its first
-glyph from the left edge of its code block, in glyph advances, and the width of each gap tells
-how many spaces it held. Only those few glyph positions are asked for (one or two per word
-gap), which keeps the restoration cheap next to pdfium's own layout work.
+pdfium is an order of magnitude faster than pypdf but drops space glyphs: a line starts at its
+first visible character and every gap becomes one generated space, so code loses its
+indentation. In a monospaced font, positions are columns: the indentation of a line is the
+distance of its first glyph from the left edge of its code block, in glyph advances, and where
+the word after a gap starts tells how many spaces the gap held. Only a few glyph positions
+are asked for (about one per word gap), which keeps the restoration cheap next to pdfium's own
+layout work.
 
 The left edge of a block is its least indented line. A block that starts at the top of a page
 may be the continuation of one from the previous page, all of whose lines are indented, so
@@ -33,7 +34,8 @@ class _Line:
     text: str
     start: int  # char index of the first character
     x: float = 0.0
-    advance: float = 0.0  # glyph advance if the line is monospaced, else 0
+    mono: bool = False  # set in a fixed-pitch font from its first to its last glyph
+    advance: float = 0.0  # glyph advance of a monospaced line (0 when unknown)
 
 
 @dataclass
@@ -87,21 +89,34 @@ class _Positions:
 
 
 def _measure(line: _Line, pos: _Positions) -> None:
-    """Fill x and advance of a line; advance stays 0 unless it is monospaced text."""
-    text = line.text
-    x0 = pos.x(line.start)
+    """Fill x, mono and advance of a line."""
+    text, start = line.text, line.start
+    x0 = pos.x(start)
     if x0 is None:
         return
     line.x = x0
-    if not pos.fixed_pitch(line.start):
+    last = len(text) - 1
+    if not pos.fixed_pitch(start) or not pos.fixed_pitch(start + last):
         return
+    line.mono = True
     # The advance is the distance between two neighbouring glyphs that are not a gap.
-    for i in range(len(text) - 1):
+    advance = 0.0
+    for i in range(last):
         if text[i] != " " and text[i + 1] != " ":
-            a, b = pos.x(line.start + i), pos.x(line.start + i + 1)
-            if a is not None and b is not None and b - a > 0.1:
-                line.advance = b - a
-            return
+            a, b = pos.x(start + i), pos.x(start + i + 1)
+            if a is not None and b is not None:
+                advance = b - a
+            break
+    if advance <= 0.1:
+        return  # e.g. a lone "}": the advance comes from the lines around it
+    # In monospace the last glyph sits a whole number of columns, at least one per glyph
+    # before it, from the first; a line that only starts with inline code does not.
+    x_last = pos.x(start + last)
+    columns = (x_last - x0) / advance if x_last is not None else -1.0
+    if abs(columns - round(columns)) > 0.15 or columns < last - 0.5:
+        line.mono = False
+        return
+    line.advance = advance
 
 
 def _respace(line: _Line, pos: _Positions) -> str:
@@ -125,8 +140,23 @@ def _respace(line: _Line, pos: _Positions) -> str:
     return out
 
 
+def _borrow_advances(lines: list[_Line]) -> None:
+    """Give monospaced lines without a measurable advance that of their neighbours."""
+    previous = 0.0
+    for line in lines:
+        if line.mono and not line.advance:
+            line.advance = previous
+        previous = line.advance if line.mono else 0.0
+    following = 0.0
+    for line in reversed(lines):
+        if line.mono and not line.advance:
+            line.advance = following
+        following = line.advance if line.mono else 0.0
+
+
 def _blocks(lines: list[_Line]) -> list[list[_Line]]:
     """Runs of consecutive monospaced lines with the same advance."""
+    _borrow_advances(lines)
     blocks, current = [], []
     for line in lines:
         if current and line.advance and abs(line.advance - current[0].advance) < 0.01:

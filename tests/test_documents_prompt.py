@@ -93,20 +93,21 @@ def pages_of(tokens: list[int]) -> list[dict]:
 
 
 def test_chunks_keep_page_order_and_fit_the_budget():
-    chunks = plan_chunks(pages_of([30, 50, 20, 90, 10, 10, 60]), 100, marker_tokens=8)
+    # Without a counter a page marker [page N] with one digit is taken to cost 7 tokens.
+    chunks = plan_chunks(pages_of([31, 51, 21, 91, 11, 11, 61]), 100)
     assert [[p["number"] for p in c.pages] for c in chunks] == [[1, 2], [3], [4], [5, 6], [7]]
     assert [c.tokens for c in chunks] == [96, 28, 98, 36, 68]
 
 
 def test_chunk_token_totals_include_page_markers():
-    chunks = plan_chunks(pages_of([30, 50, 20]), 100, marker_tokens=8)
+    chunks = plan_chunks(pages_of([31, 51, 21]), 100)
     assert [(c.first, c.last, c.tokens) for c in chunks] == [(1, 2, 96), (3, 3, 28)]
 
 
 def test_page_larger_than_the_budget_is_split_not_dropped():
     text = "".join(f"line {i:03d} of the big page\n" for i in range(200))
     big = {"number": 4, "text": text, "tokens": 1000}
-    chunks = plan_chunks([big], 300, marker_tokens=8)
+    chunks = plan_chunks([big], 300)
     parts = [p for c in chunks for p in c.pages]
     assert len(parts) > 3
     assert {p["number"] for p in parts} == {4}
@@ -116,7 +117,23 @@ def test_page_larger_than_the_budget_is_split_not_dropped():
 
 def test_budget_too_small_for_any_page_is_refused():
     with pytest.raises(ValueError, match="cannot hold a single page"):
-        plan_chunks(pages_of([1]), 8, marker_tokens=8)
+        plan_chunks(pages_of([1]), 7)
+
+
+def test_chunk_token_totals_bound_the_exact_count_of_their_text():
+    from server.documents.render import page_block
+    from server.tokens import qwen3_counter
+
+    counter = qwen3_counter()
+    extracted = extract_pages((PDFS / "chromium-code-cjk.pdf").read_bytes())
+    pages = [{"number": p.number + 1000, "text": p.text, "tokens": counter.count_text(p.text)}
+             for p in extracted]
+    pages.append({"number": 1017, "text": "", "tokens": 0})  # an image-only page
+    chunks = plan_chunks(pages, 3000, counter=counter)
+    assert [p["number"] for c in chunks for p in c.pages] == [p["number"] for p in pages]
+    for chunk in chunks:
+        text = "\n\n".join(page_block(p["number"], p["text"]) for p in chunk.pages)
+        assert counter.count_text(text) <= chunk.tokens <= 3000
 
 
 def test_chunk_summary_and_answer_prompts_cite_pages():

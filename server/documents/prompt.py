@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.documents.file_part import file_part_to_text
-from server.documents.render import document_text, safe_filename
+from server.documents.render import EMPTY_PAGE_NOTE, document_text, safe_filename
 
 __all__ = [
     "DOCUMENTS_INSTRUCTION", "Chunk", "chunk_messages", "document_context", "document_text",
@@ -73,28 +73,39 @@ def with_documents(messages: list[dict], context: str) -> list[dict]:
     return [{"role": "system", "content": documents}, *messages]
 
 
-def page_tokens(page: Mapping[str, Any], marker_tokens: int) -> int:
-    """What a page costs in a prompt: its text plus its marker and separators."""
-    return page["tokens"] + marker_tokens
+def marker_tokens(page: Mapping[str, Any], counter: Any = None) -> int:
+    """An upper bound of what a page adds to its text's tokens: marker, blank line, and the
+    note that stands in for an empty page.
+
+    Exact for the marker with a counter (plus 2 for the blank line and for BPE joining
+    across the boundary); without one, every digit counted as a token, as Qwen3 splits them.
+    """
+    number, empty = page["number"], not page["text"].strip()
+    if counter is not None:
+        note = counter.count_text(EMPTY_PAGE_NOTE) if empty else 0
+        return counter.count_text(f"[page {number}]\n") + 2 + note
+    return len(str(number)) + 6 + (len(EMPTY_PAGE_NOTE) // 2 if empty else 0)
 
 
 def plan_chunks(
-    pages: Sequence[Mapping[str, Any]], budget: int, *, marker_tokens: int = 8
+    pages: Sequence[Mapping[str, Any]], budget: int, *, counter: Any = None
 ) -> list[Chunk]:
     """Split pages ({number, text, tokens}) in order into chunks of at most `budget` tokens.
 
-    `marker_tokens` is the per-page overhead of `[page N]` and the blank lines (8 is an upper
-    bound for Qwen3 and SmolLM2). A page larger than the whole budget is split at line
-    breaks into parts that keep its number (nothing is dropped); its parts' token counts are
-    estimated from their share of the page's characters.
+    A chunk's `tokens` bounds its pages as `document_text` lays them out, markers included;
+    `budget` is for pages only (leave room for the header, instructions and the answer). A
+    page larger than the whole budget is split at line breaks into parts that keep its number
+    (nothing is dropped); its parts' token counts are estimated from their share of the
+    page's characters.
     """
-    if budget <= marker_tokens:
-        raise ValueError(f"a chunk budget of {budget} tokens cannot hold a single page")
     chunks: list[Chunk] = []
     current = Chunk()
     for page in pages:
-        for part in _fit_page(page, budget - marker_tokens):
-            cost = page_tokens(part, marker_tokens)
+        overhead = marker_tokens(page, counter)
+        if budget <= overhead:
+            raise ValueError(f"a chunk budget of {budget} tokens cannot hold a single page")
+        for part in _fit_page(page, budget - overhead):
+            cost = part["tokens"] + overhead
             if current.pages and current.tokens + cost > budget:
                 chunks.append(current)
                 current = Chunk()

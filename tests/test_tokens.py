@@ -90,6 +90,11 @@ def test_digits_then_byte_level_pre_tokenizer_matches_hf(model_dir, tmp_path):
         assert encoding.encode(text, allowed_special="all") == hf_ids(hf, text)
 
 
+def test_counters_are_named_for_their_model(qwen3, model_dir):
+    assert qwen3.name == TokenCounter.from_dir(qwen3_tokenizer_dir()).name == "Qwen3"
+    assert TokenCounter.from_dir(model_dir).name == "SmolLM2-135M-Instruct"
+
+
 def test_special_token_text_counts_as_one_token(qwen3):
     assert qwen3.encode("<|im_start|>") == [151644]
     assert qwen3.count_text("<|im_start|>user\nhi<|im_end|>") == 5

@@ -1,0 +1,281 @@
+"""The workbench's service facade: everything the browser UI does, on behalf of one owner.
+
+UI callbacks call these methods and never touch SQLite or `storage` themselves. Every method
+that reads or changes data takes the owner (the signed-in API key's name) and passes it to
+storage, where another owner's conversation behaves exactly like a missing one.
+
+Methods are synchronous (one SQLite connection per thread): Gradio runs sync callbacks in its
+thread pool; async callbacks call them through `anyio.to_thread.run_sync`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from storage import ImportFormatError, NotFoundError, Store
+from storage import conversations as conv
+from storage import keys, usage
+
+__all__ = ["DEFAULT_PARAMS", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
+
+# Sampling defaults, as documented in ../shared/API.md (stop: none).
+DEFAULT_PARAMS: dict[str, Any] = {
+    "temperature": 0.7,
+    "top_p": 1.0,
+    "max_tokens": 2048,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "stop": [],
+}
+# OpenAI accepts at most four stop sequences.
+MAX_STOP_SEQUENCES = 4
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is signed in: the key's name owns conversations, documents and usage."""
+
+    owner: str
+    admin: bool
+
+
+def normalize_params(params: dict | None) -> dict[str, Any]:
+    """Stored or typed sampling parameters, completed with the defaults and clamped to range."""
+    merged = {**DEFAULT_PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
+
+    def number(key: str, low: float, high: float) -> float:
+        try:
+            value = float(merged[key])
+        except (TypeError, ValueError):
+            value = DEFAULT_PARAMS[key]
+        if not math.isfinite(value):
+            value = DEFAULT_PARAMS[key]
+        return min(max(value, low), high)
+
+    stop = merged["stop"]
+    if isinstance(stop, str):
+        stop = [stop]
+    stop = [s for s in stop if isinstance(s, str) and s][:MAX_STOP_SEQUENCES]
+    return {
+        "temperature": number("temperature", 0.0, 2.0),
+        "top_p": number("top_p", 0.0, 1.0),
+        "max_tokens": int(number("max_tokens", 1, 10_000_000)),
+        "presence_penalty": number("presence_penalty", -2.0, 2.0),
+        "frequency_penalty": number("frequency_penalty", -2.0, 2.0),
+        "stop": stop,
+    }
+
+
+def prompt_messages(system_prompt: str, messages: list[dict], draft: str | None = None) -> list[dict]:
+    """The chat messages sent to /v1 for a conversation (and the gauge counts the same).
+
+    Failed answers are left out (the model never said them); a stopped answer's partial text
+    stays, as the person saw it.
+    """
+    out = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+    for m in messages:
+        if m["role"] == "assistant" and (m["status"] == "error" or not m["content"]):
+            continue
+        out.append({"role": m["role"], "content": m["content"]})
+    if draft:
+        out.append({"role": "user", "content": draft})
+    return out
+
+
+def _slug(title: str | None) -> str:
+    slug = re.sub(r"[^\w]+", "-", (title or "conversation").lower()).strip("-")
+    return slug[:60] or "conversation"
+
+
+class Workbench:
+    """Owner-scoped access to storage, token counting and usage, for the UI.
+
+    Built from the app's services before the app starts: the store and the counter are
+    opened by the lifespan later, so they are looked up on each call, as is the context limit
+    (the gateway discovers the engine's).
+    """
+
+    def __init__(self, services: Any):
+        self._services = services
+
+    @property
+    def store(self) -> Store:
+        store = self._services.store
+        if store is None:
+            raise RuntimeError("the app is not running: its store is closed")
+        return store
+
+    @property
+    def counter(self) -> Any:
+        return self._services.counter
+
+    @property
+    def max_context(self) -> int:
+        """The context limit the gateway enforces now."""
+        return self._services.engine.max_context
+
+    # Sign-in -------------------------------------------------------------------------------
+
+    def sign_in(self, secret: str | None) -> Identity | None:
+        """The identity of an active API key, or None for an unknown or revoked one."""
+        key = keys.authenticate(self.store.db, (secret or "").strip())
+        return Identity(owner=key.name, admin=key.admin) if key else None
+
+    def browser_secret(self) -> str:
+        """The secret for the browser's encrypted local storage (the remembered sign-in).
+
+        Gradio ships it to the browser with the page, so it only keeps the key from being
+        readable at a glance; same-origin rules protect it. Derived from the data dir, it stays
+        the same across restarts, so a remembered sign-in survives them.
+        """
+        data_dir = Path(self._services.settings.data_dir).resolve()
+        return hashlib.sha256(f"qwen-workbench-browser:{data_dir}".encode()).hexdigest()[:32]
+
+    # Conversations -------------------------------------------------------------------------
+
+    def list_conversations(self, owner: str, *, limit: int = 200) -> list[dict]:
+        """The owner's conversations, most recently updated first."""
+        return conv.list_conversations(self.store.db, owner, limit=limit)
+
+    def get_conversation(self, owner: str, cid: int) -> dict | None:
+        """One conversation with its params completed by the defaults, or None."""
+        found = conv.get_conversation(self.store.db, owner, cid)
+        if found:
+            found["params"] = normalize_params(found["params"])
+        return found
+
+    def create_conversation(self, owner: str, *, system_prompt: str = "", params: dict | None = None) -> int:
+        """A new untitled conversation (its first user message will title it)."""
+        return conv.create_conversation(
+            self.store.db, owner, system_prompt=system_prompt, params=normalize_params(params)
+        )
+
+    def rename(self, owner: str, cid: int, title: str) -> bool:
+        """Set a conversation's title; False if it is not the owner's."""
+        title = " ".join(title.split())
+        if not title:
+            raise ValueError("a title cannot be empty")
+        return conv.rename_conversation(self.store.db, owner, cid, title)
+
+    def delete(self, owner: str, cid: int) -> bool:
+        """Delete a conversation and its messages; False if it is not the owner's."""
+        return conv.delete_conversation(self.store.db, owner, cid)
+
+    def save_settings(self, owner: str, cid: int, *, system_prompt: str, params: dict) -> bool:
+        """Remember the system prompt and sampling parameters of a conversation."""
+        current = conv.get_conversation(self.store.db, owner, cid)
+        if current is None:
+            return False
+        params = normalize_params(params)
+        # Unchanged settings are not written: a write would move the conversation to the top.
+        if current["system_prompt"] == system_prompt and normalize_params(current["params"]) == params:
+            return True
+        return conv.update_conversation_settings(
+            self.store.db, owner, cid, system_prompt=system_prompt, params=params
+        )
+
+    # Messages ------------------------------------------------------------------------------
+
+    def messages(self, owner: str, cid: int) -> list[dict]:
+        """The conversation's messages in order, with each answer's stats."""
+        return conv.list_messages(self.store.db, owner, cid)
+
+    def add_user_message(self, owner: str, cid: int, content: str) -> int:
+        """Store the person's message (before the model is asked, so it is never lost)."""
+        return conv.add_message(self.store.db, owner, cid, "user", content)
+
+    def save_answer(
+        self, owner: str, cid: int, content: str, *, model: str | None, stats: dict | None,
+        status: str = "complete", error: str | None = None,
+    ) -> int:
+        """Store an answer as it ended: complete, stopped (partial kept) or failed."""
+        stats = {k: v for k, v in (stats or {}).items() if v is not None}
+        return conv.add_message(
+            self.store.db, owner, cid, "assistant", content,
+            model=model, stats=stats, status=status, error=error,
+        )
+
+    def drop_last_answer(self, owner: str, cid: int) -> bool:
+        """Delete the answers after the last user message (to regenerate); False if none left.
+
+        Returns whether the conversation now ends with a user message to answer.
+        """
+        messages = self.messages(owner, cid)
+        while messages and messages[-1]["role"] == "assistant":
+            conv.delete_message(self.store.db, owner, messages.pop()["id"])
+        return bool(messages) and messages[-1]["role"] == "user"
+
+    def edit_last_user_message(self, owner: str, cid: int, message_id: int, content: str) -> bool:
+        """Replace the last user message and drop what came after it (then it is resent).
+
+        False (and nothing changed) if `message_id` is not the conversation's last user message.
+        """
+        content = content.strip()
+        messages = self.messages(owner, cid)
+        users = [m for m in messages if m["role"] == "user"]
+        if not content or not users or users[-1]["id"] != message_id:
+            return False
+        conv.update_message(self.store.db, owner, message_id, content=content)
+        for m in messages:
+            if m["id"] > message_id:
+                conv.delete_message(self.store.db, owner, m["id"])
+        return True
+
+    # Prompt size ---------------------------------------------------------------------------
+
+    async def count_prompt(self, messages: list[dict]) -> int:
+        """Exact prompt tokens of these chat messages, chat template included."""
+        try:
+            # The local tokenizer is CPU work: keep it off the event loop.
+            return await anyio.to_thread.run_sync(self.counter.count_messages, messages)
+        except NotImplementedError:
+            # A remote counter (vLLM's /tokenize) only counts asynchronously.
+            return await self.counter.acount_messages(messages)
+
+    async def count_text(self, text: str) -> int:
+        """Tokens in `text` without chat framing (a partial answer's length)."""
+        try:
+            return await anyio.to_thread.run_sync(self.counter.count_text, text)
+        except NotImplementedError:
+            return await self.counter.acount_text(text)
+
+    # Search, export, import ----------------------------------------------------------------
+
+    def search(self, owner: str, query: str, *, limit: int = 30) -> list[dict]:
+        """Full-text matches in titles and messages, best first (snippets mark hits in **bold**)."""
+        return conv.search_conversations(self.store.db, owner, query, limit=limit)
+
+    def export_markdown(self, owner: str, cid: int) -> tuple[str, str]:
+        """(file name, Markdown text) of a conversation."""
+        title = (self.get_conversation(owner, cid) or {}).get("title")
+        return f"{_slug(title)}.md", conv.export_markdown(self.store.db, owner, cid)
+
+    def export_json(self, owner: str, cid: int) -> tuple[str, str]:
+        """(file name, JSON text) of a conversation, in the format import_json reads."""
+        data = conv.export_json(self.store.db, owner, cid)
+        return f"{_slug(data['title'])}.json", json.dumps(data, ensure_ascii=False, indent=2)
+
+    def import_json(self, owner: str, raw: str | bytes) -> int:
+        """A new conversation from an exported JSON file; ImportFormatError says what is wrong."""
+        try:
+            data = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ImportFormatError(f"the file is not JSON ({exc})") from None
+        return conv.import_json(self.store.db, owner, data)
+
+    # Usage ---------------------------------------------------------------------------------
+
+    def usage_series(self, owner: str, *, window_seconds: int, bucket_seconds: int) -> list[dict]:
+        """Requests and tokens of the owner's key per time bucket over the last window."""
+        return usage.usage_series(
+            self.store.db, owner, since=time.time() - window_seconds, bucket_seconds=bucket_seconds
+        )

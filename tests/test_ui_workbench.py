@@ -1,0 +1,261 @@
+"""The browser workbench, end to end: Chromium → Gradio UI → our /v1 → the real vLLM engine.
+
+Assertions are on what the person sees, with Playwright's retrying expectations; the SQLite
+file is read directly only to check what was stored (a stopped answer's status, the usage
+log). One browser per module; each test opens its own context (fresh localStorage).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+
+import pytest
+from playwright.sync_api import Page, expect, sync_playwright
+
+from storage import Store
+from storage.conversations import list_messages
+from storage.keys import authenticate, create_key
+from tests.conftest import ARTIFACTS
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--no-first-run", "--disable-sync",
+]
+# The tiny CPU model writes ~20 tokens/s: keep answers short unless a test needs a long one.
+SHORT = 24
+STREAM_TIMEOUT = 90_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+# --- helpers (also used by the other UI test modules) ---------------------------------------
+
+def sign_in(page: Page, url: str, key: str) -> None:
+    """Open the workbench and sign in; returns once the chat is on screen."""
+    page.goto(url)
+    page.locator("#signin-key input").fill(key)
+    page.locator("#signin-button").click()
+    expect(page.locator("#chatbot")).to_be_visible()
+
+
+def new_conversation(page: Page, max_tokens: int = SHORT) -> None:
+    """Start an empty conversation with a small answer budget."""
+    page.locator("#new-conversation").click()
+    # A new conversation is selected nowhere in the list until its first message.
+    expect(page.locator("#conversation-list label.selected")).to_have_count(0)
+    expect(page.locator("#chatbot [data-testid=user]")).to_have_count(0)
+    page.locator("#max-tokens input").fill(str(max_tokens))
+    page.locator("#max-tokens input").press("Tab")
+
+
+def send(page: Page, text: str) -> None:
+    """Type a message and send it."""
+    page.locator("#draft textarea").fill(text)
+    page.locator("#send-button").click()
+
+
+def last_answer(page: Page):
+    """The last assistant message in the chat."""
+    return page.locator("#chatbot [data-testid=bot]").last
+
+
+def wait_for_answer(page: Page) -> None:
+    """Until the last answer has ended (its stats line is shown)."""
+    expect(last_answer(page).locator(".wb-stats")).to_be_visible(timeout=STREAM_TIMEOUT)
+
+
+def answer_text(page: Page) -> str:
+    """The last answer as shown, without its stats line."""
+    return last_answer(page).evaluate(
+        "el => { const c = el.cloneNode(true); c.querySelectorAll('.wb-stats, .wb-error')"
+        ".forEach(n => n.remove()); return c.innerText.trim(); }"
+    )
+
+
+def open_conversation_id(page: Page) -> int:
+    """Id of the conversation selected in the sidebar."""
+    selected = page.locator("#conversation-list label.selected input")
+    expect(selected).to_have_count(1)
+    return int(selected.get_attribute("value"))
+
+
+def owner_of(app) -> str:
+    with Store(app.data_dir / "workbench.db") as store:
+        return authenticate(store.db, app.api_key).name
+
+
+def stored_messages(app, cid: int) -> list[dict]:
+    with Store(app.data_dir / "workbench.db") as store:
+        return list_messages(store.db, owner_of(app), cid)
+
+
+def unique(word: str) -> str:
+    return f"{word}-{secrets.token_hex(3)}"
+
+
+# --- tests ----------------------------------------------------------------------------------
+
+def test_sign_in_refuses_a_wrong_key_then_accepts_the_real_one(page, app):
+    page.goto(app.url)
+    page.locator("#signin-key input").fill("wb-not-a-key")
+    page.locator("#signin-button").click()
+    expect(page.locator("#signin-message")).to_contain_text("not accepted")
+    expect(page.locator("#chatbot")).to_be_hidden()
+    page.locator("#signin-key input").fill(app.api_key)
+    page.locator("#signin-button").click()
+    expect(page.locator("#whoami")).to_contain_text(f"Signed in as {owner_of(app)}")
+    expect(page.locator("#chatbot")).to_be_visible()
+
+
+def test_answer_streams_growing_then_shows_its_stats(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=48)
+    send(page, "Tell me a short story about a lighthouse keeper.")
+    answer = last_answer(page)
+    # While streaming, the answer carries a cursor; catch it part-way.
+    expect(answer).to_contain_text("▍", timeout=STREAM_TIMEOUT)
+    partial = answer.inner_text().replace("▍", "").strip()
+    wait_for_answer(page)
+    final = answer_text(page)
+    assert final.startswith(partial[:10]) and len(final) > len(partial), (partial, final)
+    stats = answer.locator(".wb-stats")
+    expect(stats).to_contain_text(re.compile(r"TTFT [\d,]+ ms"))
+    expect(stats).to_contain_text(re.compile(r"decode [\d,.]+ tok/s"))
+    expect(stats).to_contain_text(re.compile(r"prompt [1-9][\d,]*"))
+    expect(stats).to_contain_text(re.compile(r"cached \d+"))
+    expect(stats).to_contain_text(re.compile(r"completion [1-9][\d,]*"))
+    expect(stats).to_contain_text(re.compile(r"finish (stop|length)"))
+    # The gauge counts the history now: more than the question alone.
+    expect(page.locator("#context-gauge")).to_contain_text(re.compile(r"Context [\d,]+ / 8,192"))
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "workbench-main.png"))
+
+
+def test_stop_aborts_the_answer_and_keeps_the_partial(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=1500)
+    sent_at = time.time()
+    send(page, "Count from 1 to 1000, separated by commas.")
+    expect(last_answer(page)).to_contain_text(re.compile(r"\w.*▍"), timeout=STREAM_TIMEOUT)
+    page.locator("#stop-button").click()
+    stats = last_answer(page).locator(".wb-stats")
+    expect(stats).to_contain_text("stopped by you")
+    expect(page.locator("#send-button")).to_be_visible()
+    shown = answer_text(page)
+    assert shown
+    cid = open_conversation_id(page)
+    answer = stored_messages(app, cid)[-1]
+    assert (answer["role"], answer["status"]) == ("assistant", "stopped")
+    assert 0 < answer["completion_tokens"] < 1500
+    # The gateway saw the client go away (it aborts the engine's request then).
+    deadline = time.time() + 10
+    with Store(app.data_dir / "workbench.db") as store:
+        while True:
+            rows = list(store.db.query(
+                "SELECT * FROM usage_log WHERE error_code = 'client_disconnected'"
+                " AND created_at >= ?", [sent_at]))
+            if rows or time.time() > deadline:
+                break
+            time.sleep(0.2)
+    assert rows, "the stream was not closed when Stop was clicked"
+    # And after a reload the partial answer is still there, marked as stopped.
+    page.reload()
+    expect(last_answer(page).locator(".wb-stats")).to_contain_text("stopped by you")
+
+
+def test_reload_signs_back_in_and_reopens_the_conversation(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page)
+    question = f"What is a {unique('pelican')}?"
+    send(page, question)
+    wait_for_answer(page)
+    cid = open_conversation_id(page)
+    page.reload()
+    expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text(question)
+    expect(last_answer(page).locator(".wb-stats")).to_be_visible()
+    expect(page.locator(f"#conversation-list input[value='{cid}']")).to_be_checked()
+    # Newest first: the conversation just used tops the list.
+    expect(page.locator("#conversation-list label").first).to_contain_text(question[:40])
+
+
+def test_search_finds_a_conversation_by_words_of_its_answer(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=40)
+    send(page, f"Describe the ocean in two sentences. ({unique('ref')})")
+    wait_for_answer(page)
+    cid = open_conversation_id(page)
+    stored = stored_messages(app, cid)[-1]["content"]
+    words = sorted(set(re.findall(r"[A-Za-z]{5,}", stored)), key=len, reverse=True)[:2]
+    assert words, stored
+    page.locator("#conversation-search input").fill(" ".join(words))
+    expect(page.locator(f"#conversation-list input[value='{cid}']")).to_have_count(1)
+    expect(page.locator("#conversation-list")).to_contain_text(words[0])
+    # A word nobody wrote finds nothing.
+    page.locator("#conversation-search input").fill(unique("zzqx").replace("-", ""))
+    expect(page.locator("#conversation-list label")).to_have_count(0)
+
+
+def test_rename_then_delete_after_confirming(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=8)
+    send(page, "Name three colours.")
+    wait_for_answer(page)
+    cid = open_conversation_id(page)
+    title = unique("Colours")
+    page.locator("#conversation-title input").fill(title)
+    page.locator("#rename-button").click()
+    entry = page.locator("#conversation-list label", has=page.locator(f"input[value='{cid}']"))
+    expect(entry).to_contain_text(title)
+    page.reload()
+    expect(entry).to_contain_text(title)
+    # Delete asks first; "Keep it" keeps it.
+    page.locator("#delete-button").click()
+    expect(page.locator("#delete-confirm-message")).to_contain_text(title)
+    page.locator("#delete-cancel").click()
+    expect(page.locator("#delete-confirm")).to_be_hidden()
+    expect(entry).to_have_count(1)
+    page.locator("#delete-button").click()
+    page.locator("#delete-confirm").click()
+    expect(entry).to_have_count(0)
+    expect(page.locator("#conversation-list")).not_to_contain_text(title)
+    assert stored_messages(app, cid) == []
+
+
+def test_another_key_sees_none_of_the_first_keys_conversations(browser, page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=8)
+    question = f"Hello from {unique('alice')}"
+    send(page, question)
+    wait_for_answer(page)
+    cid = open_conversation_id(page)
+    with Store(app.data_dir / "workbench.db") as store:
+        bob_key = create_key(store.db, unique("bob"))
+    bob = browser.new_context(viewport={"width": 1440, "height": 900}).new_page()
+    try:
+        sign_in(bob, app.url, bob_key)
+        expect(bob.locator("#whoami")).to_contain_text("bob")
+        expect(bob.locator("#conversation-list label")).to_have_count(0)
+        expect(bob.locator("#chatbot [data-testid=user]")).to_have_count(0)
+        bob.locator("#conversation-search input").fill(question.split()[-1])
+        expect(bob.locator("#conversation-list label")).to_have_count(0)
+        expect(bob.locator(f"#conversation-list input[value='{cid}']")).to_have_count(0)
+    finally:
+        bob.context.close()

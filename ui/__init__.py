@@ -1,0 +1,38 @@
+"""The browser workbench: a Gradio 6 app that the server mounts at `/`.
+
+`build_ui(services)` lays the page out (ui.layout) and wires each area (session, sidebar,
+conversation actions, chat, settings, gauge, usage). It reaches the model only through our
+own /v1 (ui.api) and storage only through `server.workbench.Workbench`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from server.workbench import Workbench
+from ui import chat, conversation, gauge, session, settings_panel, sidebar, usage
+from ui.api import ApiClient
+from ui.layout import build_components
+from ui.streaming import InFlight
+
+__all__ = ["build_ui"]
+
+
+def build_ui(services: Any) -> gr.Blocks:
+    """The workbench page for the app's services (settings, store, counter, engine)."""
+    wb = Workbench(services)
+    api = ApiClient(services.settings.self_url)
+    with gr.Blocks(title="Qwen Workbench", fill_width=True) as demo:
+        c = build_components(wb.browser_secret())
+        session.wire(c, wb, demo)
+        sidebar.wire(c, wb)
+        conversation.wire(c, wb)
+        chat.wire(c, wb, api, InFlight())
+        settings_panel.wire(c, wb)
+        gauge.wire(c, wb)
+        usage.wire(c, wb)
+    # Many people stream at once: the gateway enforces the per-key limits, not the UI queue.
+    demo.queue(default_concurrency_limit=32)
+    return demo

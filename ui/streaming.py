@@ -1,0 +1,129 @@
+"""One streamed answer from /v1: the growing text, the response headers, the measured stats.
+
+Timing is taken on this side of the API, as the person experiences it: time to first token
+from sending the request, decode speed from the first token to the last (not averaged over
+the wait for the first one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import openai
+
+
+def api_params(params: dict) -> dict:
+    """Sampling parameters as /v1 takes them (no empty stop list)."""
+    out = {k: params[k] for k in ("temperature", "top_p", "max_tokens", "presence_penalty",
+                                  "frequency_penalty")}
+    if params.get("stop"):
+        out["stop"] = list(params["stop"])
+    return out
+
+
+class AnswerStream:
+    """Streams one chat completion and records what it measured on the way."""
+
+    def __init__(self, client: openai.AsyncOpenAI, *, model: str, messages: list[dict], params: dict):
+        self.client = client
+        self.model = model
+        self.messages = messages
+        self.params = params
+        self.text = ""
+        self.headers: dict[str, str] = {}
+        self.usage = None
+        self.finish_reason: str | None = None
+        self.started: float | None = None
+        self.first_token_at: float | None = None
+        self.last_token_at: float | None = None
+        self._stream = None
+
+    async def chunks(self) -> AsyncIterator[str]:
+        """Yield the answer so far after each piece of text; raises openai errors as they come."""
+        self.started = time.monotonic()
+        try:
+            raw = await self.client.chat.completions.with_raw_response.create(
+                model=self.model, messages=self.messages, stream=True,
+                stream_options={"include_usage": True}, **api_params(self.params),
+            )
+        except openai.APIStatusError as exc:
+            # A 429's headers carry the wait and the headroom: keep them too.
+            self.headers = dict(exc.response.headers)
+            raise
+        self.headers = dict(raw.headers)
+        self._stream = raw.parse()
+        async for chunk in self._stream:
+            if chunk.usage is not None:
+                self.usage = chunk.usage
+            for choice in chunk.choices:
+                if choice.finish_reason:
+                    self.finish_reason = choice.finish_reason
+                if choice.delta and choice.delta.content:
+                    now = time.monotonic()
+                    if self.first_token_at is None:
+                        self.first_token_at = now
+                    self.last_token_at = now
+                    self.text += choice.delta.content
+                    yield self.text
+
+    async def close(self) -> None:
+        """Close the HTTP stream: the gateway sees the disconnect and aborts the engine request."""
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            await stream.close()
+
+    def stats(self, *, prompt_tokens: int | None, completion_tokens: int | None) -> dict:
+        """The answer's stats; the engine's usage wins over the counts given as fallbacks.
+
+        The fallbacks matter when the stream was cut (Stop, an error): no usage chunk came.
+        """
+        if self.usage is not None:
+            prompt_tokens = self.usage.prompt_tokens
+            completion_tokens = self.usage.completion_tokens
+        details = getattr(self.usage, "prompt_tokens_details", None) if self.usage else None
+        cached = getattr(details, "cached_tokens", None) if details else None
+        end = self.last_token_at or time.monotonic()
+        ttft_ms = decode_tps = None
+        if self.first_token_at is not None and self.started is not None:
+            ttft_ms = (self.first_token_at - self.started) * 1000
+            span = (self.last_token_at or self.first_token_at) - self.first_token_at
+            # Tokens after the first, over the time they took.
+            if completion_tokens and completion_tokens > 1 and span > 0:
+                decode_tps = (completion_tokens - 1) / span
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "cached_tokens": cached,
+            "ttft_ms": ttft_ms,
+            "decode_tps": decode_tps,
+            "total_ms": (end - self.started) * 1000 if self.started is not None else None,
+            "finish_reason": self.finish_reason,
+        }
+
+
+class InFlight:
+    """Answers streaming now, per browser session, so Stop can wait for the partial to be saved."""
+
+    def __init__(self):
+        self._done: dict[str, asyncio.Event] = {}
+
+    def begin(self, session_hash: str) -> None:
+        """Mark an answer as streaming for this browser session."""
+        self._done[session_hash] = asyncio.Event()
+
+    def end(self, session_hash: str) -> None:
+        """The answer is saved (complete, stopped or failed)."""
+        event = self._done.pop(session_hash, None)
+        if event is not None:
+            event.set()
+
+    async def wait(self, session_hash: str, timeout: float = 15.0) -> None:
+        """Until the session's answer (if any) is saved, or the timeout passes."""
+        event = self._done.get(session_hash)
+        if event is not None:
+            try:
+                await asyncio.wait_for(event.wait(), timeout)
+            except TimeoutError:
+                pass

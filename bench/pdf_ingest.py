@@ -59,15 +59,16 @@ code { font-family: 'DejaVu Sans Mono', monospace; font-size: 0.9em; }
 pre { font-family: 'DejaVu Sans Mono', monospace; font-size: 9pt; line-height: 1.3;
       white-space: pre; margin: 4pt 0 8pt; padding: 4pt 6pt; border-left: 2pt solid #999; }
 """
-# The test fixture tests/pdfs/chromium-code-cjk.pdf is build_source(27, style=DENSE_STYLE):
-# denser, so that its last page holds only two code lines, which pdfium misreads as a vertical
-# column of glyphs (the case the extractor hands to pypdf).
+# The test fixture tests/pdfs/chromium-code-cjk.pdf: 16 sections, denser, and a last page of
+# two code lines alone, which pdfium misreads as a vertical column of glyphs (the case the
+# extractor hands to pypdf).
 DENSE_STYLE = (
     STYLE.replace("margin: 20mm 18mm", "margin: 18mm 16mm")
     .replace("font-size: 11pt; line-height: 1.4", "font-size: 10.5pt; line-height: 1.35")
     .replace("font-size: 9pt; line-height: 1.3", "font-size: 8.5pt; line-height: 1.25")
 )
 FIXTURE = REPO / "tests" / "pdfs" / "chromium-code-cjk.pdf"
+FIXTURE_TAIL = ["        return payload['key_99'] * 15", "    return {'status': 'done', 'id': 99}"]
 
 
 @dataclass
@@ -98,6 +99,7 @@ def _c_code(rng: random.Random, n: int) -> list[str]:
         "    for (size_t i = 0; i < len; i++) {",
         "        if (buf[i] == '\\n') {",
         f"            state += {rng.randint(1, 4)};     /* next line */",
+        "            /* 换行计数 (count the line) */",
         "        }",
         "    }",
         "    return state;",
@@ -124,8 +126,13 @@ def _python_code(rng: random.Random, n: int) -> list[str]:
     return lines
 
 
-def build_source(sections: int, seed: int = 6, *, style: str = STYLE) -> Source:
-    """A deterministic document: each section has prose, a code block, sometimes Chinese."""
+def build_source(
+    sections: int, seed: int = 6, *, style: str = STYLE, last_page: list[str] | None = None
+) -> Source:
+    """A deterministic document: each section has prose, a code block, sometimes Chinese.
+
+    `last_page`: code lines to print alone on a final page.
+    """
     rng = random.Random(seed)
     src = Source(html="")
     head = f"<meta charset='utf-8'><style>{style}</style>"
@@ -150,9 +157,18 @@ def build_source(sections: int, seed: int = 6, *, style: str = STYLE) -> Source:
             chosen = rng.sample(CJK_SENTENCES, 3)
             src.cjk_sentences += chosen
             parts.append(f"<p class='cjk'>{''.join(chosen)}</p>")
+    if last_page:
+        src.code_lines += last_page
+        code = html.escape("\n".join(last_page))
+        parts.append(f"<pre style='break-before: page'>{code}</pre>")
     parts.append("</body></html>")
     src.html = "".join(parts)
     return src
+
+
+def fixture_source() -> Source:
+    """The source of tests/pdfs/chromium-code-cjk.pdf (tests check the PDF's text against it)."""
+    return build_source(16, style=DENSE_STYLE, last_page=FIXTURE_TAIL)
 
 
 def print_pdf(page_html: str) -> bytes:
@@ -268,7 +284,7 @@ def main() -> None:
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
     if args.write_fixture:
-        FIXTURE.write_bytes(print_pdf(build_source(27, style=DENSE_STYLE).html))
+        FIXTURE.write_bytes(print_pdf(fixture_source().html))
         print(f"wrote {FIXTURE.relative_to(REPO)}")
         return
 

@@ -60,8 +60,8 @@ def test_finished_document_describes_the_upload(store, counter):
             ("owner", "filename", "sha256", "page_count", "tokenizer", "empty_pages", "status",
              "pages_done", "reused")} == {
         "owner": "alice", "filename": "long.pdf", "sha256": sha256_of(GENERATED),
-        "page_count": 16, "tokenizer": "Qwen3", "empty_pages": [], "status": "ready",
-        "pages_done": 16, "reused": False,
+        "page_count": 10, "tokenizer": "Qwen3", "empty_pages": [], "status": "ready",
+        "pages_done": 10, "reused": False,
     }
 
 
@@ -74,9 +74,9 @@ def test_pages_are_stored_as_they_are_read_with_progress(store, counter):
         seen.append((done, total, document["pages_done"], document["status"]))
 
     ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT,
-               progress=progress, workers=1, chunk_pages=6)
-    assert seen == [(0, 16, 0, "ingesting"), (6, 16, 6, "ingesting"), (12, 16, 12, "ingesting"),
-                    (16, 16, 16, "ingesting")]
+               progress=progress, workers=1, chunk_pages=4)
+    assert seen == [(0, 10, 0, "ingesting"), (4, 10, 4, "ingesting"), (8, 10, 8, "ingesting"),
+                    (10, 10, 10, "ingesting")]
 
 
 def test_two_workers_store_the_same_pages(store, counter, tmp_path):
@@ -101,7 +101,7 @@ def test_same_file_again_returns_the_stored_document_without_reading_it(
     monkeypatch.setattr(ingest_module, "PdfText", must_not_read)
     again = ingest_pdf(store, "alice", "renamed.pdf", GENERATED, counter, max_bytes=LIMIT)
     assert again == {**first, "reused": True}
-    assert stored_rows(store) == (1, 16)
+    assert stored_rows(store) == (1, 10)
 
 
 def test_same_file_from_another_owner_is_their_own_document(store, counter):
@@ -109,17 +109,17 @@ def test_same_file_from_another_owner_is_their_own_document(store, counter):
     bob = ingest_pdf(store, "bob", "long.pdf", GENERATED, counter, max_bytes=LIMIT)
     assert (bob["reused"], bob["owner"]) == (False, "bob")
     assert bob["id"] != alice["id"]
-    assert stored_rows(store) == (2, 32)
+    assert stored_rows(store) == (2, 20)
 
 
 def test_failure_midway_discards_everything_stored(store, counter):
     def cancel_after_first_batch(done, total):
-        if done >= 8:
+        if done >= 4:
             raise KeyboardInterrupt  # e.g. the upload was cancelled
 
     with pytest.raises(KeyboardInterrupt):
         ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT,
-                   progress=cancel_after_first_batch, workers=1, chunk_pages=8)
+                   progress=cancel_after_first_batch, workers=1, chunk_pages=4)
     assert stored_rows(store) == (0, 0)
     # And the same file can then be ingested normally.
     document = ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT)
@@ -132,14 +132,14 @@ def test_page_damaged_after_opening_discards_the_document(store, counter, monkey
     real_read = extract._Reader.read
 
     def read_then_fail(self, first, last):
-        if first >= 8:
+        if first >= 4:
             raise CorruptPdfError()
         return real_read(self, first, last)
 
     monkeypatch.setattr(extract._Reader, "read", read_then_fail)
     with pytest.raises(CorruptPdfError):
         ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT, workers=1,
-                   chunk_pages=8)
+                   chunk_pages=4)
     assert stored_rows(store) == (0, 0)
 
 

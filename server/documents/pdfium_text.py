@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import re
+import unicodedata
 from dataclasses import dataclass, field
 
 import pypdfium2 as pdfium
@@ -35,6 +36,7 @@ class _Line:
     start: int  # char index of the first character
     x: float = 0.0
     mono: bool = False  # set in a fixed-pitch font from its first to its last glyph
+    narrow: int = 0  # length of the prefix before the first wide (CJK) character
     advance: float = 0.0  # glyph advance of a monospaced line (0 when unknown)
 
 
@@ -88,15 +90,28 @@ class _Positions:
         return bool(self._flags.value & _FIXED_PITCH)
 
 
+def _narrow_end(text: str) -> int:
+    """Length of the line's prefix before its first wide (CJK) character.
+
+    Wide glyphs come from another font, whose advance is not a whole number of columns, so
+    columns are only measured in this prefix.
+    """
+    for i, char in enumerate(text):
+        if char >= "\u1100" and unicodedata.east_asian_width(char) in "WF":
+            return i
+    return len(text)
+
+
 def _measure(line: _Line, pos: _Positions) -> None:
-    """Fill x, mono and advance of a line."""
+    """Fill x, mono, narrow and advance of a line."""
     text, start = line.text, line.start
     x0 = pos.x(start)
     if x0 is None:
         return
     line.x = x0
-    last = len(text) - 1
-    if not pos.fixed_pitch(start) or not pos.fixed_pitch(start + last):
+    line.narrow = _narrow_end(text)
+    last = len(text[: line.narrow].rstrip(" ")) - 1
+    if last < 0 or not pos.fixed_pitch(start) or not pos.fixed_pitch(start + last):
         return
     line.mono = True
     # The advance is the distance between two neighbouring glyphs that are not a gap.
@@ -109,8 +124,8 @@ def _measure(line: _Line, pos: _Positions) -> None:
             break
     if advance <= 0.1:
         return  # e.g. a lone "}": the advance comes from the lines around it
-    # In monospace the last glyph sits a whole number of columns, at least one per glyph
-    # before it, from the first; a line that only starts with inline code does not.
+    # In monospace the last (narrow) glyph sits a whole number of columns, at least one per
+    # glyph before it, from the first; a line that only starts with inline code does not.
     x_last = pos.x(start + last)
     columns = (x_last - x0) / advance if x_last is not None else -1.0
     if abs(columns - round(columns)) > 0.15 or columns < last - 0.5:
@@ -132,7 +147,7 @@ def _respace(line: _Line, pos: _Positions) -> str:
     offset = len(parts[0])  # index in line.text of the gap's generated space
     for part in parts[1:]:
         spaces = 1
-        x = pos.x(line.start + offset + 1) if part else None
+        x = pos.x(line.start + offset + 1) if part and offset < line.narrow else None
         if x is not None:
             spaces = max(1, round((x - line.x) / line.advance) - len(out))
         out += " " * spaces + part

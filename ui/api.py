@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import logging
 
-import httpx
 import openai
 
 log = logging.getLogger(__name__)
 
 # Prefill of a very long document can take minutes before the first byte: the read timeout
 # (the longest silence between two chunks) is generous; connecting must be quick.
-TIMEOUT = httpx.Timeout(900.0, connect=10.0)
+TIMEOUT = openai.Timeout(900.0, connect=10.0)
 
 
 class ApiClient:
@@ -58,8 +57,8 @@ def describe_error(exc: BaseException) -> str:
     """A readable sentence for an error of a /v1 call (logged in full for the host)."""
     if isinstance(exc, openai.RateLimitError):
         wait = _retry_after(exc)
-        when = f" Try again in {wait}." if wait else " Try again shortly."
-        return f"Rate limit reached for your key: {_message(exc)}.{when}"
+        when = f"Try again in {wait}." if wait else "Try again shortly."
+        return f"Rate limit reached ({_message(exc)}). {when}"
     if isinstance(exc, openai.BadRequestError) and exc.code == "context_length_exceeded":
         return (
             f"Too long for the model's context: {_message(exc)}. Start a new conversation, "
@@ -70,10 +69,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, openai.PermissionDeniedError):
         return f"This key may not do that: {_message(exc)}."
     if isinstance(exc, openai.APIStatusError) and exc.status_code in (502, 503, 504):
-        return (
-            f"The model engine is not available right now ({exc.status_code}: {_message(exc)}). "
-            "Try again in a moment."
-        )
+        return f"The model engine is not available right now ({exc.status_code}): {_message(exc)}."
     if isinstance(exc, openai.APIStatusError):
         return f"The request failed ({exc.status_code}): {_message(exc)}."
     if isinstance(exc, openai.APITimeoutError):

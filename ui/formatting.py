@@ -131,6 +131,12 @@ def _header(headers: Mapping[str, str], *names: str) -> str | None:
     return None
 
 
+def _count(value: str | None) -> str:
+    if value is None:
+        return "?"
+    return f"{int(value):,}" if value.isdigit() else value
+
+
 def headroom_html(headers: Mapping[str, str] | None, at: float | None = None) -> str:
     """Rate-limit headroom of the signed-in key, from the headers of its last /v1 response."""
     if not headers:
@@ -146,7 +152,7 @@ def headroom_html(headers: Mapping[str, str] | None, at: float | None = None) ->
             limit = limit or _header(h, "x-ratelimit-limit")
         if remaining is None and limit is None:
             continue
-        row = f"{what}: {remaining or '?'} of {limit or '?'} left"
+        row = f"{what}: {_count(remaining)} of {_count(limit)} left"
         if reset:
             row += f", resets in {reset}"
         rows.append(row)

@@ -160,7 +160,7 @@ class CompletionService:
         if plan.stream:
             return await self._stream(key, plan, lease, headers, payload, started)
         try:
-            response = await self.engine.post(plan.path, payload)
+            content = await self.engine.post(plan.path, payload)
         except ApiError as exc:
             await lease.settle(0)
             exc.headers.update(headers)
@@ -171,11 +171,10 @@ class CompletionService:
                 await lease.settle(plan.prompt_tokens)
             self._record(key, plan, 499, started, error_code="client_disconnected")
             raise
-        usage = _usage_of(response.content)
-        prompt, completion = _tokens(usage, plan.prompt_tokens)
+        prompt, completion = _tokens(_usage_of(content), plan.prompt_tokens)
         await lease.settle(prompt + completion)
         self._record(key, plan, 200, started, prompt, completion)
-        return JsonResult(response.content, headers)
+        return JsonResult(content, headers)
 
     async def _stream(self, key: Key, plan: _Plan, lease: Lease, headers: dict[str, str],
                       payload: bytes, started: float) -> StreamResult:

@@ -41,7 +41,7 @@ class Gateway:
     completions: CompletionService
 
 
-def load_counter(settings: Settings, engine: Engine) -> TokenCounter | RemoteTokenCounter:
+def load_counter(settings: Settings) -> TokenCounter | RemoteTokenCounter:
     """The served model's tokenizer: WORKBENCH_TOKENIZER_PATH, else the profile's own files,
     else (external engine, no local files) the engine's /tokenize."""
     if settings.tokenizer_path:
@@ -51,7 +51,7 @@ def load_counter(settings: Settings, engine: Engine) -> TokenCounter | RemoteTok
         return TokenCounter.from_dir(embedded_model_dir(settings))
     if profile == "h200x4":
         return TokenCounter.from_dir(qwen3_tokenizer_dir())
-    return RemoteTokenCounter(settings.upstream, model=SERVED_MODEL_NAME, client=engine.client)
+    return RemoteTokenCounter(settings.upstream, model=SERVED_MODEL_NAME)
 
 
 @asynccontextmanager
@@ -66,7 +66,7 @@ async def open_gateway(settings: Settings, engine: Engine,
             await anyio.to_thread.run_sync(
                 lambda: ensure_key(store.db, BOOTSTRAP_KEY_NAME, settings.vllm_api_key, admin=True))
         await engine.open()
-        counter = await anyio.to_thread.run_sync(load_counter, settings, engine)
+        counter = await anyio.to_thread.run_sync(load_counter, settings)
         metrics.engine_up.set(1 if await engine.check_health() else 0)
         limiter = KeyLimiter(settings.rpm, settings.tpm, settings.max_concurrent)
         recorder = UsageRecorder(store, metrics)

@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
-import httpx
+import httpcore
 import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from server.gateway import errors
-from server.gateway.upstream import map_upstream_error
+from server.gateway.upstream import UPSTREAM_ERRORS, UpstreamStream, map_upstream_error
 
 DONE = b"data: [DONE]\n\n"
 _USAGE = b'"usage":'
@@ -44,7 +44,7 @@ class StreamOutcome:
 class StreamRelay:
     """Iterates one upstream SSE response as client-ready bytes; `aclose()` is idempotent."""
 
-    def __init__(self, upstream: httpx.Response, outcome: StreamOutcome, *, strip_usage: bool,
+    def __init__(self, upstream: UpstreamStream, outcome: StreamOutcome, *, strip_usage: bool,
                  max_context: int, prompt_param: str,
                  on_end: Callable[[StreamOutcome], Awaitable[None]]):
         self.upstream = upstream
@@ -72,8 +72,8 @@ class StreamRelay:
                 if out:
                     yield b"".join(out)
             if not done:
-                raise httpx.RemoteProtocolError("stream ended without [DONE]")
-        except httpx.HTTPError:
+                raise httpcore.RemoteProtocolError("stream ended without [DONE]")
+        except UPSTREAM_ERRORS:
             # The engine died or cut the stream: tell the client inside the stream, then end it.
             self.outcome.error_code = "engine_error"
             failure = errors.internal_error(

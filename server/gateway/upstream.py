@@ -1,16 +1,21 @@
-"""The vLLM engine behind the gateway: one HTTP client, its context length, its health.
+"""The vLLM engine behind the gateway: one connection pool, its context length, its health.
 
 `Engine` is created without I/O (so the UI can hold it from the start); `open()` and
 `aclose()` are called by the app's lifespan. Transport failures become 503
 `service_unavailable`; vLLM's own error answers are mapped onto the API's error shape.
+
+The hot path talks HTTP/1.1 through httpcore (the engine of httpx, without httpx's client
+layers): on a request the gateway barely touches, those layers were its largest cost.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import httpcore
 import orjson
 
 from server.engine.profiles import EMBEDDED_CONTEXT, PRODUCTION_CONTEXT
@@ -22,11 +27,28 @@ log = logging.getLogger(__name__)
 
 # Generation can legitimately be silent for minutes: a 700k-token prefill happens before the
 # first byte. Connecting, though, must be quick: a dead engine is a 503 right away.
-TIMEOUT = httpx.Timeout(connect=5.0, read=900.0, write=120.0, pool=30.0)
-HEALTH_TIMEOUT = httpx.Timeout(3.0)
-CONNECTION_LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100)
+TIMEOUT = {"connect": 5.0, "read": 900.0, "write": 120.0, "pool": 30.0}
+HEALTH_TIMEOUT = {"connect": 3.0, "read": 3.0, "write": 3.0, "pool": 3.0}
+# Everything httpcore raises when the engine is unreachable or breaks a connection.
+UPSTREAM_ERRORS = (
+    httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol, httpcore.ConnectionNotAvailable,
+)
 # vLLM's wording whenever a prompt (or prompt + max_tokens) is over the model's length.
 CONTEXT_MARKERS = ("maximum context length", "max_model_len", "context length")
+
+
+class UpstreamStream:
+    """An open streamed response from the engine; `aclose()` before it ends aborts it."""
+
+    def __init__(self, response: httpcore.Response):
+        self._response = response
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        return self._response.aiter_stream()
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
 
 
 class Engine:
@@ -41,7 +63,8 @@ class Engine:
         self._discovered: int | None = None
         self.created: int | None = None
         self.healthy = False
-        self.client: httpx.AsyncClient | None = None
+        self._pool: httpcore.AsyncConnectionPool | None = None
+        self._host = urlsplit(self.base_url).netloc.encode("ascii")
 
     @property
     def max_context(self) -> int:
@@ -55,20 +78,23 @@ class Engine:
         return self._discovered is not None
 
     async def open(self) -> None:
-        self.client = httpx.AsyncClient(
-            base_url=self.base_url, timeout=TIMEOUT, limits=CONNECTION_LIMITS
+        self._pool = httpcore.AsyncConnectionPool(
+            max_connections=1000, max_keepalive_connections=100, keepalive_expiry=30.0
         )
 
     async def aclose(self) -> None:
-        if self.client is not None:
-            await self.client.aclose()
+        if self._pool is not None:
+            await self._pool.aclose()
+
+    async def _get(self, path: str) -> httpcore.Response:
+        return await self._pool.request(
+            "GET", self.base_url + path, extensions={"timeout": HEALTH_TIMEOUT})
 
     async def check_health(self) -> bool:
         """Ask the engine's /health; learn its context length the first time it answers."""
         try:
-            response = await self.client.get("/health", timeout=HEALTH_TIMEOUT)
-            self.healthy = response.status_code == 200
-        except httpx.HTTPError:
+            self.healthy = (await self._get("/health")).status == 200
+        except UPSTREAM_ERRORS:
             self.healthy = False
         if self.healthy and not self.discovered:
             await self.discover()
@@ -77,10 +103,11 @@ class Engine:
     async def discover(self) -> bool:
         """Read max_model_len from the engine's /v1/models; False if it does not answer."""
         try:
-            response = await self.client.get("/v1/models", timeout=HEALTH_TIMEOUT)
-            response.raise_for_status()
-            card = response.json()["data"][0]
-        except (httpx.HTTPError, ValueError, KeyError, IndexError) as exc:
+            response = await self._get("/v1/models")
+            if response.status != 200:
+                raise ValueError(f"status {response.status}")
+            card = orjson.loads(response.content)["data"][0]
+        except (*UPSTREAM_ERRORS, ValueError, KeyError, IndexError, TypeError) as exc:
             log.warning("engine at %s did not describe its model: %r", self.base_url, exc)
             return False
         self.created = card.get("created")
@@ -95,44 +122,50 @@ class Engine:
             self.healthy = False
             raise errors.service_unavailable()
 
-    async def post(self, path: str, body: bytes) -> httpx.Response:
-        """A complete (non-streamed) call; vLLM's errors come back as ApiError."""
+    async def post(self, path: str, body: bytes) -> bytes:
+        """A complete (non-streamed) call: the body of vLLM's answer, or an ApiError."""
         try:
-            response = await self.client.post(path, content=body, headers=_JSON)
-        except httpx.HTTPError as exc:
+            response = await self._pool.request(
+                "POST", self.base_url + path, headers=_JSON, content=body,
+                extensions={"timeout": TIMEOUT})
+        except UPSTREAM_ERRORS as exc:
             raise self._down(exc) from exc
-        if response.status_code >= 400:
-            raise map_upstream_error(response.status_code, response.content, self.max_context,
+        if response.status >= 400:
+            raise map_upstream_error(response.status, response.content, self.max_context,
                                      _prompt_param(path))
-        return response
+        return response.content
 
-    async def open_stream(self, path: str, body: bytes) -> httpx.Response:
-        """Start a streamed call; the caller must `aclose()` the response it gets."""
-        request = self.client.build_request("POST", path, content=body, headers=_JSON)
+    async def open_stream(self, path: str, body: bytes) -> UpstreamStream:
+        """Start a streamed call; the caller must `aclose()` what it gets."""
+        # Unlike pool.request(), a bare Request gets no Host or Content-Length by itself.
+        headers = [(b"host", self._host), (b"content-length", str(len(body)).encode()), *_JSON]
+        request = httpcore.Request("POST", self.base_url + path, headers=headers, content=body,
+                                   extensions={"timeout": TIMEOUT})
         try:
-            response = await self.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+            response = await self._pool.handle_async_request(request)
+        except UPSTREAM_ERRORS as exc:
             raise self._down(exc) from exc
-        if response.status_code >= 400:
+        if response.status >= 400:
             try:
                 content = await response.aread()
-            except httpx.HTTPError:
+            except UPSTREAM_ERRORS:
                 content = b""
             finally:
                 await response.aclose()
-            raise map_upstream_error(response.status_code, content, self.max_context,
+            raise map_upstream_error(response.status, content, self.max_context,
                                      _prompt_param(path))
-        return response
+        return UpstreamStream(response)
 
-    def _down(self, exc: httpx.HTTPError) -> ApiError:
+    def _down(self, exc: Exception) -> ApiError:
         log.warning("engine call failed: %r", exc)
-        if isinstance(exc, httpx.TimeoutException) and not isinstance(exc, httpx.ConnectTimeout):
+        if isinstance(exc, httpcore.TimeoutException) and not isinstance(
+                exc, httpcore.ConnectTimeout):
             return errors.service_unavailable("The engine did not answer in time; retry later.")
         self.healthy = False
         return errors.service_unavailable()
 
 
-_JSON = {"content-type": "application/json"}
+_JSON = [(b"content-type", b"application/json")]
 
 
 def _prompt_param(path: str) -> str:

@@ -1,7 +1,9 @@
 """Usage accounting: one usage_log row per /v1 request, written off the request's path.
 
-SQLite writes are blocking, so each row is written in a worker thread by a background task;
-the response never waits for it. `drain()` (at shutdown) waits for the rows still in flight.
+SQLite writes are blocking, so rows are written in a worker thread by one background task;
+the response never waits for it. Rows that arrive while a write is under way are written
+together next, so a busy host makes one thread hop per batch, not per request. `drain()` (at
+shutdown) waits until every row is written.
 """
 
 from __future__ import annotations
@@ -41,26 +43,31 @@ class UsageRecorder:
     def __init__(self, store: Store, metrics: GatewayMetrics):
         self.store = store
         self.metrics = metrics
-        self._pending: set[asyncio.Task] = set()
+        self._rows: list[UsageRow] = []
+        self._writer: asyncio.Task | None = None
 
     def record(self, row: UsageRow) -> None:
-        """Schedule the row's write; returns at once."""
+        """Queue the row for writing; returns at once."""
         self.metrics.count_tokens(row.prompt_tokens, row.completion_tokens)
-        task = asyncio.get_running_loop().create_task(self._write(row))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+        self._rows.append(row)
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
 
-    async def _write(self, row: UsageRow) -> None:
-        try:
-            await anyio.to_thread.run_sync(self._write_sync, row)
-        except Exception:
-            # Losing one accounting row must not break serving; the operator sees it in the log.
-            log.exception("could not record usage for %s %s", row.key_name, row.endpoint)
+    async def _write_queued(self) -> None:
+        while self._rows:
+            rows, self._rows = self._rows, []
+            try:
+                await anyio.to_thread.run_sync(self._write_sync, rows)
+            except Exception:
+                # Losing accounting rows must not break serving; the operator sees it in the log.
+                log.exception("could not record usage of %d requests", len(rows))
 
-    def _write_sync(self, row: UsageRow) -> None:
-        log_request(self.store.db, **asdict(row))
+    def _write_sync(self, rows: list[UsageRow]) -> None:
+        db = self.store.db
+        for row in rows:
+            log_request(db, **asdict(row))
 
     async def drain(self) -> None:
-        """Wait until every scheduled row is written."""
-        while self._pending:
-            await asyncio.gather(*list(self._pending), return_exceptions=True)
+        """Wait until every queued row is written."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)

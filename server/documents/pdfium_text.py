@@ -103,16 +103,16 @@ def _narrow_end(text: str) -> int:
 
 
 def _measure(line: _Line, pos: _Positions) -> None:
-    """Fill x, mono, narrow and advance of a line."""
+    """Fill x, mono, narrow and advance of a monospaced line (others are left alone)."""
     text, start = line.text, line.start
-    x0 = pos.x(start)
-    if x0 is None:
+    if not pos.fixed_pitch(start):
         return
-    line.x = x0
     line.narrow = _narrow_end(text)
     last = len(text[: line.narrow].rstrip(" ")) - 1
-    if last < 0 or not pos.fixed_pitch(start) or not pos.fixed_pitch(start + last):
+    x0 = pos.x(start)
+    if last < 0 or x0 is None or not pos.fixed_pitch(start + last):
         return
+    line.x = x0
     line.mono = True
     # The advance is the distance between two neighbouring glyphs that are not a gap.
     advance = 0.0

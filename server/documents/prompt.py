@@ -20,8 +20,8 @@ from server.documents.render import EMPTY_PAGE_NOTE, document_text, safe_filenam
 
 __all__ = [
     "DOCUMENTS_INSTRUCTION", "Chunk", "chunk_messages", "document_context", "document_text",
-    "file_part_to_text", "parse_page_ranges", "plan_chunks", "summaries_context",
-    "with_documents",
+    "file_part_to_text", "marker_tokens", "parse_page_ranges", "plan_chunks",
+    "summaries_context", "with_documents",
 ]
 
 DOCUMENTS_INSTRUCTION = (

@@ -259,3 +259,119 @@ def test_another_key_sees_none_of_the_first_keys_conversations(browser, page, ap
         expect(bob.locator(f"#conversation-list input[value='{cid}']")).to_have_count(0)
     finally:
         bob.context.close()
+
+
+def gauge_tokens(page: Page) -> int:
+    """The number of prompt tokens the context gauge shows."""
+    gauge = page.locator("#context-gauge .wb-gauge")
+    expect(gauge).to_have_attribute("data-used", re.compile(r"\d+"))
+    return int(gauge.get_attribute("data-used"))
+
+
+def test_context_gauge_counts_the_draft_before_it_is_sent(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page)
+    expect(page.locator("#context-gauge")).to_contain_text("/ 8,192 tokens")
+    empty = gauge_tokens(page)
+    page.locator("#draft textarea").fill("word " * 200)
+    expect(page.locator("#context-gauge .wb-gauge")).not_to_have_attribute("data-used", str(empty))
+    assert gauge_tokens(page) >= empty + 200
+    with_draft = gauge_tokens(page)
+    page.locator("#system-prompt textarea").fill("You are a pirate. " * 20)
+    expect(page.locator("#context-gauge .wb-gauge")).not_to_have_attribute(
+        "data-used", str(with_draft))
+    assert gauge_tokens(page) >= with_draft + 80
+
+
+def test_regenerate_replaces_the_last_answer(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=12)
+    send(page, "Name a fruit.")
+    wait_for_answer(page)
+    cid = open_conversation_id(page)
+    first_id = stored_messages(app, cid)[-1]["id"]
+    page.locator("#regenerate-button").click()
+    expect(last_answer(page)).to_contain_text("▍", timeout=STREAM_TIMEOUT)
+    wait_for_answer(page)
+    messages = stored_messages(app, cid)
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[-1]["id"] != first_id
+    expect(page.locator("#chatbot [data-testid=bot]")).to_have_count(1)
+
+
+def test_edit_the_last_message_and_resend(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=12)
+    send(page, "Name a colour.")
+    wait_for_answer(page)
+    cid = open_conversation_id(page)
+    page.locator("#chatbot button[aria-label='Edit']").last.click()
+    page.locator("#chatbot textarea").fill("Name an animal.")
+    page.locator("#chatbot button[aria-label='Submit']").click()
+    expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text("Name an animal.")
+    expect(last_answer(page)).to_contain_text("▍", timeout=STREAM_TIMEOUT)
+    wait_for_answer(page)
+    messages = stored_messages(app, cid)
+    assert [(m["role"], m["content"]) for m in messages][0] == ("user", "Name an animal.")
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+
+
+def test_settings_are_remembered_per_conversation(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=6)
+    page.locator("#system-prompt textarea").fill("Answer like a sailor.")
+    send(page, f"Ahoy {unique('a')}")
+    wait_for_answer(page)
+    first = open_conversation_id(page)
+    # A change made after the first message is stored at once.
+    page.locator("#max-tokens input").fill("7")
+    page.locator("#max-tokens input").press("Tab")
+    new_conversation(page, max_tokens=9)
+    page.locator("#system-prompt textarea").fill("Answer like a poet.")
+    send(page, f"Hello {unique('b')}")
+    wait_for_answer(page)
+    page.locator(f"#conversation-list input[value='{first}']").locator("..").click()
+    expect(page.locator("#system-prompt textarea")).to_have_value("Answer like a sailor.")
+    expect(page.locator("#max-tokens input")).to_have_value("7")
+    page.reload()
+    expect(page.locator("#system-prompt textarea")).to_have_value("Answer like a sailor.")
+    with Store(app.data_dir / "workbench.db") as store:
+        from storage.conversations import get_conversation
+        stored = get_conversation(store.db, owner_of(app), first)
+    assert (stored["system_prompt"], stored["params"]["max_tokens"]) == ("Answer like a sailor.", 7)
+
+
+def test_export_json_then_import_it_back(page, app, tmp_path):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=6)
+    question = f"Export me {unique('x')}"
+    send(page, question)
+    wait_for_answer(page)
+    with page.expect_download() as download:
+        page.locator("#export-json").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.suffix == ".json" and question in saved.read_text()
+    with page.expect_download() as markdown:
+        page.locator("#export-markdown").click()
+    assert markdown.value.suggested_filename.endswith(".md")
+    with page.expect_file_chooser() as chooser:
+        page.locator("#import-json").click()
+    chooser.value.set_files(str(saved))
+    expect(page.locator("#conversation-list label", has_text=question)).to_have_count(2)
+    imported = open_conversation_id(page)
+    expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text(question)
+    assert [m["content"] for m in stored_messages(app, imported)][0] == question
+
+
+def test_usage_tab_plots_the_keys_requests(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=4)
+    send(page, "Hi!")
+    wait_for_answer(page)
+    page.get_by_role("tab", name="Usage").click()
+    expect(page.locator("#usage-totals")).to_contain_text(re.compile(r"[1-9][\d,]* requests"))
+    expect(page.locator("#rate-limit-headroom")).to_contain_text(re.compile(r"Requests: [\d,]+ of 60 left"))
+    expect(page.locator("#usage-requests canvas, #usage-requests svg").first).to_be_visible()
+    page.locator("#usage-range label", has_text="24 h").click()
+    expect(page.locator("#usage-totals")).to_contain_text("last 24 hours")

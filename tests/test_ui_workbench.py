@@ -66,10 +66,13 @@ def new_conversation(page: Page, max_tokens: int = SHORT) -> None:
     page.locator("#max-tokens input").press("Tab")
 
 
-def send(page: Page, text: str) -> None:
-    """Type a message and send it."""
+def send(page: Page, text: str, *, enter: bool = False) -> None:
+    """Type a message and send it (with the Send button, or the Enter key)."""
     page.locator("#draft textarea").fill(text)
-    page.locator("#send-button").click()
+    if enter:
+        page.locator("#draft textarea").press("Enter")
+    else:
+        page.locator("#send-button").click()
 
 
 def last_answer(page: Page):
@@ -185,7 +188,11 @@ def test_reload_signs_back_in_and_reopens_the_conversation(page, app):
     sign_in(page, app.url, app.api_key)
     new_conversation(page)
     question = f"What is a {unique('pelican')}?"
-    send(page, question)
+    draft = page.locator("#draft textarea")
+    draft.fill("Hello,")
+    draft.press("Shift+Enter")  # a new line, not a send
+    expect(draft).to_have_value("Hello,\n")
+    send(page, question, enter=True)
     wait_for_answer(page)
     cid = open_conversation_id(page)
     page.reload()

@@ -111,7 +111,7 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
                     redrawn = now
                     yield {
                         c.chatbot: shown + [formatting.streaming_message(text)],
-                        c.headroom: formatting.headroom_html(answer.headers, time.time()),
+                        c.headroom: formatting.headroom_html(answer.headers),
                     }
         except (asyncio.CancelledError, GeneratorExit):
             status = "stopped"
@@ -123,7 +123,7 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             await answer.close()
             await _store_answer(wb, owner, turn, prompt, answer, status, error)
             inflight.end(request.session_hash)
-        yield {c.headroom: formatting.headroom_html(answer.headers, time.time())}
+        yield {c.headroom: formatting.headroom_html(answer.headers)}
 
     def finish(session, cid, busy, query):
         if session is None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import re
-import time
 from collections.abc import Mapping
 
 # Shown after the growing answer while it streams.
@@ -49,6 +48,8 @@ def stats_items(message: Mapping) -> list[str]:
         out.append("stopped by you")
     elif status == "error":
         out.append("failed")
+    elif message.get("finish_reason") == "length":
+        out.append("finish length (max tokens)")
     elif message.get("finish_reason"):
         out.append(f"finish {message['finish_reason']}")
     return out
@@ -94,11 +95,10 @@ def shown_message_ids(stored: list[dict]) -> list[int]:
     return [m["id"] for m in stored if m["role"] in ("user", "assistant")]
 
 
-def streaming_message(text: str, waiting_since: float | None = None) -> dict:
+def streaming_message(text: str) -> dict:
     """The answer while it grows (with a cursor), or a waiting note before the first token."""
     if not text:
-        waited = f" ({time.monotonic() - waiting_since:.0f} s)" if waiting_since else ""
-        return {"role": "assistant", "content": _text(f"*Waiting for the first token…{waited}*")}
+        return {"role": "assistant", "content": _text("*Waiting for the first token…*")}
     return {"role": "assistant", "content": _text(text + CURSOR)}
 
 
@@ -137,7 +137,7 @@ def _count(value: str | None) -> str:
     return f"{int(value):,}" if value.isdigit() else value
 
 
-def headroom_html(headers: Mapping[str, str] | None, at: float | None = None) -> str:
+def headroom_html(headers: Mapping[str, str] | None) -> str:
     """Rate-limit headroom of the signed-in key, from the headers of its last /v1 response."""
     if not headers:
         return '<div class="wb-headroom">No request in this session yet: send a message to see the limits.</div>'
@@ -160,9 +160,8 @@ def headroom_html(headers: Mapping[str, str] | None, at: float | None = None) ->
         rows.append(f"Rate limited: retry after {h['retry-after']} s")
     if not rows:
         rows.append("The last response carried no rate-limit headers.")
-    when = f" (as of {time.strftime('%H:%M:%S', time.localtime(at))})" if at else ""
     items = "".join(f"<li>{html.escape(r)}</li>" for r in rows)
-    return f'<div class="wb-headroom"><b>Rate-limit headroom{when}</b><ul>{items}</ul></div>'
+    return f'<div class="wb-headroom"><b>Rate-limit headroom after your last request</b><ul>{items}</ul></div>'
 
 
 def plain_snippet(snippet: str) -> str:

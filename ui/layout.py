@@ -90,7 +90,8 @@ class Components:
 
 
 def _signin() -> tuple:
-    with gr.Column(elem_id="signin-panel", visible=True) as panel:
+    # Hidden until the page's load event has tried the remembered key: no sign-in flash.
+    with gr.Column(elem_id="signin-panel", visible=False) as panel:
         gr.Markdown("## Qwen Workbench\nSign in with your API key (the same key as for `/v1`).")
         key_box = gr.Textbox(
             label="API key", type="password", placeholder="wb-…", elem_id="signin-key",
@@ -103,6 +104,7 @@ def _signin() -> tuple:
 
 def _sidebar() -> tuple:
     with gr.Sidebar(visible=False, elem_id="sidebar", width=300) as sidebar:
+        gr.Markdown("### Qwen Workbench", elem_id="app-title")
         new_btn = gr.Button("＋ New conversation", variant="primary", elem_id="new-conversation")
         search_box = gr.Textbox(
             placeholder="Search conversations…", show_label=False, elem_id="conversation-search",
@@ -208,7 +210,9 @@ def build_components(browser_secret: str) -> Components:
                 gauge = gr.HTML(formatting.gauge_html(None, 0), elem_id="context-gauge")
                 with gr.Row(equal_height=True, elem_id="composer"):
                     draft = gr.Textbox(
-                        show_label=False, lines=3, max_lines=12, elem_id="draft", autofocus=True,
+                        # lines=1 (growing to max_lines) is what makes Enter send and
+                        # Shift+Enter start a new line.
+                        show_label=False, lines=1, max_lines=12, elem_id="draft", autofocus=True,
                         placeholder="Message (Enter to send, Shift+Enter for a new line)",
                         scale=8, container=False,
                     )

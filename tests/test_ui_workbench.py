@@ -155,8 +155,11 @@ def test_answer_streams_growing_then_shows_its_stats(page, app):
 def test_stop_aborts_the_answer_and_keeps_the_partial(page, app):
     sign_in(page, app.url, app.api_key)
     new_conversation(page, max_tokens=1500)
+    # Greedy decoding makes this prompt run for hundreds of tokens with the test model.
+    page.locator("#temperature input[type=number]").fill("0")
+    page.locator("#temperature input[type=number]").press("Tab")
     sent_at = time.time()
-    send(page, "Count from 1 to 1000, separated by commas.")
+    send(page, "Write a very long essay about the history of the Roman Empire.")
     expect(last_answer(page)).to_contain_text(re.compile(r"\w.*▍"), timeout=STREAM_TIMEOUT)
     page.locator("#stop-button").click()
     stats = last_answer(page).locator(".wb-stats")
@@ -382,3 +385,15 @@ def test_usage_tab_plots_the_keys_requests(page, app):
     expect(page.locator("#usage-requests canvas, #usage-requests svg").first).to_be_visible()
     page.locator("#usage-range label", has_text="24 h").click()
     expect(page.locator("#usage-totals")).to_contain_text("last 24 hours")
+
+
+def test_sign_out_forgets_the_remembered_key(page, app):
+    sign_in(page, app.url, app.api_key)
+    page.reload()
+    expect(page.locator("#whoami")).to_contain_text("Signed in as")
+    page.locator("#signout-button").click()
+    expect(page.locator("#signin-key")).to_be_visible()
+    expect(page.locator("#chatbot")).to_be_hidden()
+    page.reload()
+    expect(page.locator("#signin-key")).to_be_visible()
+    expect(page.locator("#chatbot")).to_be_hidden()

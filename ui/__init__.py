@@ -24,7 +24,8 @@ def build_ui(services: Any) -> gr.Blocks:
     """The workbench page for the app's services (settings, store, counter, engine)."""
     wb = Workbench(services)
     api = ApiClient(services.settings.self_url)
-    with gr.Blocks(title="Qwen Workbench", fill_width=True) as demo:
+    # Served files (exports, imports) leave Gradio's cache after a day: a redraw makes new ones.
+    with gr.Blocks(title="Qwen Workbench", fill_width=True, delete_cache=(3600, 86400)) as demo:
         c = build_components(wb.browser_secret())
         session.wire(c, wb, demo)
         sidebar.wire(c, wb)

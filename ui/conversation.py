@@ -44,6 +44,7 @@ def wire(c: Components, wb: Workbench) -> None:
             gr.Warning("An answer is streaming: stop it before deleting the conversation.")
             return {c.confirm_row: gr.Row(visible=False)}
         wb.delete(session.owner, cid)
+        views.forget_exports(session.owner, cid)
         newest = wb.list_conversations(session.owner, limit=1)
         return views.conversation_view(c, wb, session.owner, newest[0]["id"] if newest else None, query)
 

@@ -27,10 +27,15 @@ class Session:
     admin: bool = False
 
 
+def _field(stored, name: str):
+    """A field of a value read back from the browser (which may hold anything)."""
+    return stored.get(name) if isinstance(stored, dict) else None
+
+
 def _signed_in(c: Components, wb: Workbench, session: Session, cid: int | None) -> dict:
     return {
         c.session: session,
-        c.saved_key: session.key,
+        c.saved_key: {"key": session.key},
         c.signin_panel: gr.Column(visible=False),
         c.workbench: gr.Column(visible=True),
         c.sidebar: gr.Sidebar(visible=True),
@@ -45,8 +50,9 @@ def _signed_in(c: Components, wb: Workbench, session: Session, cid: int | None) 
 def _signed_out(c: Components, message: str = "") -> dict:
     return {
         c.session: None,
-        c.saved_key: None,
-        c.saved_conv: None,
+        # Wrapped in dicts: the browser skips storing falsy values, which would keep the key.
+        c.saved_key: {"key": ""},
+        c.saved_conv: {"id": None},
         c.conv_id: None,
         c.signin_panel: gr.Column(visible=True),
         c.workbench: gr.Column(visible=False),
@@ -73,14 +79,16 @@ def wire(c: Components, wb: Workbench, demo: gr.Blocks) -> None:
         newest = wb.list_conversations(session.owner, limit=1)
         return _signed_in(c, wb, session, newest[0]["id"] if newest else None)
 
-    def restore(saved_key: str | None, saved_conv: int | None):
-        if not saved_key:
+    def restore(saved_key: dict | None, saved_conv: dict | None):
+        secret = _field(saved_key, "key")
+        if not isinstance(secret, str) or not secret:
             return _signed_out(c)
-        identity = wb.sign_in(saved_key)
+        identity = wb.sign_in(secret)
         if identity is None:
             return _signed_out(c, "Your saved key is no longer valid: sign in again.")
-        session = Session(owner=identity.owner, key=saved_key, admin=identity.admin)
-        if saved_conv is None:
+        session = Session(owner=identity.owner, key=secret, admin=identity.admin)
+        saved_conv = _field(saved_conv, "id")
+        if not isinstance(saved_conv, int):
             newest = wb.list_conversations(session.owner, limit=1)
             saved_conv = newest[0]["id"] if newest else None
         return _signed_in(c, wb, session, saved_conv)

@@ -7,6 +7,7 @@ Every callback that changes which conversation is open, or what it contains, ret
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,9 +44,20 @@ def settings_values(c: Components, system_prompt: str, params: dict) -> dict:
     }
 
 
+def _export_folder(owner: str, cid: int) -> Path:
+    # One folder per owner and conversation, private to this user account on the host.
+    EXPORT_DIR.mkdir(mode=0o700, exist_ok=True)
+    return EXPORT_DIR / hashlib.sha256(owner.encode()).hexdigest()[:16] / str(cid)
+
+
+def forget_exports(owner: str, cid: int) -> None:
+    """Remove a deleted conversation's export files."""
+    shutil.rmtree(_export_folder(owner, cid), ignore_errors=True)
+
+
 def _export_files(wb: Workbench, owner: str, cid: int) -> tuple[str, str]:
-    # One folder per owner and conversation; Gradio copies what it serves into its cache.
-    folder = EXPORT_DIR / hashlib.sha256(owner.encode()).hexdigest()[:16] / str(cid)
+    # Rewritten with every redraw; Gradio copies what it serves into its own cache.
+    folder = _export_folder(owner, cid)
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in (wb.export_markdown(owner, cid), wb.export_json(owner, cid)):
@@ -81,7 +93,8 @@ def conversation_view(
         export_json = gr.DownloadButton(value=json_path, interactive=True)
     return {
         c.conv_id: cid,
-        c.saved_conv: cid,
+        # Wrapped: the browser only stores truthy values (None would leave the old one).
+        c.saved_conv: {"id": cid},
         c.chatbot: formatting.chat_messages(messages),
         c.message_ids: formatting.shown_message_ids(messages),
         c.title_box: title,

@@ -89,3 +89,31 @@ def test_engine_dying_mid_answer_keeps_the_partial_answer_with_the_error(
     assert_readable_error(page, r"stopped with an error|not available|failed")
     expect(last_answer(page)).to_contain_text("Hello there")
     expect(last_answer(page).locator(".wb-stats")).to_contain_text("failed")
+
+
+def test_a_prompt_over_the_context_says_so_and_the_gauge_warned_first(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page)
+    page.locator("#draft textarea").fill("lighthouse " * 9000)
+    gauge = page.locator("#context-gauge .wb-gauge")
+    expect(gauge).to_have_class(re.compile(r"wb-gauge-over"))
+    expect(gauge).to_contain_text("the answer does not fit")
+    page.locator("#send-button").click()
+    assert_readable_error(page, r"Too long for the model's context: .*8192")
+
+
+def test_a_key_revoked_while_signed_in_is_reported_as_rejected(page, app):
+    from storage import Store
+    from storage.keys import create_key, revoke_key
+
+    name = "carol-" + secrets.token_hex(3)
+    with Store(app.data_dir / "workbench.db") as store:
+        secret = create_key(store.db, name)
+    sign_in(page, app.url, secret)
+    new_conversation(page)
+    with Store(app.data_dir / "workbench.db") as store:
+        revoke_key(store.db, name)
+    send(page, "Still there?")
+    assert_readable_error(page, r"The API key was rejected .*sign in with a valid key")
+    page.reload()
+    expect(page.locator("#signin-message")).to_contain_text("no longer valid")

@@ -50,7 +50,11 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
         return {**view, **views.busy_controls(c, cid)}
 
     def start_send(session, cid, busy, query, draft, *settings):
-        if session is None or busy or not (draft or "").strip():
+        if session is None or not (draft or "").strip():
+            return {c.turn: None}
+        if busy:
+            # Enter still submits while Send is hidden: keep the draft and say why.
+            gr.Warning("An answer is still streaming: wait for it, or stop it, then send.")
             return {c.turn: None}
         system_prompt, params = read_settings(*settings)
         if cid is None or wb.get_conversation(session.owner, cid) is None:

@@ -9,7 +9,9 @@ speed hits both sides alike. Prints:
 
 - added latency of complete requests (max_tokens=1): p50 and p99 of each side, their
   difference, and the median of the paired differences;
-- streamed chunks per second (ignore_eos, fixed length): gateway / direct ratio.
+- streamed chunks per second (ignore_eos, fixed length): gateway / direct ratio;
+- when the bench started the app itself: the gateway's own CPU time per complete request
+  (from /proc), which does not depend on how busy the machine is.
 
 Targets (issue 4): < 1 ms added p50, >= 0.95x chunks/s.
 """
@@ -17,6 +19,7 @@ Targets (issue 4): < 1 ms added p50, >= 0.95x chunks/s.
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import statistics
 import sys
@@ -30,12 +33,22 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 MESSAGES = [{"role": "user", "content": "Reply with one word."}]
+IDLE_SAMPLE_SECONDS = 5.0
 
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
     return ordered[index]
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of a process (Linux /proc), or None where unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def complete_once(client: httpx.Client, base: str) -> float:
@@ -62,13 +75,21 @@ def stream_once(client: httpx.Client, base: str, tokens: int) -> float:
     return (len(times) - 1) / (times[-1] - times[0])
 
 
-def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens: int) -> None:
+def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens: int,
+        gateway_pid: int | None = None) -> None:
     auth = {"Authorization": f"Bearer {key}"}
     with httpx.Client(timeout=300) as direct, httpx.Client(timeout=300, headers=auth) as proxied:
         for _ in range(3):  # warm up connections, the prefix cache and the gateway's paths
             complete_once(direct, engine)
             complete_once(proxied, gateway)
+        # The mounted UI (Gradio's queue polls every millisecond) costs CPU even when idle:
+        # measure that baseline first and take it out of the per-request figure.
+        idle_start = process_cpu_seconds(gateway_pid)
+        time.sleep(IDLE_SAMPLE_SECONDS)
+        idle_end = process_cpu_seconds(gateway_pid)
         direct_ms, gateway_ms = [], []
+        cpu_before = process_cpu_seconds(gateway_pid)
+        run_started = time.perf_counter()
         for i in range(requests):
             # Alternate who goes first, so neither side always meets a warmer engine.
             if i % 2:
@@ -77,6 +98,8 @@ def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens
             else:
                 direct_ms.append(complete_once(direct, engine))
                 gateway_ms.append(complete_once(proxied, gateway))
+        cpu_after = process_cpu_seconds(gateway_pid)
+        run_seconds = time.perf_counter() - run_started
         direct_rate, gateway_rate = [], []
         for i in range(streams):
             order = [(direct, engine, direct_rate), (proxied, gateway, gateway_rate)]
@@ -91,6 +114,11 @@ def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens
           f"p99 {percentile(gateway_ms, 99) - percentile(direct_ms, 99):+8.2f} ms   "
           f"(median of paired differences {statistics.median(paired):+.2f} ms)")
     print(f"  latency ratio p50 {percentile(gateway_ms, 50) / percentile(direct_ms, 50):.3f}x")
+    if None not in (cpu_before, cpu_after, idle_start, idle_end):
+        idle_rate = (idle_end - idle_start) / IDLE_SAMPLE_SECONDS
+        busy = (cpu_after - cpu_before) - idle_rate * run_seconds
+        print(f"  gateway CPU per request {busy / requests * 1000:.2f} ms "
+              f"(idle baseline {idle_rate * 100:.1f}% of a core taken out)")
     if not streams:
         return
     d, g = statistics.mean(direct_rate), statistics.mean(gateway_rate)
@@ -126,7 +154,7 @@ def main(argv: list[str]) -> int:
             env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
         proc, url = start_app(env, Path(data) / "logs")
         try:
-            run(engine, url, key, args.requests, args.streams, args.tokens)
+            run(engine, url, key, args.requests, args.streams, args.tokens, proc.pid)
         finally:
             proc.stop()
     return 0

@@ -5,10 +5,12 @@
 
 import json
 import secrets
+import time
 
 import httpx
 import pytest
 
+from server.gateway.auth import CACHE_SECONDS
 from server.gateway.upstream import map_upstream_error
 from storage import Store
 from storage.keys import create_key, revoke_key
@@ -80,6 +82,7 @@ def test_a_revoked_key_is_a_wrong_key(app):
     assert httpx.get(app.v1 + "/models", headers=headers).status_code == 200
     with Store(app.data_dir / "workbench.db") as store:
         assert revoke_key(store.db, name)
+    time.sleep(CACHE_SECONDS + 0.1)  # a key that just worked is remembered for that long
     response = httpx.get(app.v1 + "/models", headers=headers)
     assert response.status_code == 401 and response.json() == AUTH_BODY
 

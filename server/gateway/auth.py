@@ -3,10 +3,15 @@
 Keys live hashed in storage (`storage.keys.authenticate`, constant-time compare); the lookup
 is blocking SQLite, so it runs in a worker thread. A missing, unknown or revoked key is the
 same 401 with the reference's exact body.
+
+A key that authenticated is remembered for CACHE_SECONDS, so a busy client does not cost a
+thread hop and a query per request; a revoked key therefore stops working within that second.
+Failures are never remembered.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
 import anyio.to_thread
@@ -14,7 +19,7 @@ from fastapi import Depends, Request
 
 from server.gateway import errors
 from storage import Store
-from storage.keys import Key, authenticate
+from storage.keys import Key, authenticate, hash_secret
 
 __all__ = ["AdminKey", "ApiKey", "Authenticator", "bearer_secret", "require_admin", "require_key"]
 
@@ -29,16 +34,35 @@ def bearer_secret(authorization: str | None) -> str | None:
     return secret.strip() or None
 
 
+CACHE_SECONDS = 1.0
+CACHE_MAX_KEYS = 10_000
+
+
 class Authenticator:
     """Turns a secret into the active Key it belongs to."""
 
-    def __init__(self, store: Store):
+    def __init__(self, store: Store, cache_seconds: float = CACHE_SECONDS):
         self.store = store
+        self.cache_seconds = cache_seconds
+        # sha256 of the secret → (valid until, key); the secret itself is not kept.
+        self._recent: dict[str, tuple[float, Key]] = {}
 
     async def authenticate(self, secret: str | None) -> Key | None:
         if not secret:
             return None
-        return await anyio.to_thread.run_sync(self._lookup, secret)
+        digest = hash_secret(secret)
+        now = time.monotonic()
+        recent = self._recent.get(digest)
+        if recent is not None and recent[0] > now:
+            return recent[1]
+        key = await anyio.to_thread.run_sync(self._lookup, secret)
+        if key is None:
+            self._recent.pop(digest, None)
+        else:
+            if len(self._recent) >= CACHE_MAX_KEYS:
+                self._recent.clear()
+            self._recent[digest] = (now + self.cache_seconds, key)
+        return key
 
     def _lookup(self, secret: str) -> Key | None:
         return authenticate(self.store.db, secret)

@@ -51,8 +51,7 @@ class StreamResult:
 class _Plan:
     """A validated request, sized and ready to forward."""
 
-    endpoint: str
-    path: str
+    endpoint: str  # also the engine's path
     param: str  # where the prompt lives: "messages" or "prompt"
     body: dict[str, Any]
     stream: bool
@@ -88,12 +87,18 @@ class CompletionService:
             plan = await (self._plan_chat(body) if chat else self._plan_completion(body))
             return await self._forward(key, plan, started)
         except ApiError as exc:
-            model = body.get("model") if isinstance(body.get("model"), str) else None
-            user = body.get("user") if isinstance(body.get("user"), str) else None
-            self.recorder.record(UsageRow(
-                key.name, endpoint, model, exc.status, latency_ms=_ms_since(started),
-                user=user, error_code=exc.code))
+            self.record_refusal(key, endpoint, body, exc, started)
             raise
+
+    def record_refusal(self, key: Key, endpoint: str, body: dict[str, Any] | None,
+                       error: ApiError, started: float) -> None:
+        """The usage row of a request answered with an error (before or by the engine)."""
+        body = body or {}
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        user = body.get("user") if isinstance(body.get("user"), str) else None
+        self.recorder.record(UsageRow(
+            key.name, endpoint, model, error.status, latency_ms=_ms_since(started),
+            user=user, error_code=error.code))
 
     # --- planning: validation, model, prompt size, defaults -------------------------------
 
@@ -141,7 +146,7 @@ class CompletionService:
             # Always ask vLLM for the final usage chunk: accounting needs it.
             options["include_usage"] = True
             out["stream_options"] = options
-        return _Plan(endpoint, endpoint, param, out, out["stream"], client_wants_usage,
+        return _Plan(endpoint, param, out, out["stream"], client_wants_usage,
                      prompt_tokens, reserved, getattr(request, "user", None))
 
     # --- forwarding ----------------------------------------------------------------------
@@ -160,16 +165,20 @@ class CompletionService:
         if plan.stream:
             return await self._stream(key, plan, lease, headers, payload, started)
         try:
-            content = await self.engine.post(plan.path, payload)
+            content = await self.engine.post(plan.endpoint, payload)
         except ApiError as exc:
             await lease.settle(0)
             exc.headers.update(headers)
             raise
-        except BaseException:
-            # Cancelled (the client went away): vLLM's request was aborted with the connection.
+        except anyio.get_cancelled_exc_class():
+            # The client went away: vLLM's request was aborted with the connection.
             with anyio.CancelScope(shield=True):
                 await lease.settle(plan.prompt_tokens)
             self._record(key, plan, 499, started, error_code="client_disconnected")
+            raise
+        except Exception:
+            await lease.settle(0)
+            self._record(key, plan, 500, started, error_code="internal_error")
             raise
         prompt, completion = _tokens(_usage_of(content), plan.prompt_tokens)
         await lease.settle(prompt + completion)
@@ -179,7 +188,7 @@ class CompletionService:
     async def _stream(self, key: Key, plan: _Plan, lease: Lease, headers: dict[str, str],
                       payload: bytes, started: float) -> StreamResult:
         try:
-            upstream = await self.engine.open_stream(plan.path, payload)
+            upstream = await self.engine.open_stream(plan.endpoint, payload)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await lease.settle(0)

@@ -1,12 +1,13 @@
 """Per-key rate limits: requests per minute, tokens per minute, concurrent requests.
 
-The windows come from the `limits` library (in-process async memory storage; a Redis storage
-is the way to share them between hosts):
+The windows are the `limits` library's sliding-window counters (in-process async memory
+storage; a Redis storage is the way to share them between hosts): the count of the current
+minute plus the previous minute's count weighted by how much of it is still inside the last
+60 s. (Its moving window is exact but costs a worker-thread hop per request for expiry.)
 
-- requests: a moving window (exact: the last 60 s never hold more than RPM requests);
-- tokens: a sliding-window counter, because token charges must be adjustable. A request is
-  charged its prompt + max_tokens (× n) when admitted and settled with its real usage when it
-  ends, so the refund goes back into the window that was charged.
+- requests: one unit per admitted request;
+- tokens: a request is charged its prompt + max_tokens (× n) when admitted and settled with
+  its real usage when it ends, the refund going back into the window that was charged.
 
 Admission rule for tokens: a request is admitted while the key's token window is below its
 TPM, and its whole reservation is charged even past the limit. A single request larger than
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import MovingWindowRateLimiter
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 WINDOW_SECONDS = 60
 
@@ -89,8 +90,8 @@ class RateLimitExceeded(Exception):
 
 
 @dataclass
-class _TokenWindow:
-    """The sliding-window counter of one key, read from the storage."""
+class _Window:
+    """One key's sliding-window counter, as read from the storage."""
 
     limit: int
     previous: int
@@ -147,63 +148,62 @@ class KeyLimiter:
         self.tpm = tpm
         self.max_concurrent = max_concurrent
         self._storage = MemoryStorage()
-        self._requests = MovingWindowRateLimiter(self._storage)
-        self._request_item = RateLimitItemPerMinute(rpm)
-        self._token_item = RateLimitItemPerMinute(tpm)
+        self._requests = SlidingWindowCounterRateLimiter(self._storage)
+        # Distinct namespaces: with RPM == TPM the two windows would otherwise share a key.
+        self._request_item = RateLimitItemPerMinute(rpm, namespace="requests")
+        self._token_item = RateLimitItemPerMinute(tpm, namespace="tokens")
         self._active: dict[str, int] = defaultdict(int)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
-    async def _tokens(self, ident: str) -> _TokenWindow:
-        key = self._token_item.key_for(ident)
+    async def _window(self, item: RateLimitItemPerMinute, ident: str) -> _Window:
         previous, _, current, current_ttl = await self._storage.get_sliding_window(
-            key, WINDOW_SECONDS
+            item.key_for(ident), WINDOW_SECONDS
         )
-        return _TokenWindow(self.tpm, previous, current, current_ttl - WINDOW_SECONDS)
+        return _Window(item.amount, previous, current, current_ttl - WINDOW_SECONDS)
 
-    async def _state(self, ident: str, now: float) -> tuple[LimitState, _TokenWindow]:
-        requests = await self._requests.get_window_stats(self._request_item, ident)
-        tokens = await self._tokens(ident)
-        wait = tokens.seconds_until_admissible() or tokens.seconds_until_oldest_leaves()
+    async def _state(self, ident: str, now: float) -> tuple[LimitState, _Window, _Window]:
+        requests = await self._window(self._request_item, ident)
+        tokens = await self._window(self._token_item, ident)
         state = LimitState(
             requests_limit=self.rpm,
             requests_remaining=max(0, requests.remaining),
-            requests_reset=max(now, requests.reset_time),
+            requests_reset=now + _reset_in(requests),
             tokens_limit=self.tpm,
             tokens_remaining=max(0, tokens.remaining),
-            tokens_reset=now + wait,
+            tokens_reset=now + _reset_in(tokens),
         )
-        return state, tokens
+        return state, requests, tokens
 
     async def snapshot(self, ident: str) -> LimitState:
         """The key's current state, without consuming anything."""
-        state, _ = await self._state(ident, time.time())
+        state, _, _ = await self._state(ident, time.time())
         return state
 
     async def admit(self, ident: str, tokens: int) -> tuple[Lease, LimitState]:
         """Admit one request reserving `tokens`, or raise RateLimitExceeded naming the limit."""
         async with self._locks[ident]:
             now = time.time()
-            state, window = await self._state(ident, now)
+            state, requests, token_window = await self._state(ident, now)
             if self._active[ident] >= self.max_concurrent:
                 raise RateLimitExceeded(
                     "concurrency",
                     f"Rate limit exceeded: {self.max_concurrent} concurrent requests per key; "
                     "wait for one of your requests to finish.", 1, state)
-            if not await self._requests.test(self._request_item, ident):
+            if requests.used >= self.rpm:
                 raise RateLimitExceeded(
                     "requests",
                     f"Rate limit exceeded: {self.rpm} requests per minute per key.",
-                    state.requests_reset - now, state)
-            if window.used >= self.tpm:
+                    requests.seconds_until_admissible(), state)
+            if token_window.used >= self.tpm:
                 raise RateLimitExceeded(
                     "tokens",
                     f"Rate limit exceeded: {self.tpm} tokens per minute per key "
                     "(prompt + max_tokens are reserved when a request starts).",
-                    window.seconds_until_admissible(), state)
+                    token_window.seconds_until_admissible(), state)
             await self._requests.hit(self._request_item, ident)
             charged_key = await self._charge(ident, tokens, now)
             self._active[ident] += 1
-            state, _ = await self._state(ident, now)
+            state, _, _ = await self._state(ident, now)
         return Lease(self, ident, tokens, charged_key), state
 
     async def _charge(self, ident: str, tokens: int, now: float) -> str:
@@ -228,3 +228,7 @@ class KeyLimiter:
     def active(self, ident: str) -> int:
         """Requests of this key in flight right now."""
         return self._active[ident]
+
+
+def _reset_in(window: _Window) -> float:
+    return window.seconds_until_admissible() or window.seconds_until_oldest_leaves()

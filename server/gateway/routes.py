@@ -19,6 +19,7 @@ from server.gateway.completions import JsonResult, StreamResult
 from server.gateway.limits import limit_id
 from server.gateway.protocol import model_list
 from server.gateway.streaming import RelayResponse
+from storage.keys import Key
 
 v1 = APIRouter(prefix="/v1")
 ops = APIRouter()
@@ -57,20 +58,27 @@ def _respond(result: JsonResult | StreamResult | None) -> Response:
     return Response(result.body, media_type="application/json", headers=result.headers)
 
 
+async def _complete(request: Request, key: Key, endpoint: str, chat: bool) -> Response:
+    gateway = request.app.state.gateway
+    started = _started(request)
+    try:
+        body = await read_json_object(request, gateway.settings.max_body_bytes)
+    except errors.ApiError as exc:
+        gateway.completions.record_refusal(key, endpoint, None, exc, started)
+        raise
+    service = gateway.completions
+    call = service.chat(key, body, started) if chat else service.complete(key, body, started)
+    return _respond(await _until_disconnected(request, call))
+
+
 @v1.post("/chat/completions")
 async def chat_completions(request: Request, key: ApiKey) -> Response:
-    gateway = request.app.state.gateway
-    body = await read_json_object(request, gateway.settings.max_body_bytes)
-    call = gateway.completions.chat(key, body, _started(request))
-    return _respond(await _until_disconnected(request, call))
+    return await _complete(request, key, "/v1/chat/completions", chat=True)
 
 
 @v1.post("/completions")
 async def completions(request: Request, key: ApiKey) -> Response:
-    gateway = request.app.state.gateway
-    body = await read_json_object(request, gateway.settings.max_body_bytes)
-    call = gateway.completions.complete(key, body, _started(request))
-    return _respond(await _until_disconnected(request, call))
+    return await _complete(request, key, "/v1/completions", chat=False)
 
 
 @v1.get("/models")

@@ -15,13 +15,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
-import httpcore
 import orjson
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from server.gateway import errors
-from server.gateway.upstream import UPSTREAM_ERRORS, UpstreamStream, map_upstream_error
+from server.gateway.upstream import (
+    UPSTREAM_ERRORS,
+    StreamCut,
+    UpstreamStream,
+    map_upstream_error,
+)
 
 DONE = b"data: [DONE]\n\n"
 _USAGE = b'"usage":'
@@ -72,7 +76,7 @@ class StreamRelay:
                 if out:
                     yield b"".join(out)
             if not done:
-                raise httpcore.RemoteProtocolError("stream ended without [DONE]")
+                raise StreamCut()
         except UPSTREAM_ERRORS:
             # The engine died or cut the stream: tell the client inside the stream, then end it.
             self.outcome.error_code = "engine_error"

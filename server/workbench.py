@@ -230,7 +230,17 @@ class Workbench:
                 conv.delete_message(self.store.db, owner, m["id"])
         return True
 
-    # Prompt size ---------------------------------------------------------------------------
+    # Prompt --------------------------------------------------------------------------------
+
+    def prompt(self, owner: str, cid: int | None, *, system_prompt: str,
+               draft: str | None = None) -> list[dict]:
+        """The messages Send would send for conversation `cid` (None: a new one) and a draft.
+
+        The one place a prompt is assembled, for the request and for the context gauge alike.
+        """
+        messages = self.messages(owner, cid) if cid is not None else []
+        return prompt_messages(system_prompt, messages, draft)
+
 
     async def count_prompt(self, messages: list[dict]) -> int:
         """Exact prompt tokens of these chat messages, chat template included."""

@@ -397,3 +397,31 @@ def test_sign_out_forgets_the_remembered_key(page, app):
     page.reload()
     expect(page.locator("#signin-key")).to_be_visible()
     expect(page.locator("#chatbot")).to_be_hidden()
+
+
+def test_a_server_restart_keeps_the_sign_in_and_the_conversation(page, engine_url, model_dir,
+                                                                 tmp_path):
+    from tests.conftest import app_env
+    from tests.harness import free_port, start_app
+
+    key = "test-admin-" + secrets.token_hex(8)
+    env = app_env(tmp_path / "data", engine_url, model_dir, key)
+    port = free_port()  # the same origin after the restart, so the browser's storage applies
+    proc, url = start_app(env, tmp_path / "logs", port=port)
+    try:
+        sign_in(page, url, key)
+        new_conversation(page, max_tokens=8)
+        question = f"Remember {unique('me')}"
+        send(page, question)
+        wait_for_answer(page)
+        before = answer_text(page)
+    finally:
+        proc.stop()
+    proc, url = start_app(env, tmp_path / "logs", port=port)
+    try:
+        page.reload()
+        expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text(question)
+        expect(last_answer(page)).to_contain_text(before)
+        expect(page.locator("#conversation-list label.selected")).to_contain_text(question)
+    finally:
+        proc.stop()

@@ -214,3 +214,14 @@ def test_a_stopped_app_says_so_instead_of_failing_obscurely(tmp_path):
     services = SimpleNamespace(store=None, settings=SimpleNamespace(data_dir=tmp_path))
     with pytest.raises(RuntimeError, match="not running"):
         Workbench(services).list_conversations("alice")
+
+
+def test_the_prompt_of_a_conversation_is_its_history_plus_the_draft(wb):
+    cid = conversation_with(wb, "alice", ("q1", "a1", "complete"))
+    assert wb.prompt("alice", cid, system_prompt="S", draft="q2") == [
+        {"role": "system", "content": "S"}, {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"},
+    ]
+    assert wb.prompt("alice", None, system_prompt="", draft="hi") == [
+        {"role": "user", "content": "hi"}]
+    assert wb.prompt("bob", cid, system_prompt="") == []

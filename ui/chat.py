@@ -17,7 +17,7 @@ import anyio
 import gradio as gr
 
 from server.settings import SERVED_MODEL_NAME
-from server.workbench import Workbench, prompt_messages
+from server.workbench import Workbench
 from ui import formatting, gauge, usage, views
 from ui.api import ApiClient, describe_error
 from ui.layout import Components
@@ -99,7 +99,8 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             return
         stored = await anyio.to_thread.run_sync(wb.messages, owner, turn)
         shown = formatting.chat_messages(stored)
-        prompt = prompt_messages(conversation["system_prompt"], stored)
+        prompt = await anyio.to_thread.run_sync(partial(
+            wb.prompt, owner, turn, system_prompt=conversation["system_prompt"]))
         answer = AnswerStream(
             api.for_key(session.key), model=SERVED_MODEL_NAME, messages=prompt,
             params=conversation["params"],

@@ -6,10 +6,12 @@ system prompt, the history and the draft, so it is right before the request is m
 
 from __future__ import annotations
 
+from functools import partial
+
 import anyio
 import gradio as gr
 
-from server.workbench import Workbench, prompt_messages
+from server.workbench import Workbench
 from ui import formatting
 from ui.layout import Components
 
@@ -24,8 +26,8 @@ def make_refresh(wb: Workbench):
     async def refresh(session, cid, draft, system_prompt, max_tokens):
         if session is None:
             return gr.skip()
-        messages = await anyio.to_thread.run_sync(wb.messages, session.owner, cid) if cid else []
-        prompt = prompt_messages(system_prompt or "", messages, draft)
+        prompt = await anyio.to_thread.run_sync(partial(
+            wb.prompt, session.owner, cid, system_prompt=system_prompt or "", draft=draft))
         used = await wb.count_prompt(prompt)
         return formatting.gauge_html(used, wb.max_context, reserve=int(max_tokens or 0))
 

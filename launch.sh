@@ -144,7 +144,8 @@ serve() {
     install_engine "$ENGINE_PROFILE"
     [[ "$ENGINE_PROFILE" == cpu ]] && prepare_embedded_model
     log "starting the $ENGINE_PROFILE engine (log: $LOG_DIR/engine.log)"
-    start_bg "$LOG_DIR/engine.log" env "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
+    # vLLM would enforce VLLM_API_KEY itself; the gateway owns auth, the engine listens on loopback.
+    start_bg "$LOG_DIR/engine.log" env -u VLLM_API_KEY "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
     ENGINE_PID=$!
     echo "$ENGINE_PID" > "$LOG_DIR/engine.pid"
     wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log" || exit 3

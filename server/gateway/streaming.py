@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import anyio
 import orjson
@@ -42,7 +42,6 @@ class StreamOutcome:
     ttft_ms: float | None = None
     error_code: str | None = None
     disconnected: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 class StreamRelay:
@@ -123,6 +122,10 @@ class StreamRelay:
         self.outcome.error_code = error.code
         return error.sse_event()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def aclose(self) -> None:
         """Close the upstream response (aborting it if unfinished) and account, once."""
         if self._closed:
@@ -146,6 +149,6 @@ class RelayResponse(StreamingResponse):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            if not self.relay._closed:
+            if not self.relay.closed:  # the body never started: the client went away first
                 self.relay.outcome.disconnected = True
             await self.relay.aclose()

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from server.app import create_app
 from server.gateway.metrics import GatewayMetrics
 from server.settings import Settings
-from server.tokens import TokenCounter
+from server.tokens import RemoteTokenCounter, TokenCounter
 from storage import StoreClosedError
 from tests.test_gateway_errors import assert_error
 
@@ -79,3 +79,25 @@ def test_health_is_503_in_the_error_shape_when_the_engine_is_down(tmp_path, mode
         assert_error(client.get("/health"), 503, "service_unavailable", "service_unavailable",
                      None, "The engine is not available.")
         assert client.app.state.services.engine.healthy is False
+
+
+def test_external_engine_without_tokenizer_files_counts_through_its_tokenize(
+        tmp_path, engine_url):
+    settings = Settings(data_dir=tmp_path, profile="external", upstream_url=engine_url,
+                        vllm_api_key="boot-secret")
+    headers = {"Authorization": "Bearer boot-secret"}
+    with TestClient(create_app(settings)) as client:
+        assert isinstance(client.app.state.services.counter, RemoteTokenCounter)
+        body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 2}
+        response = client.post("/v1/chat/completions", json=body, headers=headers)
+        assert response.status_code == 200, response.text
+        # The gateway's count (via /tokenize) is what it reserved against the TPM budget,
+        # and the settled usage equals vLLM's own: the remaining budget reflects exactly it.
+        usage = response.json()["usage"]
+        state = client.get("/v1/models", headers=headers).headers
+        assert int(state["x-ratelimit-remaining-tokens"]) == 100_000 - usage["total_tokens"]
+        body["messages"] = [{"role": "user", "content": "hello " * 9000}]
+        assert_error(client.post("/v1/chat/completions", json=body, headers=headers), 400,
+                     "invalid_request_error", "context_length_exceeded", "messages",
+                     "Request exceeds maximum context length of 8192 tokens")

@@ -106,10 +106,11 @@ def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens
             for client, base, rates in order if i % 2 == 0 else reversed(order):
                 rates.append(stream_once(client, base, tokens))
 
-    paired = [g - d for g, d in zip(gateway_ms, direct_ms)]
+    paired = [g - d for g, d in zip(gateway_ms, direct_ms, strict=True)]
     print(f"complete requests (max_tokens=1), {requests} each side")
-    print(f"  direct   p50 {percentile(direct_ms, 50):8.2f} ms   p99 {percentile(direct_ms, 99):8.2f} ms")
-    print(f"  gateway  p50 {percentile(gateway_ms, 50):8.2f} ms   p99 {percentile(gateway_ms, 99):8.2f} ms")
+    for name, values in (("direct ", direct_ms), ("gateway", gateway_ms)):
+        print(f"  {name}  p50 {percentile(values, 50):8.2f} ms   "
+              f"p99 {percentile(values, 99):8.2f} ms")
     print(f"  added    p50 {percentile(gateway_ms, 50) - percentile(direct_ms, 50):+8.2f} ms   "
           f"p99 {percentile(gateway_ms, 99) - percentile(direct_ms, 99):+8.2f} ms   "
           f"(median of paired differences {statistics.median(paired):+.2f} ms)")

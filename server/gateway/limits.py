@@ -111,7 +111,8 @@ class _Window:
         if self.used < self.limit:
             return 0.0
         if self.current < self.limit:  # the previous window's share decays to make room
-            return self.left_in_window - (self.limit - self.current) * WINDOW_SECONDS / self.previous
+            room = self.limit - self.current
+            return self.left_in_window - room * WINDOW_SECONDS / self.previous
         return self.left_in_window + WINDOW_SECONDS * (1 - self.limit / self.current)
 
     def seconds_until_oldest_leaves(self) -> float:

@@ -21,6 +21,8 @@ def main(argv: list[str]) -> int:
     uvicorn.run(
         create_app(settings), host=settings.host, port=settings.port,
         log_level="info", timeout_graceful_shutdown=5,
+        # Every /v1 request already gets a usage row; the access log costs ≈0.25 ms a request.
+        access_log=False,
     )
     return 0
 

@@ -13,6 +13,7 @@ export WORKBENCH_DATA_DIR="$(mkdir -p "${WORKBENCH_DATA_DIR:-$ROOT/data}" && cd 
 LOG_DIR="$WORKBENCH_DATA_DIR/logs"
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 ENGINE_PID="" APP_PID=""
+STOP_GRACE_SECONDS=20
 
 log() { printf '[launch] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -81,13 +82,15 @@ start_bg() {  # start_bg LOGFILE CMD...  → own process group, PID in $!
 }
 
 stop_pid() {  # terminate → wait → kill, by PID (and its process group)
-  local pid="$1" name="$2" i
+  local pid="$1" name="$2"
   [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null || return 0
   log "stopping $name (pid $pid)"
   kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  # A deadline, not a count of sleeps: on a loaded machine each sleep overshoots.
+  local deadline=$((SECONDS + STOP_GRACE_SECONDS))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
   if kill -0 "$pid" 2>/dev/null; then
-    log "$name did not stop in 30 s; killing it"
+    log "$name did not stop in ${STOP_GRACE_SECONDS}s; killing it"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   fi
   wait "$pid" 2>/dev/null || true
@@ -162,17 +165,15 @@ serve() {
   log "ready: workbench $url/  ·  API $url/v1  ·  profile $ENGINE_PROFILE"
 
   # Whichever child exits first takes the other one down; the exit code says which.
-  while true; do
-    if [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null; then
-      log "the engine exited; last lines of $LOG_DIR/engine.log:"; tail -n 20 "$LOG_DIR/engine.log" >&2
-      exit 3
-    fi
-    if ! kill -0 "$APP_PID" 2>/dev/null; then
-      log "the app exited; last lines of $LOG_DIR/app.log:"; tail -n 20 "$LOG_DIR/app.log" >&2
-      exit 4
-    fi
-    sleep 1
-  done
+  # `wait -n` returns when one of them exits, or at once when a signal's trap has to run.
+  local children=("$APP_PID"); [[ -n "$ENGINE_PID" ]] && children+=("$ENGINE_PID")
+  wait -n "${children[@]}" || true
+  if [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null; then
+    log "the engine exited; last lines of $LOG_DIR/engine.log:"; tail -n 20 "$LOG_DIR/engine.log" >&2
+    exit 3
+  fi
+  log "the app exited; last lines of $LOG_DIR/app.log:"; tail -n 20 "$LOG_DIR/app.log" >&2
+  exit 4
 }
 
 run_tests() {

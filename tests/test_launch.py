@@ -96,7 +96,7 @@ def test_launch_serves_streamed_chat_and_sigterm_stops_both(launch):
     assert len(pieces) > 1 and "".join(pieces).strip()
 
     launch.proc.send_signal(signal.SIGTERM)
-    assert launch.proc.wait(timeout=60) == 143
+    assert launch.proc.wait(timeout=90) == 143
     assert wait_gone(engine_pid, 10) and wait_gone(app_pid, 10)
     assert "stopping app" in launch.out.read_text()
 
@@ -105,7 +105,7 @@ def test_launch_stops_the_app_and_says_so_when_the_engine_dies(launch):
     launch.wait_ready()
     engine_pid, app_pid = launch.pids()
     os.killpg(engine_pid, signal.SIGKILL)
-    assert launch.proc.wait(timeout=60) == 3
+    assert launch.proc.wait(timeout=90) == 3
     assert wait_gone(app_pid, 10)
     assert "the engine exited" in launch.out.read_text()
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import REPO, start_app, start_engine
+from storage import Store
+from tests.harness import REPO, free_port, start_app, start_engine
 
 MODEL_DIR = Path(
     os.environ.get("WORKBENCH_TEST_MODEL_DIR", REPO / "data" / "models" / "SmolLM2-135M-Instruct")
@@ -91,3 +92,20 @@ def make_app(engine_url, model_dir, tmp_path):
     yield _make
     for proc in started:
         proc.stop()
+
+
+@pytest.fixture
+def app_without_engine(tmp_path, model_dir):
+    """An app whose upstream port has nothing listening (the engine is down): (url, key)."""
+    key = "test-admin-" + secrets.token_hex(8)
+    env = app_env(tmp_path, f"http://127.0.0.1:{free_port()}", model_dir, key)
+    proc, url = start_app(env, tmp_path / "logs", expect=503)
+    yield url, key
+    proc.stop()
+
+
+@pytest.fixture
+def db(tmp_path):
+    """A fresh, migrated SQLite database file under tmp_path."""
+    with Store(tmp_path / "workbench.db") as store:
+        yield store.db

@@ -14,7 +14,6 @@ from server.gateway.auth import CACHE_SECONDS
 from server.gateway.upstream import map_upstream_error
 from storage import Store
 from storage.keys import create_key, revoke_key
-from tests.harness import free_port, start_app
 
 RATE_HEADERS = (
     "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
@@ -210,19 +209,6 @@ def test_engine_answering_500_is_500_in_our_shape(make_app, fault_upstream):
     assert_error(response, 500, "internal_server_error", "engine_error", None,
                  "The engine failed: EngineCore encountered an issue")
     assert_rate_headers(response)
-
-
-@pytest.fixture
-def app_without_engine(tmp_path, model_dir):
-    """An app whose upstream port has nothing listening (the engine is down)."""
-    key = "test-admin-" + secrets.token_hex(8)
-    env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": str(tmp_path),
-           "WORKBENCH_PROFILE": "external",
-           "WORKBENCH_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}",
-           "WORKBENCH_TOKENIZER_PATH": str(model_dir)}
-    proc, url = start_app(env, tmp_path / "logs", expect=503)
-    yield url, key
-    proc.stop()
 
 
 def test_engine_down_is_503_on_health_and_v1(app_without_engine):

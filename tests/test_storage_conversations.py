@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from storage import ImportFormatError, NotFoundError, Store
+from storage import ImportFormatError, NotFoundError
 from storage import conversations as conv
 from storage.conversations import (
     add_message, create_conversation, delete_conversation, delete_message, export_json,
@@ -17,12 +17,6 @@ STATS = {
     "decode_tps": 22.5, "total_ms": 1660.0, "finish_reason": "stop",
 }
 NO_STATS = dict.fromkeys(STATS)
-
-
-@pytest.fixture
-def db(tmp_path):
-    with Store(tmp_path / "workbench.db") as store:
-        yield store.db
 
 
 @pytest.fixture

@@ -18,12 +18,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def db(tmp_path):
-    with Store(tmp_path / "workbench.db") as store:
-        yield store.db
-
-
-@pytest.fixture
 def clock(monkeypatch):
     """time.time() under the test's control."""
     now = [1_000_000.0]

@@ -2,17 +2,10 @@
 
 import pytest
 
-from storage import Store
 from storage.conversations import (
     add_message, create_conversation, rename_conversation, search_conversations,
 )
 from storage.search import fts_query
-
-
-@pytest.fixture
-def db(tmp_path):
-    with Store(tmp_path / "workbench.db") as store:
-        yield store.db
 
 
 def ids(hits: list[dict]) -> list[int]:

@@ -2,15 +2,8 @@
 
 import pytest
 
-from storage import Store
 from storage import usage
 from storage.usage import log_request, usage_series
-
-
-@pytest.fixture
-def db(tmp_path):
-    with Store(tmp_path / "workbench.db") as store:
-        yield store.db
 
 
 def log_at(db, monkeypatch, when: float, **fields) -> None:

@@ -14,7 +14,6 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fault_upstream import FaultUpstream
-from tests.harness import free_port, start_app
 from tests.test_ui_workbench import (  # noqa: F401  (browser, page: fixtures)
     browser, last_answer, new_conversation, page, send, sign_in,
 )
@@ -48,19 +47,6 @@ def test_rate_limit_says_how_long_to_wait_and_shows_the_headroom(page, make_app)
     # A reload shows the failed answer as it was.
     page.reload()
     assert_readable_error(page, r"Rate limit reached")
-
-
-@pytest.fixture
-def app_without_engine(tmp_path, model_dir):
-    """An app whose upstream port has nothing listening (the engine is down)."""
-    key = "test-admin-" + secrets.token_hex(8)
-    env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": str(tmp_path),
-           "WORKBENCH_PROFILE": "external",
-           "WORKBENCH_UPSTREAM_URL": f"http://127.0.0.1:{free_port()}",
-           "WORKBENCH_TOKENIZER_PATH": str(model_dir)}
-    proc, url = start_app(env, tmp_path / "logs", expect=503)
-    yield url, key
-    proc.stop()
 
 
 def test_engine_outage_is_a_readable_message_and_the_question_is_kept(page, app_without_engine):

@@ -21,11 +21,14 @@ from typing import Any
 
 import anyio
 
+from server.documents.analysis import ChunkedAnalysis, summary_tokens_for
+from server.documents.library import DocumentLibrary, documents_first
+from server.settings import SERVED_MODEL_NAME
 from storage import ImportFormatError, NotFoundError, Store
 from storage import conversations as conv
 from storage import keys, usage
 
-__all__ = ["DEFAULT_PARAMS", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
+__all__ = ["DEFAULT_PARAMS", "Fit", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
 
 # Sampling defaults, as documented in ../shared/API.md (stop: none).
 DEFAULT_PARAMS: dict[str, Any] = {
@@ -46,6 +49,26 @@ class Identity:
 
     owner: str
     admin: bool
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Whether a conversation's next request fits the context: prompt and answer budget."""
+
+    used: int  # exact prompt tokens (documents, system prompt, history, draft)
+    reserve: int  # max_tokens: the room the answer asks for
+    max_context: int
+    documents: int  # tokens of the attached documents' chosen pages
+    attached: int  # how many documents are attached
+
+    @property
+    def fits(self) -> bool:
+        return self.used + self.reserve <= self.max_context
+
+    @property
+    def room(self) -> int:
+        """Tokens left for the answer."""
+        return max(0, self.max_context - self.used)
 
 
 def normalize_params(params: dict | None) -> dict[str, Any]:
@@ -106,6 +129,7 @@ class Workbench:
 
     def __init__(self, services: Any):
         self._services = services
+        self.documents = DocumentLibrary(services)
 
     @property
     def store(self) -> Store:
@@ -175,9 +199,13 @@ class Workbench:
         current = conv.get_conversation(self.store.db, owner, cid)
         if current is None:
             return False
-        params = normalize_params(params)
+        # Keys the panel does not own (the documents' page ranges) are kept as stored.
+        extra = {k: v for k, v in current["params"].items() if k not in DEFAULT_PARAMS}
+        params = {**extra, **normalize_params(params)}
         # Unchanged settings are not written: a write would move the conversation to the top.
-        if current["system_prompt"] == system_prompt and normalize_params(current["params"]) == params:
+        if current["system_prompt"] == system_prompt and {
+            **extra, **normalize_params(current["params"])
+        } == params:
             return True
         return conv.update_conversation_settings(
             self.store.db, owner, cid, system_prompt=system_prompt, params=params
@@ -237,10 +265,40 @@ class Workbench:
         """The messages Send would send for conversation `cid` (None: a new one) and a draft.
 
         The one place a prompt is assembled, for the request and for the context gauge alike.
+        Attached documents come first (each page marked `[page N]` under its file name), then
+        the system prompt, then the conversation: a prefix that stays byte-identical from one
+        question to the next, so the engine serves it from its prefix cache.
         """
         messages = self.messages(owner, cid) if cid is not None else []
-        return prompt_messages(system_prompt, messages, draft)
+        conversation = prompt_messages("", messages, draft)
+        return documents_first(self.documents.context(owner, cid), system_prompt, conversation)
 
+    def fit(self, owner: str, cid: int | None, *, system_prompt: str, draft: str | None = None,
+            max_tokens: int = 0) -> Fit:
+        """Does the next request fit the context? Exact counts (blocking: a worker thread)."""
+        attached = self.documents.attached(owner, cid)
+        prompt = self.prompt(owner, cid, system_prompt=system_prompt, draft=draft)
+        return Fit(
+            used=self.counter.count_messages(prompt), reserve=max(0, int(max_tokens or 0)),
+            max_context=self.max_context, documents=sum(a.tokens for a in attached),
+            attached=len(attached),
+        )
+    def chunked_analysis(self, owner: str, cid: int, client: Any, *, question: str) -> ChunkedAnalysis:
+        """A chunked analysis of the conversation's documents (their chosen pages) for
+        `question`, through `client` (our /v1 with the person's key). Raises NotFoundError
+        for a conversation that is not the owner's, AnalysisError without a question."""
+        conversation = self.get_conversation(owner, cid)
+        if conversation is None:
+            raise NotFoundError(f"conversation {cid} not found")
+        params = conversation["params"]
+        return ChunkedAnalysis(
+            client, model=SERVED_MODEL_NAME, counter=self.counter, max_context=self.max_context,
+            question=question,
+            documents=[(a.filename, a.pages) for a in self.documents.attached(owner, cid)],
+            system_prompt=conversation["system_prompt"],
+            summary_tokens=summary_tokens_for(params["max_tokens"], self.max_context),
+            answer_tokens=params["max_tokens"], sampling=params,
+        )
 
     async def count_prompt(self, messages: list[dict]) -> int:
         """Exact prompt tokens of these chat messages, chat template included."""

@@ -1,7 +1,7 @@
 """The browser workbench: a Gradio 6 app that the server mounts at `/`.
 
 `build_ui(services)` lays the page out (ui.layout) and wires each area (session, sidebar,
-conversation actions, chat, settings, gauge, usage). It reaches the model only through our
+conversation actions, chat, settings, documents, gauge, usage). It reaches the model only through our
 own /v1 (ui.api) and storage only through `server.workbench.Workbench`.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 import gradio as gr
 
 from server.workbench import Workbench
-from ui import chat, conversation, gauge, session, settings_panel, sidebar, usage
+from ui import chat, conversation, documents, gauge, session, settings_panel, sidebar, usage
 from ui.api import ApiClient
 from ui.layout import build_components
 from ui.streaming import InFlight
@@ -32,6 +32,7 @@ def build_ui(services: Any) -> gr.Blocks:
         conversation.wire(c, wb)
         chat.wire(c, wb, api, InFlight())
         settings_panel.wire(c, wb)
+        documents.wire(c, wb)
         gauge.wire(c, wb)
         usage.wire(c, wb)
     # Many people stream at once: the gateway enforces the per-key limits, not the UI queue.

@@ -1,31 +1,32 @@
 """Chat: send, stream the answer, stop, regenerate, edit the last message and resend.
 
 Each action is a chain: a quick step stores the person's side (the user message, settings) and
-shows the placeholder; `stream_answer` streams from /v1 and stores the answer however it ends
-(complete, stopped, failed); a last step redraws the conversation from storage.
+shows the placeholder; the streaming step (ui.turn) streams from /v1 and stores the answer
+however it ends (complete, stopped, failed); a last step redraws the conversation from storage.
 Stop cancels the streaming step: the generator closes the HTTP stream (the gateway aborts the
 engine request) and stores the partial answer with status "stopped".
+
+With documents attached, a request that would not fit the context is not sent: the offer
+under the gauge says so and proposes page ranges, a chunked analysis, or an answer in the
+room left (never a silent truncation, never the engine's error as the answer).
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-from functools import partial
-
 import anyio
 import gradio as gr
 
-from server.settings import SERVED_MODEL_NAME
 from server.workbench import Workbench
 from ui import formatting, gauge, usage, views
-from ui.api import ApiClient, describe_error
+from ui.api import ApiClient
+from ui.document_formatting import chunk_progress_message, offer_markdown
 from ui.layout import Components
 from ui.settings_panel import read_settings
-from ui.streaming import AnswerStream, InFlight
+from ui.streaming import InFlight
+from ui.turn import last_question, make_stream
 
-# Redraw at most this often while streaming: fast engines send hundreds of chunks a second.
-REDRAW_SECONDS = 0.05
+# "Answer in the room left" is offered only when the room is worth an answer.
+MIN_ROOM = 32
 
 
 def _edited_text(value) -> str:
@@ -40,14 +41,31 @@ def _edited_text(value) -> str:
 
 
 def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> None:
-    """Attach send, stream, stop, regenerate and edit."""
-    outputs = views.view_outputs(c) | {c.draft}
+    """Attach send, stream, stop, regenerate, edit and the over-context offer."""
+    outputs = views.view_outputs(c) | {c.draft, c.offer_msg, c.offer_shorter_btn}
     context = [c.session, c.conv_id, c.busy, c.search_box]
 
-    def streaming_view(owner: str, cid: int, query: str) -> dict:
+    def streaming_view(owner: str, cid: int, query: str, placeholder: dict | None = None) -> dict:
         view = views.conversation_view(c, wb, owner, cid, query)
-        view[c.chatbot] = view[c.chatbot] + [formatting.streaming_message("")]
+        view[c.chatbot] = view[c.chatbot] + [placeholder or formatting.streaming_message("")]
         return {**view, **views.busy_controls(c, cid)}
+
+    def over_context(owner: str, cid: int | None, system_prompt: str, params: dict,
+                     draft: str | None = None) -> dict | None:
+        """The offer, when documents are attached and the request would not fit."""
+        if cid is None or not wb.documents.attached(owner, cid):
+            return None
+        fit = wb.fit(owner, cid, system_prompt=system_prompt, draft=draft,
+                     max_tokens=params["max_tokens"])
+        if fit.fits:
+            return None
+        return {
+            c.offer_row: gr.Column(visible=True),
+            c.offer_msg: offer_markdown(fit),
+            c.offer_shorter_btn: gr.Button(
+                value=f"Answer in the {fit.room:,} tokens left", visible=fit.room >= MIN_ROOM),
+            c.turn: None,
+        }
 
     def start_send(session, cid, busy, query, draft, *settings):
         if session is None or not (draft or "").strip():
@@ -61,6 +79,9 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             cid = wb.create_conversation(session.owner, system_prompt=system_prompt, params=params)
         else:
             wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
+        offer = over_context(session.owner, cid, system_prompt, params, draft.strip())
+        if offer:  # the draft stays in the box, unsent
+            return offer
         # Stored before the model is asked: whatever happens next, the question is kept.
         wb.add_user_message(session.owner, cid, draft.strip())
         return {**streaming_view(session.owner, cid, query), c.draft: ""}
@@ -73,6 +94,9 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
         if not wb.drop_last_answer(session.owner, cid):
             gr.Warning("There is no question to answer again yet.")
             return {c.turn: None}
+        offer = over_context(session.owner, cid, system_prompt, params)
+        if offer:
+            return {**views.conversation_view(c, wb, session.owner, cid, query), **offer}
         return streaming_view(session.owner, cid, query)
 
     def start_edit(edit: gr.EditData, session, cid, busy, query, message_ids, *settings):
@@ -88,52 +112,57 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
         system_prompt, params = read_settings(*settings)
         wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
+        offer = over_context(session.owner, cid, system_prompt, params)
+        if offer:
+            return {**views.conversation_view(c, wb, session.owner, cid, query), **offer}
         return streaming_view(session.owner, cid, query)
 
-    async def stream_answer(request: gr.Request, session, turn):
-        if session is None or turn is None:
-            return
-        owner = session.owner
-        conversation = await anyio.to_thread.run_sync(wb.get_conversation, owner, turn)
-        if conversation is None:
-            return
-        stored = await anyio.to_thread.run_sync(wb.messages, owner, turn)
-        shown = formatting.chat_messages(stored)
-        prompt = await anyio.to_thread.run_sync(partial(
-            wb.prompt, owner, turn, system_prompt=conversation["system_prompt"]))
-        answer = AnswerStream(
-            api.for_key(session.key), model=SERVED_MODEL_NAME, messages=prompt,
-            params=conversation["params"],
-        )
-        chunks = answer.chunks()
-        status, error = "complete", None
-        inflight.begin(request.session_hash)
-        try:
-            redrawn = 0.0
-            async for text in chunks:
-                now = time.monotonic()
-                if now - redrawn >= REDRAW_SECONDS:
-                    redrawn = now
-                    yield {
-                        c.chatbot: shown + [formatting.streaming_message(text)],
-                        c.headroom: formatting.headroom_html(answer.headers),
-                    }
-        except (asyncio.CancelledError, GeneratorExit):
-            status = "stopped"
-            raise
-        except Exception as exc:  # every failure becomes a readable message in the chat
-            status, error = "error", describe_error(exc)
-        finally:
-            await chunks.aclose()
-            await answer.close()
-            await _store_answer(wb, owner, turn, prompt, answer, status, error)
-            inflight.end(request.session_hash)
-        yield {c.headroom: formatting.headroom_html(answer.headers)}
+    def start_in_room_left(session, cid, busy, query, draft, *settings):
+        """Send the draft (or answer the unanswered question) with max tokens = the room left."""
+        if session is None or busy or cid is None:
+            return {c.turn: None}
+        system_prompt, params = read_settings(*settings)
+        question = (draft or "").strip()
+        fit = wb.fit(session.owner, cid, system_prompt=system_prompt, draft=question or None)
+        if fit.room < MIN_ROOM:
+            gr.Warning("There is no room left for an answer: choose pages or analyse in chunks.")
+            return {c.turn: None}
+        params = {**params, "max_tokens": fit.room}
+        wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
+        if question:
+            wb.add_user_message(session.owner, cid, question)
+        elif last_question(wb.messages(session.owner, cid)) is None:
+            gr.Warning("Type your question first.")
+            return {c.turn: None}
+        return {**streaming_view(session.owner, cid, query), c.draft: ""}
+
+    def start_chunked(session, cid, busy, query, draft, *settings):
+        """Store the question (the draft, or the one left unanswered) and start the analysis."""
+        if session is None or busy:
+            return {c.turn: None}
+        if cid is None or not wb.documents.attached(session.owner, cid):
+            gr.Warning("Attach a document first: the analysis reads the attached documents.")
+            return {c.turn: None}
+        system_prompt, params = read_settings(*settings)
+        wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
+        question = (draft or "").strip()
+        if question:
+            wb.add_user_message(session.owner, cid, question)
+        elif last_question(wb.messages(session.owner, cid)) is None:
+            gr.Warning("Type your question first: the chunks are summarised for it.")
+            return {c.turn: None}
+        placeholder = chunk_progress_message("Planning the chunks")
+        return {**streaming_view(session.owner, cid, query, placeholder), c.draft: ""}
 
     def finish(session, cid, busy, query):
         if session is None:
             return views.idle_controls(c)
         return {**views.conversation_view(c, wb, session.owner, cid, query), **views.idle_controls(c)}
+
+    def finish_turn(session, cid, busy, query, turn):
+        if turn is None:  # nothing was streamed (refused, or the offer is shown): keep the page
+            return views.idle_controls(c)
+        return finish(session, cid, busy, query)
 
     async def stop(request: gr.Request, session, cid, busy, query):
         # The cancelled generator stores the partial answer; wait for it, then redraw.
@@ -141,20 +170,28 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
         return await anyio.to_thread.run_sync(finish, session, cid, busy, query)
 
     common = dict(api_visibility="private", show_progress="hidden")
+    direct = make_stream(c, wb, api, inflight, chunked=False)
+    chunked = make_stream(c, wb, api, inflight, chunked=True)
+    with_draft = context + [c.draft, *c.settings]
     starts = [
-        gr.on([c.send_btn.click, c.draft.submit], start_send,
-              inputs=context + [c.draft, *c.settings], outputs=outputs, **common),
-        c.regen_btn.click(start_regenerate, inputs=context + c.settings, outputs=outputs, **common),
-        c.chatbot.edit(start_edit, inputs=context + [c.message_ids, *c.settings],
-                       outputs=outputs, **common),
+        (gr.on([c.send_btn.click, c.draft.submit], start_send, inputs=with_draft,
+               outputs=outputs, **common), direct),
+        (c.regen_btn.click(start_regenerate, inputs=context + c.settings, outputs=outputs,
+                           **common), direct),
+        (c.chatbot.edit(start_edit, inputs=context + [c.message_ids, *c.settings],
+                        outputs=outputs, **common), direct),
+        (c.offer_shorter_btn.click(start_in_room_left, inputs=with_draft, outputs=outputs,
+                                   **common), direct),
+        (gr.on([c.chunk_btn.click, c.offer_chunks_btn.click], start_chunked, inputs=with_draft,
+               outputs=outputs, **common), chunked),
     ]
     streams = []
-    for start in starts:
+    for start, stream_fn in starts:
         stream = start.then(
-            stream_answer, inputs=[c.session, c.turn], outputs=[c.chatbot, c.headroom],
+            stream_fn, inputs=[c.session, c.turn], outputs=[c.chatbot, c.headroom],
             concurrency_limit=None, **common,
         )
-        done = stream.then(finish, inputs=context, outputs=outputs, **common)
+        done = stream.then(finish_turn, inputs=context + [c.turn], outputs=outputs, **common)
         usage.chain(gauge.chain(done, c, wb), c, wb)
         streams.append(stream)
     # The browser sends the cancel only once the clicked event's own function is done, so the
@@ -163,24 +200,7 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
     stopped = c.stop_btn.click(None, cancels=streams, **common).then(
         stop, inputs=context, outputs=outputs, **common)
     usage.chain(gauge.chain(stopped, c, wb), c, wb)
+    c.offer_pages_btn.click(
+        lambda: {c.side_tabs: gr.Tabs(selected="documents"), c.offer_row: gr.Column(visible=False)},
+        outputs={c.side_tabs, c.offer_row}, **common)
 
-
-async def _store_answer(
-    wb: Workbench, owner: str, cid: int, prompt: list[dict], answer: AnswerStream,
-    status: str, error: str | None,
-) -> None:
-    """Store the answer as it ended; shielded, so a second cancel cannot lose it."""
-
-    async def store() -> None:
-        prompt_tokens = completion_tokens = None
-        if answer.usage is None:
-            # Cut short: no usage chunk arrived, so count what was sent and what came back.
-            prompt_tokens = await wb.count_prompt(prompt)
-            completion_tokens = await wb.count_text(answer.text) if answer.text else 0
-        stats = answer.stats(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
-        await anyio.to_thread.run_sync(partial(
-            wb.save_answer, owner, cid, answer.text, model=SERVED_MODEL_NAME, stats=stats,
-            status=status, error=error,
-        ))
-
-    await asyncio.shield(asyncio.ensure_future(store()))

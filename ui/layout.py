@@ -11,6 +11,7 @@ import gradio as gr
 
 from server.workbench import DEFAULT_PARAMS
 from ui import formatting, theme
+from ui.document_layout import documents_panel, fit_offer
 
 # localStorage keys of the remembered sign-in and the last open conversation.
 KEY_STORAGE = "qwen-workbench-key"
@@ -76,8 +77,31 @@ class Components:
     usage_tokens: gr.LinePlot
     usage_totals: gr.Markdown
     headroom: gr.HTML
-    # The right-hand tabs; the documents tab (issue 6) goes next to settings and usage.
+    # Documents (PDFs attached to the conversation)
+    doc_upload: gr.File
+    doc_progress: gr.HTML
+    doc_password_row: gr.Column
+    doc_password: gr.Textbox
+    doc_password_btn: gr.Button
+    doc_pending: gr.State  # (path, filename) of an upload waiting for its password
+    doc_status: gr.HTML
+    doc_attached: gr.CheckboxGroup
+    doc_pages_doc: gr.Dropdown
+    doc_pages: gr.Textbox
+    doc_pages_btn: gr.Button
+    doc_pages_msg: gr.Markdown
+    doc_fit: gr.HTML
+    chunk_btn: gr.Button
+    doc_delete_btn: gr.Button
+    # Shown instead of sending when documents and conversation do not fit the context.
+    offer_row: gr.Column
+    offer_msg: gr.Markdown
+    offer_pages_btn: gr.Button
+    offer_chunks_btn: gr.Button
+    offer_shorter_btn: gr.Button
+    # The right-hand tabs: settings, documents, usage.
     side_tabs: gr.Tabs
+    documents_tab: gr.Tab
     usage_tab: gr.Tab
 
     @property
@@ -208,6 +232,7 @@ def build_components(browser_secret: str) -> Components:
                     placeholder="**Ask anything.** Answers stream here, with their stats.",
                 )
                 gauge = gr.HTML(formatting.gauge_html(None, 0), elem_id="context-gauge")
+                offer = fit_offer()
                 with gr.Row(equal_height=True, elem_id="composer"):
                     draft = gr.Textbox(
                         # lines=1 (growing to max_lines) is what makes Enter send and
@@ -225,9 +250,12 @@ def build_components(browser_secret: str) -> Components:
                 with gr.Tabs(elem_id="side-tabs") as side_tabs:
                     with gr.Tab("Settings", id="settings", elem_id="settings-tab"):
                         settings = _settings()
+                    with gr.Tab("Documents", id="documents", elem_id="documents-tab") as documents_tab:
+                        documents = documents_panel()
                     with gr.Tab("Usage", id="usage", elem_id="usage-tab") as usage_tab:
                         usage = _usage()
     system_prompt, temperature, top_p, max_tokens, presence, frequency, stop_seqs, reset_btn = settings
     usage_range, usage_refresh, usage_requests, usage_tokens, usage_totals, headroom = usage
     names = Components.__dataclass_fields__
-    return Components(**{name: value for name, value in locals().items() if name in names})
+    found = {**locals(), **documents, **offer}
+    return Components(**{name: value for name, value in found.items() if name in names})

@@ -60,6 +60,10 @@ def _signed_out(c: Components, message: str = "") -> dict:
         c.signin_msg: message,
         c.chatbot: [],
         c.conv_list: gr.Radio(choices=[], value=None),
+        # The next person to sign in on this page must not see this one's documents.
+        c.doc_attached: gr.CheckboxGroup(choices=[], value=[]),
+        c.doc_status: "",
+        c.doc_progress: "",
     }
 
 
@@ -67,7 +71,7 @@ def wire(c: Components, wb: Workbench, demo: gr.Blocks) -> None:
     """Attach the sign-in, restore-on-load and sign-out events."""
     outputs = views.view_outputs(c) | {
         c.session, c.saved_key, c.signin_panel, c.workbench, c.sidebar, c.signin_msg,
-        c.key_box, c.whoami,
+        c.key_box, c.whoami, c.doc_status, c.doc_progress,
     }
 
     def sign_in(secret: str):

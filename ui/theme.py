@@ -39,6 +39,24 @@ CSS = """
   background: var(--color-accent-soft); border-color: var(--color-accent); font-weight: 600;
 }
 #conversation-list label span { overflow: hidden; text-overflow: ellipsis; }
+.wb-progress-label, .wb-fit { font-size: 13px; font-variant-numeric: tabular-nums; }
+.wb-progress-label { margin-top: 3px; color: var(--body-text-color-subdued); }
+.wb-doc { padding: 8px 10px; border: 1px solid var(--border-color-primary); border-radius: 6px; }
+.wb-doc-name { font-weight: 600; overflow-wrap: anywhere; }
+.wb-doc-facts { font-size: 13px; font-variant-numeric: tabular-nums; }
+.wb-doc-note { font-size: 13px; color: var(--body-text-color-subdued); }
+.wb-doc-warning { font-size: 13px; color: #b45309; margin-top: 4px; }
+.wb-doc-error {
+  padding: 8px 10px; border-radius: 6px; font-size: 14px;
+  background: var(--error-background-fill, #fef2f2); color: var(--error-text-color, #b91c1c);
+  border: 1px solid var(--error-border-color, #fecaca);
+}
+.wb-fit ul { margin: 0 0 4px 18px; padding: 0; }
+.wb-fit-ok { color: var(--body-text-color-subdued); }
+.wb-fit-over { color: #dc2626; }
+#fit-offer { border: 1px solid #fca5a5; border-radius: 6px; padding: 6px 10px; }
+#chatbot .wb-chunks { display: flex; align-items: center; gap: 8px; font-style: italic; }
+#chatbot .wb-chunks progress { width: 120px; }
 #whoami p { font-size: 13px; margin: 0; color: var(--body-text-color-subdued); }
 """
 

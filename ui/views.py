@@ -15,6 +15,7 @@ import gradio as gr
 
 from server.workbench import DEFAULT_PARAMS, Workbench
 from ui import formatting
+from ui.document_formatting import document_choices
 from ui.layout import Components
 
 # Export files are written here for the download buttons (Gradio serves from the temp dir).
@@ -41,6 +42,22 @@ def settings_values(c: Components, system_prompt: str, params: dict) -> dict:
         c.presence: params["presence_penalty"],
         c.frequency: params["frequency_penalty"],
         c.stop_seqs: "\n".join(params["stop"]),
+    }
+
+
+def documents_view(c: Components, wb: Workbench, owner: str, cid: int | None,
+                   chosen: int | None = None) -> dict:
+    """The documents tab for conversation `cid`: the owner's documents (attached ones ticked)
+    and the page ranges of one attached document (`chosen`, else the first)."""
+    attached = wb.documents.attached(owner, cid)
+    ids = [a.id for a in attached]
+    pick = chosen if chosen in ids else (ids[0] if ids else None)
+    return {
+        c.doc_attached: gr.CheckboxGroup(
+            choices=document_choices(wb.documents.list_documents(owner)), value=ids),
+        c.doc_pages_doc: gr.Dropdown(choices=[(a.filename, a.id) for a in attached], value=pick),
+        c.doc_pages: next((a.spec for a in attached if a.id == pick), ""),
+        c.offer_row: gr.Column(visible=False),
     }
 
 
@@ -105,6 +122,7 @@ def conversation_view(
         c.confirm_row: gr.Row(visible=False),
         **(settings_values(c, system_prompt, params) if settings else {}),
         **sidebar_list(c, wb, owner, query, cid),
+        **documents_view(c, wb, owner, cid),
     }
 
 
@@ -136,4 +154,10 @@ def view_outputs(c: Components) -> set:
         c.conv_id, c.saved_conv, c.chatbot, c.message_ids, c.title_box, c.export_md,
         c.export_json, c.delete_btn, c.rename_btn, c.confirm_row, c.conv_list, *c.settings,
         c.busy, c.turn, c.send_btn, c.regen_btn, c.stop_btn,
+        *document_outputs(c),
     }
+
+
+def document_outputs(c: Components) -> set:
+    """Every component documents_view updates."""
+    return {c.doc_attached, c.doc_pages_doc, c.doc_pages, c.offer_row}

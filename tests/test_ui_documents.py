@@ -17,14 +17,16 @@ from types import SimpleNamespace
 import pytest
 from playwright.sync_api import Page, expect
 
+from server.documents.library import Attached
 from server.tokens import TokenCounter
-from server.workbench import Workbench
+from server.workbench import Fit, Workbench
 from storage import Store
 from storage.conversations import list_messages
 from storage.documents import list_documents
 from storage.keys import create_key
 from tests.conftest import ARTIFACTS, app_env
 from tests.harness import start_app
+from ui.document_formatting import document_html, fit_html, no_text_note, page_list
 from tests.test_ui_workbench import (  # noqa: F401  (browser, page: fixtures)
     STREAM_TIMEOUT, answer_text, browser, last_answer, new_conversation, open_conversation_id,
     page, send, sign_in, wait_for_answer,
@@ -85,6 +87,43 @@ def facade(app, counter) -> Workbench:
                                settings=SimpleNamespace(data_dir=app.data_dir))
     return Workbench(services)
 
+
+# --- what the person reads, without a browser ------------------------------------------------
+
+def test_pages_without_text_are_named_in_runs():
+    assert page_list([9, 3, 4, 5, 4]) == "3–5, 9"
+    assert no_text_note([], 4) == ""
+    assert no_text_note([2], 4) == "Page 2 has no text: OCR needed."
+    assert no_text_note([3, 4, 5, 9], 12) == "Pages 3–5, 9 have no text: OCR needed."
+    assert no_text_note([1, 2], 2) == "No page has text (all 2 are images or scans): OCR needed."
+
+
+def test_an_upload_reads_as_pages_tokens_and_share_of_the_context():
+    document = {"id": 7, "filename": "<b>report</b>.pdf", "page_count": 1499,
+                "total_tokens": 1_026_366, "empty_pages": [], "reused": True}
+    shown = document_html(document, 8192)
+    assert "1,499 pages · 1,026,366 tokens · 125.3× the 8,192-token context" in shown
+    assert "&lt;b&gt;report&lt;/b&gt;.pdf" in shown and "<b>report" not in shown
+    assert "Already in your documents" in shown
+    small = document_html({**document, "total_tokens": 2048, "reused": False}, 8192)
+    assert "25.0% of the 8,192-token context" in small and "Already" not in small
+
+
+def test_the_fit_summary_lists_the_chosen_pages_and_says_whether_it_fits():
+    attached = [Attached(id=1, filename="a.pdf", page_count=40, total_tokens=9000, empty_pages=[],
+                         spec="1-3, 7", pages=[{"number": 1, "text": "", "tokens": 900}],
+                         text="")]
+    over = fit_html(Fit(used=9100, reserve=100, max_context=8192, documents=900, attached=1),
+                    attached)
+    assert "<b>a.pdf</b>: pages 1-3, 7 of 40, 900 tokens" in over
+    assert "Does not fit: 9,100 prompt tokens + max tokens 100 = 9,200 of 8,192" in over
+    fits = fit_html(Fit(used=1000, reserve=100, max_context=8192, documents=900, attached=1),
+                    attached)
+    assert "Fits: 1,000 prompt tokens + max tokens 100 = 1,100 of 8,192." in fits
+    assert "No document attached" in fit_html(None, [])
+
+
+# --- in the browser -------------------------------------------------------------------------
 
 def test_upload_shows_progress_then_totals_attaches_and_reuses_the_same_file(page, app):
     owner, key = person(app)

@@ -58,8 +58,10 @@ def document_html(document: Mapping, max_context: int) -> str:
     """The result of an upload: name, pages, tokens, share of the context, pages without text."""
     tokens = document.get("total_tokens") or 0
     share = tokens / max_context if max_context else 0.0
+    # Past twice the context a percentage is hard to read: say how many contexts it takes.
+    part = f"{share:,.1f}× the" if share >= 2 else f"{share:.1%} of the"
     facts = [_pages(document["page_count"]), f"{tokens:,} tokens",
-             f"{share:.1%} of the {max_context:,}-token context"]
+             f"{part} {max_context:,}-token context"]
     lines = [f'<div class="wb-doc-name">{html.escape(document["filename"])}</div>',
              f'<div class="wb-doc-facts">{" · ".join(facts)}</div>']
     if document.get("reused"):

@@ -72,6 +72,8 @@ def wire(c: Components, wb: Workbench) -> None:
         task = asyncio.ensure_future(anyio.to_thread.run_sync(partial(
             wb.documents.upload, session.owner, path, filename=filename,
             password=password or None, progress=progress)))
+        # The previous upload's result goes: this one's progress replaces it.
+        yield {c.doc_status: "", c.doc_pages_msg: ""}
         try:
             while not task.done():
                 yield {c.doc_progress: progress_html(progress.done, progress.total, filename)}

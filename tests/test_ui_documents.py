@@ -280,6 +280,19 @@ def test_over_context_document_offers_page_ranges_and_the_gauge_follows(page, sm
     send(page, "What is the first section about?")
     wait_for_answer(page)
     expect(last_answer(page).locator(".wb-error")).to_have_count(0)
+    # A long answer budget no longer fits: the offer proposes the room that is left.
+    page.get_by_role("tab", name="Settings").click()
+    page.locator("#max-tokens input").fill("600")
+    page.locator("#max-tokens input").press("Tab")
+    send(page, "And the second?")
+    shorter = page.locator("#offer-shorter")
+    expect(shorter).to_contain_text(re.compile(r"Answer in the \d+ tokens left"))
+    room = int(re.search(r"(\d+) tokens", shorter.inner_text())[1])
+    shorter.click()
+    expect(page.locator("#chatbot [data-testid=bot]")).to_have_count(2)
+    wait_for_answer(page)
+    expect(last_answer(page).locator(".wb-error")).to_have_count(0)
+    expect(page.locator("#max-tokens input")).to_have_value(str(room))
 
 
 def test_chunked_analysis_shows_its_progress_and_saves_the_answer(page, small_app):

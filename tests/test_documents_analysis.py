@@ -126,3 +126,26 @@ def test_summaries_too_long_together_are_merged_in_groups_that_fit(counter):
     assert [s for group in groups for s in group] == summaries  # in order, none lost
     for group in groups:
         assert counter.count_messages(job._combine_messages(group)) + SHORT <= CONTEXT
+
+
+def test_summaries_that_do_not_fit_together_are_merged_through_v1_until_they_do(app, counter):
+    # Four summaries of ~100 tokens do not fit a 512-token context with room for the answer.
+    summaries = [
+        Summary("a.pdf", n, n, f"Page {n}: the parser keeps the indentation of code lines. " * 8)
+        for n in range(1, 5)
+    ]
+
+    async def run():
+        client = openai.AsyncOpenAI(base_url=app.v1, api_key=app.api_key, max_retries=0)
+        try:
+            job = analysis(counter, client, max_context=512, answer_tokens=400)
+            steps = [step async for step in job.reduce(summaries)]
+            return job, steps
+        finally:
+            await client.close()
+
+    job, steps = asyncio.run(run())
+    assert steps and {s.phase for s in steps} == {"combine"}
+    assert steps[0].describe().startswith(f"Merging summaries 1 of {steps[0].total} (a.pdf, pages 1–")
+    assert counter.count_messages(job.messages) + 512 // 4 <= 512
+    assert '<summary filename="a.pdf" pages="1-' in job.messages[0]["content"]

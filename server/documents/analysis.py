@@ -214,12 +214,19 @@ class ChunkedAnalysis:
             summaries.append(Summary(filename, chunk.first, chunk.last,
                                      text or "(nothing relevant in these pages)"))
         self.summaries = list(summaries)
+        async for step in self.reduce(summaries):
+            yield step
+        self.seconds = time.monotonic() - started
+
+    async def reduce(self, summaries: list[Summary]) -> AsyncIterator[Step]:
+        """Merge summaries in groups until they fit the final request; set `messages`."""
         reserve = min(self.answer_tokens, self.max_context // 4)
         for _ in range(MAX_COMBINE_ROUNDS):
             final = self._final_messages(summaries)
             used = await anyio.to_thread.run_sync(self._count, final)
             if used + reserve <= self.max_context:
-                break
+                self.messages = final
+                return
             groups = await anyio.to_thread.run_sync(self.groups, summaries)
             if len(groups) >= len(summaries):
                 raise AnalysisError(
@@ -231,15 +238,14 @@ class ChunkedAnalysis:
                 names = list(dict.fromkeys(s.filename for s in group))
                 filename = names[0] if len(names) == 1 else " + ".join(names)
                 step = Step("combine", index, len(groups), filename, group[0].first, group[-1].last)
+                if len(group) == 1:  # nothing to merge it with: kept as it is
+                    merged.append(group[0])
+                    continue
                 yield step
-                text = group[0].text if len(group) == 1 else await self._ask(
-                    self._combine_messages(group), self.summary_tokens)
+                text = await self._ask(self._combine_messages(group), self.summary_tokens)
                 merged.append(Summary(filename, step.first, step.last, text))
             summaries = merged
-        else:
-            raise AnalysisError("The summaries still do not fit the context after merging them.")
-        self.messages = final
-        self.seconds = time.monotonic() - started
+        raise AnalysisError("The summaries still do not fit the context after merging them.")
 
     def note(self) -> str:
         """A line for the answer saying how it was made (the chunks and their pages)."""

@@ -308,6 +308,8 @@ def test_chunked_analysis_shows_its_progress_and_saves_the_answer(page, small_ap
     progress = last_answer(page).locator(".wb-chunks")
     expect(progress).to_contain_text(re.compile(r"Summarising chunk 2 of \d"),
                                      timeout=STREAM_TIMEOUT)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "workbench-chunked-analysis.png"))
     wait_for_answer(page)
     expect(last_answer(page)).to_contain_text(re.compile(r"Answered from summaries of \d+ chunks"))
     expect(last_answer(page).locator(".wb-stats")).to_contain_text(re.compile(r"prompt [1-9]"))

@@ -6,9 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from storage import Store
 from tests.harness import REPO, free_port, start_app, start_engine
+from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS
 
 MODEL_DIR = Path(
     os.environ.get("WORKBENCH_TEST_MODEL_DIR", REPO / "data" / "models" / "SmolLM2-135M-Instruct")
@@ -109,3 +111,21 @@ def db(tmp_path):
     """A fresh, migrated SQLite database file under tmp_path."""
     with Store(tmp_path / "workbench.db") as store:
         yield store.db
+
+
+# One browser per test module; each test gets its own context (fresh localStorage).
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    yield page
+    context.close()

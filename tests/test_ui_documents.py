@@ -27,9 +27,9 @@ from storage.keys import create_key
 from tests.conftest import ARTIFACTS, app_env
 from tests.harness import start_app
 from ui.document_formatting import document_html, fit_html, no_text_note, page_list
-from tests.test_ui_workbench import (  # noqa: F401  (browser, page: fixtures)
-    STREAM_TIMEOUT, answer_text, browser, last_answer, new_conversation, open_conversation_id,
-    page, send, sign_in, wait_for_answer,
+from tests.ui_helpers import (
+    STREAM_TIMEOUT, answer_text, last_answer, new_conversation, open_conversation_id,
+    send, sign_in, wait_for_answer,
 )
 
 PDFS = Path(__file__).parent / "pdfs"

@@ -14,8 +14,8 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.fault_upstream import FaultUpstream
-from tests.test_ui_workbench import (  # noqa: F401  (browser, page: fixtures)
-    browser, last_answer, new_conversation, page, send, sign_in,
+from tests.ui_helpers import (
+    last_answer, new_conversation, send, sign_in,
 )
 
 

@@ -61,4 +61,6 @@ def _mount_ui(app: FastAPI, services: Services) -> None:
 
     from ui import build_ui
 
-    gr.mount_gradio_app(app, build_ui(services), path="/")
+    # Gradio's upload route takes files before any sign-in: cap them at the largest PDF we accept.
+    gr.mount_gradio_app(app, build_ui(services), path="/",
+                        max_file_size=services.settings.max_pdf_bytes)

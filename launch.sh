@@ -98,7 +98,12 @@ stop_pid() {  # terminate → wait → kill, by PID (and its process group)
 
 stop_all() { stop_pid "$APP_PID" app; stop_pid "$ENGINE_PID" engine; }
 
-wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE
+engine_died() {  # true (and says so) when an engine was started and is gone
+  [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null || return 1
+  log "the engine exited; last lines of $LOG_DIR/engine.log:"; tail -n 20 "$LOG_DIR/engine.log" >&2
+}
+
+wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE → 0 healthy, 1 failed, 3 engine died
   local name="$1" pid="$2" url="$3" timeout="$4" logfile="$5" waited=0
   until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
@@ -106,6 +111,8 @@ wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE
       tail -n 30 "$logfile" >&2
       return 1
     fi
+    # The app is only healthy with a live engine: waiting on it after the engine died is futile.
+    [[ "$pid" != "$ENGINE_PID" ]] && engine_died && return 3
     (( waited >= timeout )) && { log "$name not healthy after ${timeout}s ($logfile)"; return 1; }
     sleep 1; waited=$((waited + 1))
   done
@@ -161,17 +168,16 @@ serve() {
   APP_PID=$!
   echo "$APP_PID" > "$LOG_DIR/app.pid"
   local url="http://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"
-  wait_healthy app "$APP_PID" "$url/health" 300 "$LOG_DIR/app.log" || exit 4
+  local rc=0
+  wait_healthy app "$APP_PID" "$url/health" 300 "$LOG_DIR/app.log" || rc=$?
+  ((rc == 0)) || exit $((rc == 3 ? 3 : 4))
   log "ready: workbench $url/  ·  API $url/v1  ·  profile $ENGINE_PROFILE"
 
   # Whichever child exits first takes the other one down; the exit code says which.
   # `wait -n` returns when one of them exits, or at once when a signal's trap has to run.
   local children=("$APP_PID"); [[ -n "$ENGINE_PID" ]] && children+=("$ENGINE_PID")
   wait -n "${children[@]}" || true
-  if [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null; then
-    log "the engine exited; last lines of $LOG_DIR/engine.log:"; tail -n 20 "$LOG_DIR/engine.log" >&2
-    exit 3
-  fi
+  engine_died && exit 3
   log "the app exited; last lines of $LOG_DIR/app.log:"; tail -n 20 "$LOG_DIR/app.log" >&2
   exit 4
 }

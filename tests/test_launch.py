@@ -70,9 +70,15 @@ class Launch:
         return int((logs / "engine.pid").read_text()), int((logs / "app.pid").read_text())
 
     def kill(self) -> None:
+        """Leave nothing behind, even when launch.sh itself failed to stop its children."""
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
+        for name in ("engine.pid", "app.pid"):
+            try:
+                os.killpg(int((self.data_dir / "logs" / name).read_text()), signal.SIGKILL)
+            except (OSError, ValueError):
+                pass
 
 
 @pytest.fixture

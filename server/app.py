@@ -61,6 +61,7 @@ def _mount_ui(app: FastAPI, services: Services) -> None:
 
     from ui import build_ui
 
-    # Gradio's upload route takes files before any sign-in: cap them at the largest PDF we accept.
+    # Gradio's upload route takes files before any sign-in, so it gets a cap. It sits above the
+    # PDF limit so that a PDF just over it still reaches the Documents tab and its own message.
     gr.mount_gradio_app(app, build_ui(services), path="/",
-                        max_file_size=services.settings.max_pdf_bytes)
+                        max_file_size=2 * services.settings.max_pdf_bytes)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.pdf_ingest import fidelity, fixture_source
+from bench.pdf_source import fidelity, fixture_source
 from server.documents.errors import (
     CorruptPdfError,
     DocumentError,

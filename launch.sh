@@ -146,6 +146,8 @@ serve() {
   fi
   plan_engine
   mkdir -p "$LOG_DIR"
+  [[ -n "${VLLM_API_KEY:-}" ]] || log "VLLM_API_KEY is not set: only keys made with" \
+    "'.venv/app/bin/python -m server keys create --name NAME' can sign in"
   trap 'stop_all; exit 130' INT
   trap 'stop_all; exit 143' TERM
   trap 'stop_all' EXIT

@@ -121,6 +121,31 @@ wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE → 0 healthy, 1 f
 
 # --- commands ----------------------------------------------------------------------------------
 
+port_taken() {  # port_taken HOST PORT → true when something already listens there
+  "$APP_VENV/bin/python" - "$1" "$2" <<'PY'
+import socket, sys
+with socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET) as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and vLLM bind
+    try:
+        s.bind((sys.argv[1], int(sys.argv[2])))
+    except OSError:
+        sys.exit(0)
+sys.exit(1)
+PY
+}
+
+refuse_taken_ports() {  # before a 30 s engine start, not after it
+  local app_host="${WORKBENCH_HOST:-127.0.0.1}" app_port="${WORKBENCH_PORT:-8000}"
+  if port_taken "$app_host" "$app_port"; then
+    log "error: $app_host:$app_port is already in use (another ./launch.sh?); set WORKBENCH_PORT"
+    exit 2
+  fi
+  if ((${#ENGINE_ARGV[@]})) && port_taken 127.0.0.1 "${WORKBENCH_ENGINE_PORT:-8001}"; then
+    log "error: engine port 127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001} is already in use; set WORKBENCH_ENGINE_PORT"
+    exit 2
+  fi
+}
+
 plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV
   local plan
   plan="$("$APP_VENV/bin/python" -m server.engine plan --shell \
@@ -145,6 +170,7 @@ serve() {
       --engine-python "$ENGINE_VENV/bin/python" --app-python "$APP_VENV/bin/python"
   fi
   plan_engine
+  refuse_taken_ports
   mkdir -p "$LOG_DIR"
   [[ -n "${VLLM_API_KEY:-}" ]] || log "VLLM_API_KEY is not set: only keys made with" \
     "'.venv/app/bin/python -m server keys create --name NAME' can sign in"

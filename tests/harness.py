@@ -5,6 +5,7 @@ died, and stop terminate → wait → kill by process group.
 """
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,10 +20,40 @@ APP_PYTHON = sys.executable
 ENGINE_PYTHON = str(REPO / ".venv" / "engine" / "bin" / "python")
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free loopback port below the kernel's ephemeral range.
+
+    A port the kernel hands out for `bind(0)` goes back into the pool the moment it is released,
+    and anything that binds or connects in the meantime (the engine's internal sockets, a health
+    poll's source port) may take it before our server binds it. Ports below the ephemeral range
+    are only ever taken on purpose.
+    """
+    rng = random.Random(os.getpid() ^ time.monotonic_ns())
+    high = min(_ephemeral_low(), 65536) - 1
+    low = 20000 if high > 21000 else 1024
+    for _ in range(200):
+        port = rng.randint(low, high)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def log_tail(path: Path, lines: int = 40) -> str:

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -120,8 +121,27 @@ def test_launch_refuses_an_impossible_context_before_starting_anything(tmp_path)
     env = base_env(WORKBENCH_DATA_DIR=str(tmp_path), WORKBENCH_MAX_CONTEXT="2000000")
     result = subprocess.run(
         [str(REPO / "launch.sh"), "--profile", "h200x4"], cwd=REPO, env=env,
-        capture_output=True, text=True, timeout=300,
+        check=False, capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 2
     assert "does not fit on 4×H200" in result.stderr
+    assert not (tmp_path / "logs" / "engine.pid").exists()
+
+
+@pytest.mark.parametrize("which", ["WORKBENCH_PORT", "WORKBENCH_ENGINE_PORT"])
+def test_launch_refuses_a_port_in_use_before_starting_anything(tmp_path, which):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", free_port()))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {"WORKBENCH_PORT": str(free_port()), "WORKBENCH_ENGINE_PORT": str(free_port())}
+        ports[which] = str(port)
+        env = base_env(WORKBENCH_DATA_DIR=str(tmp_path), **ports)
+        result = subprocess.run(
+            [str(REPO / "launch.sh"), "--profile", "cpu"], cwd=REPO, env=env,
+            check=False, capture_output=True, text=True, timeout=300,
+        )
+    assert result.returncode == 2, result.stderr
+    assert f"127.0.0.1:{port} is already in use" in result.stderr
+    assert f"set {which}" in result.stderr
     assert not (tmp_path / "logs" / "engine.pid").exists()

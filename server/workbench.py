@@ -332,13 +332,18 @@ class Workbench:
         data = conv.export_json(self.store.db, owner, cid)
         return f"{_slug(data['title'])}.json", json.dumps(data, ensure_ascii=False, indent=2)
 
-    def import_json(self, owner: str, raw: str | bytes) -> int:
-        """A new conversation from an exported JSON file; ImportFormatError says what is wrong."""
+    def import_json(self, owner: str, raw: str | bytes) -> tuple[int, list[str]]:
+        """A new conversation from an exported JSON file: (its id, documents not re-attached).
+
+        A document is re-attached when the owner has uploaded the same PDF; the names of the
+        others are returned so the person can upload them. ImportFormatError says what is wrong.
+        """
         try:
             data = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ImportFormatError(f"the file is not JSON ({exc})") from None
-        return conv.import_json(self.store.db, owner, data)
+        cid = conv.import_json(self.store.db, owner, data)
+        return cid, conv.unattached_documents(self.store.db, owner, cid, data)
 
     # Usage ---------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 import sqlite_utils
 
+from storage.documents import attach_document, conversation_documents, find_document
 from storage.errors import ImportFormatError
 from storage.messages import (  # noqa: F401  (re-exported: part of this module's API)
     ROLES,
@@ -34,6 +35,7 @@ from storage.transactions import write
 
 EXPORT_FORMAT = "qwen-workbench.conversation"
 EXPORT_VERSION = 1
+DOCUMENT_KEYS = ("filename", "sha256", "page_count", "total_tokens")
 
 
 def _conversation(row: dict) -> dict:
@@ -155,6 +157,12 @@ def export_json(db: sqlite_utils.Database, owner: str, cid: int) -> dict:
         "params": conversation["params"],
         "created_at": conversation["created_at"],
         "updated_at": conversation["updated_at"],
+        # References, not contents: a PDF's pages can run to megabytes and the importer
+        # re-attaches its own copy of the same bytes (by sha256).
+        "documents": [
+            {key: document[key] for key in DOCUMENT_KEYS}
+            for document in conversation_documents(db, owner, cid)
+        ],
         "messages": messages,
     }
 
@@ -187,6 +195,14 @@ def export_markdown(db: sqlite_utils.Database, owner: str, cid: int) -> str:
     lines += [f"*Created {_when(conversation['created_at'])}*", ""]
     if conversation["system_prompt"]:
         lines += ["## System prompt", "", conversation["system_prompt"], ""]
+    documents = conversation_documents(db, owner, cid)
+    if documents:
+        lines += ["## Documents", ""]
+        lines += [
+            f"- {d['filename']}: {d['page_count']} pages, {d['total_tokens']:,} tokens"
+            for d in documents
+        ]
+        lines.append("")
     for message in list_messages(db, owner, cid):
         heading = message["role"].capitalize()
         if message["model"]:
@@ -235,6 +251,22 @@ def _validate_message(index: int, message) -> dict:
     return {**message, "status": status, "stats": stats}
 
 
+def _validate_documents(documents) -> list[dict]:
+    if not isinstance(documents, list):
+        _fail("documents must be a list")
+    for index, document in enumerate(documents):
+        where = f"documents[{index}]"
+        if not isinstance(document, dict):
+            _fail(f"{where} must be an object")
+        if not isinstance(document.get("filename"), str):
+            _fail(f"{where}.filename must be a string")
+        sha256 = document.get("sha256")
+        if not (isinstance(sha256, str) and len(sha256) == 64
+                and all(c in "0123456789abcdef" for c in sha256)):
+            _fail(f"{where}.sha256 must be 64 lowercase hex digits")
+    return documents
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
@@ -246,6 +278,8 @@ def _is_time(value) -> bool:
 def import_json(db: sqlite_utils.Database, owner: str, data: dict) -> int:
     """Create a new conversation for `owner` from export_json() output; returns its id.
 
+    Exported documents are re-attached when the owner has the same bytes (by sha256);
+    the others are left out (unattached_documents() names them).
     Raises ImportFormatError naming the first problem; nothing is stored then.
     """
     if not isinstance(data, dict):
@@ -269,6 +303,7 @@ def import_json(db: sqlite_utils.Database, owner: str, data: dict) -> int:
     if not isinstance(data.get("messages"), list):
         _fail("messages must be a list")
     messages = [_validate_message(i, m) for i, m in enumerate(data["messages"])]
+    documents = _validate_documents(data.get("documents", []))
     with write(db):
         cid = create_conversation(
             db,
@@ -284,6 +319,16 @@ def import_json(db: sqlite_utils.Database, owner: str, data: dict) -> int:
                 model=message.get("model"), stats=message["stats"], status=message["status"],
                 error=message.get("error"), created_at=message.get("created_at"),
             )
+        for document in documents:
+            own = find_document(db, owner, document["sha256"])
+            if own is not None:
+                attach_document(db, owner, cid, own["id"])
         # An import is the newest thing the owner did: show it at the top of the sidebar.
         touch_conversation(db, cid, time.time())
     return cid
+
+
+def unattached_documents(db: sqlite_utils.Database, owner: str, cid: int, data: dict) -> list[str]:
+    """File names of the export's documents that import_json could not re-attach to `cid`."""
+    attached = {d["sha256"] for d in conversation_documents(db, owner, cid)}
+    return [d["filename"] for d in data.get("documents", []) if d["sha256"] not in attached]

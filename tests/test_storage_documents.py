@@ -1,10 +1,14 @@
-"""Documents: pages streaming in, finishing, discarding failures, one per file, attachments."""
+"""Documents: pages streaming in, finishing, discarding failures, one per file, attachments,
+and how exports refer to them."""
 
 import pytest
 
-from storage import DocumentExistsError, NotFoundError, Store
+from storage import DocumentExistsError, ImportFormatError, NotFoundError, Store
 from storage import documents as docs
-from storage.conversations import create_conversation, delete_conversation
+from storage.conversations import (
+    create_conversation, delete_conversation, export_json, export_markdown, import_json,
+    unattached_documents,
+)
 from storage.documents import (
     add_pages, attach_document, conversation_documents, create_document, detach_document,
     discard_document, find_document, finish_document, get_document, get_pages, list_documents,
@@ -120,3 +124,35 @@ def test_deleting_a_document_removes_pages_and_attachments(db):
     assert docs.delete_document(db, "alice", did) is True
     assert (db["documents"].count, db["document_pages"].count, db["conversation_documents"].count) == (0, 0, 0)
     assert delete_conversation(db, "alice", cid) is True
+
+
+def test_export_names_attached_documents_and_import_reattaches_the_importers_copy(db):
+    cid = create_conversation(db, "alice")
+    attach_document(db, "alice", cid, ingest(db, "alice", sha="ab" * 32))
+    data = export_json(db, "alice", cid)
+    assert data["documents"] == [
+        {"filename": "spec.pdf", "sha256": "ab" * 32, "page_count": 3, "total_tokens": 4},
+    ]
+    assert "## Documents\n\n- spec.pdf: 3 pages, 4 tokens\n" in export_markdown(db, "alice", cid)
+
+    # Bob has the same PDF: his copy is attached. Carol does not: the file is named as missing.
+    bob_doc = ingest(db, "bob", sha="ab" * 32)
+    bob_cid = import_json(db, "bob", data)
+    assert [d["id"] for d in conversation_documents(db, "bob", bob_cid)] == [bob_doc]
+    assert unattached_documents(db, "bob", bob_cid, data) == []
+    carol_cid = import_json(db, "carol", data)
+    assert conversation_documents(db, "carol", carol_cid) == []
+    assert unattached_documents(db, "carol", carol_cid, data) == ["spec.pdf"]
+
+
+@pytest.mark.parametrize("documents, message", [
+    ("spec.pdf", "documents must be a list"),
+    ([{"filename": "a.pdf", "sha256": "xyz"}], r"documents\[0\].sha256 must be 64"),
+    ([{"sha256": "ab" * 32}], r"documents\[0\].filename must be a string"),
+])
+def test_import_rejects_malformed_document_references(db, documents, message):
+    data = {"format": "qwen-workbench.conversation", "version": 1, "messages": [],
+            "documents": documents}
+    with pytest.raises(ImportFormatError, match=message):
+        import_json(db, "alice", data)
+    assert db["conversations"].count == 0

@@ -168,8 +168,8 @@ def test_export_then_import_makes_an_equal_new_conversation(wb):
     assert markdown.startswith("# Rust: port\n") and "fn main() {}" in markdown
     json_name, text = wb.export_json("alice", cid)
     assert json_name == "rust-port.json"
-    copy = wb.import_json("bob", text.encode())
-    assert copy != cid
+    copy, missing = wb.import_json("bob", text.encode())
+    assert copy != cid and missing == []
     strip = lambda ms: [(m["role"], m["content"], m["status"]) for m in ms]  # noqa: E731
     assert strip(wb.messages("bob", copy)) == strip(wb.messages("alice", cid))
     assert wb.get_conversation("bob", copy)["title"] == "Rust: port"

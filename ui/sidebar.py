@@ -37,11 +37,15 @@ def wire(c: Components, wb: Workbench) -> None:
         if session is None or data is None:
             return {}
         try:
-            cid = wb.import_json(session.owner, data)
+            cid, missing = wb.import_json(session.owner, data)
         except ImportFormatError as exc:
             gr.Warning(f"Not imported: {exc}")
             return {}
-        gr.Info("Conversation imported.")
+        if missing:
+            gr.Info(f"Conversation imported. Upload {', '.join(missing)} to attach"
+                    f" {'it' if len(missing) == 1 else 'them'} again.")
+        else:
+            gr.Info("Conversation imported.")
         if busy:
             return views.sidebar_list(c, wb, session.owner, "", None)
         return {**views.conversation_view(c, wb, session.owner, cid, ""), c.search_box: ""}

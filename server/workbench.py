@@ -291,13 +291,16 @@ class Workbench:
         if conversation is None:
             raise NotFoundError(f"conversation {cid} not found")
         params = conversation["params"]
+        earlier = prompt_messages("", self.messages(owner, cid))
+        if earlier and earlier[-1]["role"] == "user" and earlier[-1]["content"] == question:
+            earlier = earlier[:-1]  # the question itself, already stored
         return ChunkedAnalysis(
             client, model=SERVED_MODEL_NAME, counter=self.counter, max_context=self.max_context,
             question=question,
             documents=[(a.filename, a.pages) for a in self.documents.attached(owner, cid)],
             system_prompt=conversation["system_prompt"],
             summary_tokens=summary_tokens_for(params["max_tokens"], self.max_context),
-            answer_tokens=params["max_tokens"], sampling=params,
+            answer_tokens=params["max_tokens"], sampling=params, history=earlier,
         )
 
     async def count_prompt(self, messages: list[dict]) -> int:

@@ -149,3 +149,41 @@ def test_summaries_that_do_not_fit_together_are_merged_through_v1_until_they_do(
     assert steps[0].describe().startswith(f"Merging summaries 1 of {steps[0].total} (a.pdf, pages 1–")
     assert counter.count_messages(job.messages) + 512 // 4 <= 512
     assert '<summary filename="a.pdf" pages="1-' in job.messages[0]["content"]
+
+
+def reduce_without_merging(job, summaries):
+    async def run():
+        return [step async for step in job.reduce(summaries)]
+
+    assert asyncio.run(run()) == []  # the summaries fit: no merge request was needed
+    return job.messages
+
+
+def test_the_final_request_carries_the_earlier_turns_when_they_fit(counter):
+    history = [{"role": "user", "content": "Which licence is the PDF under?"},
+               {"role": "assistant", "content": "CC-BY-SA-4.0 [page 1]."}]
+    job = analysis(counter, history=history, question="And may I sell copies?")
+    summaries = [Summary("a.pdf", 1, 2, "Pages 1-2 name the licence.")]
+    system, *earlier, question = reduce_without_merging(job, summaries)
+    assert earlier == history
+    assert question == {"role": "user", "content": "And may I sell copies?"}
+    assert job.history_left_out == 0 and "left out" not in job.note()
+
+
+def test_earlier_turns_that_do_not_fit_are_dropped_oldest_first_and_the_note_says_so(counter):
+    history = []
+    for n in range(1, 9):
+        history += [{"role": "user", "content": f"Question {n}: " + "why? " * 30},
+                    {"role": "assistant", "content": f"Answer {n}: " + "because. " * 30}]
+    job = analysis(counter, history=history, answer_tokens=SHORT)
+    summaries = [Summary("a.pdf", 1, 4, "The sections are Introduction and Method.")]
+    messages = reduce_without_merging(job, summaries)
+    kept = messages[1:-1]
+    assert 0 < len(kept) < len(history) and kept == history[-len(kept):]
+    assert kept[0]["role"] == "user"  # never an answer without its question
+    assert counter.count_messages(messages) + SHORT <= CONTEXT
+    # The most turns that fit: one more (question and answer) would not.
+    wider = job._final_messages(summaries, history[-len(kept) - 2:])
+    assert counter.count_messages(wider) + SHORT > CONTEXT
+    assert job.history_left_out == len(history) - len(kept)
+    assert f"The {job.history_left_out} oldest messages" in job.note()

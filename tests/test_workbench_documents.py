@@ -152,6 +152,21 @@ def test_chunked_analysis_reads_the_chosen_pages(wb):
     ((filename, pages),) = job.documents
     assert (filename, [p["number"] for p in pages]) == ("pdflatex-outline.pdf", [2, 3])
     assert (job.summary_tokens, job.answer_tokens) == (300, 300)
+    assert job.history == []
+
+
+def test_chunked_analysis_answers_in_the_context_of_the_earlier_turns(wb):
+    document = upload(wb, "alice", "pdflatex-outline.pdf")
+    cid = wb.create_conversation("alice")
+    wb.documents.attach("alice", cid, document["id"])
+    wb.add_user_message("alice", cid, "What is section 1 about?")
+    wb.save_answer("alice", cid, "It introduces the outline.", model="qwen3", stats=None)
+    wb.add_user_message("alice", cid, "And section 2?")
+    job = wb.chunked_analysis("alice", cid, client=None, question="And section 2?")
+    assert job.history == [
+        {"role": "user", "content": "What is section 1 about?"},
+        {"role": "assistant", "content": "It introduces the outline."},
+    ]
 
 
 def test_ranges_are_stored_sorted_with_overlaps_merged():

@@ -8,7 +8,9 @@ the summaries again if they still do not fit together, then answer the question 
 
 `ChunkedAnalysis.run()` yields a `Step` before each request, for visible progress
 ("chunk 2 of 5"); when it ends, `messages` is the final request, which the caller streams
-like any other answer (so Stop, stats and storage work the same).
+like any other answer (so Stop, stats and storage work the same). The final request carries
+the conversation's earlier turns too (as many of the latest as fit beside the summaries), so a
+follow-up question is answered in its context.
 """
 
 from __future__ import annotations
@@ -94,20 +96,23 @@ class ChunkedAnalysis:
 
     `pages` are storage dicts {number, text, tokens}. `counter` is the served model's token
     counter (its blocking methods run in worker threads). Summaries are `summary_tokens`
-    long at most; the final answer is given `answer_tokens` of room.
+    long at most; the final answer is given `answer_tokens` of room. `history` is the
+    conversation before the question, as chat messages.
     """
 
     def __init__(
         self, client: openai.AsyncOpenAI, *, model: str, counter: Any, max_context: int,
         question: str, documents: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
         system_prompt: str = "", summary_tokens: int = 512, answer_tokens: int = 1024,
-        sampling: Mapping[str, Any] | None = None,
+        sampling: Mapping[str, Any] | None = None, history: Sequence[Mapping[str, str]] = (),
     ):
         self.client, self.model, self.counter = client, model, counter
         self.max_context, self.question = max_context, question.strip()
         self.documents, self.system_prompt = documents, system_prompt
         self.summary_tokens, self.answer_tokens = summary_tokens, answer_tokens
         self.sampling = {k: v for k, v in (sampling or {}).items() if k in ("temperature", "top_p")}
+        self.history = [{"role": m["role"], "content": m["content"]} for m in history]
+        self.history_left_out = 0  # earlier messages that did not fit the final request
         self.summaries: list[Summary] = []
         self.messages: list[dict] | None = None  # the final request, once run() has ended
         self.requests = 0
@@ -154,13 +159,40 @@ class ChunkedAnalysis:
                 out += self._fitting(filename, chunk.pages, budget - excess - MARGIN, depth + 1)
         return out
 
-    def _final_messages(self, summaries: list[Summary]) -> list[dict]:
+    def _final_messages(self, summaries: list[Summary], history: Sequence[dict] = ()) -> list[dict]:
         context = summaries_context([(s.filename, s.as_chunk(), s.text) for s in summaries])
         parts = [ANSWER_INSTRUCTION, context]
         if self.system_prompt.strip():
             parts.append(self.system_prompt)
-        return [{"role": "system", "content": "\n\n".join(parts)},
+        return [{"role": "system", "content": "\n\n".join(parts)}, *history,
                 {"role": "user", "content": self.question}]
+
+    def _with_history(self, summaries: list[Summary], budget: int) -> list[dict] | None:
+        """The final request with the most recent earlier turns that fit `budget`, or None
+        when the summaries alone do not fit. Turns are dropped from the oldest, a user message
+        together with the answers after it, so the model never sees an answer without its question."""
+        starts = sorted({0, len(self.history)} | {
+            i for i, m in enumerate(self.history) if m["role"] == "user"})
+        fits = [None] * len(starts)  # final messages where known to fit, by candidate
+
+        def fit(k: int) -> bool:
+            final = self._final_messages(summaries, self.history[starts[k]:])
+            if self._count(final) <= budget:
+                fits[k] = final
+            return fits[k] is not None
+
+        # Fewer turns never count more tokens: bisect for the first start that fits.
+        low, high = 0, len(starts) - 1
+        if not fit(high):
+            return None
+        while low < high:
+            mid = (low + high) // 2
+            if fit(mid):
+                high = mid
+            else:
+                low = mid + 1
+        self.history_left_out = starts[low]
+        return fits[low]
 
     def _combine_messages(self, group: list[Summary]) -> list[dict]:
         context = summaries_context([(s.filename, s.as_chunk(), s.text) for s in group])
@@ -222,9 +254,9 @@ class ChunkedAnalysis:
         """Merge summaries in groups until they fit the final request; set `messages`."""
         reserve = min(self.answer_tokens, self.max_context // 4)
         for _ in range(MAX_COMBINE_ROUNDS):
-            final = self._final_messages(summaries)
-            used = await anyio.to_thread.run_sync(self._count, final)
-            if used + reserve <= self.max_context:
+            final = await anyio.to_thread.run_sync(
+                self._with_history, summaries, self.max_context - reserve)
+            if final is not None:
                 self.messages = final
                 return
             groups = await anyio.to_thread.run_sync(self.groups, summaries)
@@ -254,5 +286,9 @@ class ChunkedAnalysis:
             pages.setdefault(s.filename, []).append(
                 f"{s.first}–{s.last}" if s.first != s.last else str(s.first))
         where = "; ".join(f"{name} pages {', '.join(runs)}" for name, runs in pages.items())
-        return (f"Answered from summaries of {len(self.summaries)} chunks ({where}), "
+        note = (f"Answered from summaries of {len(self.summaries)} chunks ({where}), "
                 f"made in {self.seconds:,.0f} s.")
+        if self.history_left_out:
+            note += (f" The {self.history_left_out} oldest messages of this conversation did not "
+                     "fit beside the summaries and were left out of this answer.")
+        return note

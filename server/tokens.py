@@ -12,8 +12,12 @@ prompt size the engine will see. Where no tokenizer files are local (the `extern
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import threading
 import unicodedata
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import lru_cache
@@ -43,6 +47,10 @@ CHATML_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 _NORMALIZERS = {"NFC", "NFD", "NFKC", "NFKD"}
+# Text between special tokens at least this long has its count remembered (by digest): a long
+# document is counted once, not again for every keystroke of the draft and every question.
+SEGMENT_CACHE_MIN_CHARS = 16_384
+SEGMENT_CACHE_ENTRIES = 256
 
 
 class TokenizerFormatError(ValueError):
@@ -196,6 +204,11 @@ class TokenCounter:
         self.chat_template = chat_template
         self._normalization = normalization or []
         self._special = frozenset(encoding.special_tokens_set)
+        # Longest first, so a special token that is a prefix of another never wins.
+        by_length = sorted(self._special, key=len, reverse=True)
+        self._special_re = re.compile("|".join(map(re.escape, by_length))) if by_length else None
+        self._segments: OrderedDict[bytes, int] = OrderedDict()
+        self._segments_lock = threading.Lock()
         self._template = _template_env().from_string(chat_template)
         self._template_vars = template_vars or {}
 
@@ -236,8 +249,37 @@ class TokenCounter:
         )
 
     def count_text(self, text: str) -> int:
-        """Number of tokens in `text` (no chat framing)."""
-        return len(self.encode(text))
+        """Number of tokens in `text` (no chat framing).
+
+        BPE never merges across a special token, so the count is the special tokens plus the
+        counts of the plain text between them; long stretches of that text are counted once
+        and remembered.
+        """
+        text = self._normalize(text)
+        if len(text) < SEGMENT_CACHE_MIN_CHARS or self._special_re is None:
+            return len(self.encoding.encode(
+                text, allowed_special=self._special, disallowed_special=()))
+        total, start = 0, 0
+        for match in self._special_re.finditer(text):
+            total += self._count_plain(text[start:match.start()]) + 1
+            start = match.end()
+        return total + self._count_plain(text[start:])
+
+    def _count_plain(self, segment: str) -> int:
+        if len(segment) < SEGMENT_CACHE_MIN_CHARS:
+            return len(self.encoding.encode_ordinary(segment))
+        key = hashlib.blake2b(segment.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+        with self._segments_lock:
+            count = self._segments.get(key)
+            if count is not None:
+                self._segments.move_to_end(key)
+                return count
+        count = len(self.encoding.encode_ordinary(segment))
+        with self._segments_lock:
+            self._segments[key] = count
+            if len(self._segments) > SEGMENT_CACHE_ENTRIES:
+                self._segments.popitem(last=False)
+        return count
 
     def count_texts(self, texts: list[str], *, threads: int = 2) -> list[int]:
         """Counts for many texts; tiktoken releases the GIL, so threads use several cores."""

@@ -193,3 +193,29 @@ async def test_remote_counter_matches_local_counts_of_the_served_model(engine_ur
         texts = [SAMPLES["chinese"], SAMPLES["code"]]
         assert remote.count_texts(texts) == local.count_texts(texts)
         assert remote.count_messages(messages) == local.count_messages(messages)
+
+
+def long_text_with_special_tokens() -> str:
+    body = "".join(SAMPLES[k] for k in sorted(SAMPLES)) * 200  # ≈100k chars, specials inside
+    return "<|im_start|>" + body + "<|im_end|>" + body[: 20_000] + "<|endoftext|>"
+
+
+def test_long_texts_count_exactly_as_one_encode_also_when_remembered(qwen3, qwen3_hf):
+    from server.tokens import SEGMENT_CACHE_MIN_CHARS
+    text = long_text_with_special_tokens()
+    assert len(text) > 4 * SEGMENT_CACHE_MIN_CHARS
+    expected = len(hf_ids(qwen3_hf, text))
+    assert qwen3.count_text(text) == expected
+    assert qwen3.count_text(text) == expected  # the remembered segments give the same count
+    # A different draft after the same long document: only the short tail is new.
+    messages = [{"role": "system", "content": text}, {"role": "user", "content": "Why? 为什么"}]
+    rendered = qwen3.render_messages(messages)
+    assert qwen3.count_messages(messages) == len(hf_ids(qwen3_hf, rendered))
+
+
+def test_remembered_counts_are_bounded(qwen3):
+    from server.tokens import SEGMENT_CACHE_ENTRIES, SEGMENT_CACHE_MIN_CHARS
+    counter = TokenCounter(qwen3.encoding, name="bounded")
+    for n in range(SEGMENT_CACHE_ENTRIES + 5):
+        counter.count_text(f"{n} " + "x y " * (SEGMENT_CACHE_MIN_CHARS // 4))
+    assert len(counter._segments) == SEGMENT_CACHE_ENTRIES

@@ -74,6 +74,20 @@ install_browser() {  # Debian's Chromium for the UI tests; never a downloaded br
   $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 }
 
+install_node_sdk() {  # the official OpenAI Node SDK, exactly as package-lock.json pins it
+  local dir="$ROOT/tests/node" stamp
+  command -v npm >/dev/null || {
+    log "installing Debian's nodejs and npm"
+    local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+  }
+  stamp="$(stamp_of "$dir/package-lock.json")"
+  [[ -f "$dir/node_modules/.installed" && "$(cat "$dir/node_modules/.installed")" == "$stamp" ]] && return
+  log "installing the OpenAI Node SDK into $dir/node_modules"
+  npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+  echo "$stamp" > "$dir/node_modules/.installed"
+}
+
 # --- processes ---------------------------------------------------------------------------------
 
 start_bg() {  # start_bg LOGFILE CMD...  → own process group, PID in $!
@@ -213,6 +227,7 @@ serve() {
 run_tests() {
   install_app "[test]"
   install_browser
+  install_node_sdk
   install_engine cpu
   prepare_embedded_model
   export WORKBENCH_TEST_MODEL_DIR="$WORKBENCH_DATA_DIR/models/SmolLM2-135M-Instruct"

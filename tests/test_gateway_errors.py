@@ -97,11 +97,21 @@ def test_metrics_needs_an_admin_key(app):
 
 # --- 400 ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content", [b"{not json", b"", b"[1, 2]", b'"text"'])
-def test_a_body_that_is_not_a_json_object_is_invalid_json(client, content):
+@pytest.mark.parametrize("content, reason", [
+    (b"{not json", "(unexpected character"),
+    (b"", "(the body is empty)"),
+    (b"[1, 2]", "(found an array)"),
+    (b'"text"', "(found a string)"),
+    (b"null", "(found null)"),
+    (b'{"model": "qwen3", "temperature": NaN}', "(unexpected character"),
+    (b'{"model": "q\xffwen3"}', "not valid UTF-8"),
+    (b"[" * 5000 + b"]" * 5000, "(depth limit exceeded"),
+])
+def test_a_body_that_is_not_a_json_object_is_invalid_json(client, content, reason):
     response = client.post("/chat/completions", content=content,
                            headers={"content-type": "application/json"})
     assert_error(response, 400, "invalid_request_error", "invalid_json")
+    assert reason in response.json()["error"]["message"]
     assert_rate_headers(response)
 
 
@@ -211,10 +221,16 @@ def test_engine_answering_500_is_500_in_our_shape(make_app, fault_upstream):
     assert_rate_headers(response)
 
 
+def test_health_answers_head_as_monitors_send_it(app):
+    response = httpx.head(app.url + "/health")
+    assert response.status_code == 200 and response.content == b""
+
+
 def test_engine_down_is_503_on_health_and_v1(app_without_engine):
     url, key = app_without_engine
     assert_error(httpx.get(url + "/health"), 503, "service_unavailable", "service_unavailable",
                  None, "The engine is not available.")
+    assert httpx.head(url + "/health").status_code == 503
     headers = {"Authorization": f"Bearer {key}"}
     for response in (
         httpx.post(url + "/v1/chat/completions", headers=headers,

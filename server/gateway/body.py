@@ -26,10 +26,19 @@ async def read_json_object(request: Request, limit: int) -> dict[str, Any]:
         if size > limit:
             raise errors.request_too_large(limit)
         chunks.append(chunk)
+    body = b"".join(chunks)
+    if not body.strip():
+        raise errors.invalid_json("the body is empty")
     try:
-        data = orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError:
-        raise errors.invalid_json() from None
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise errors.invalid_json(str(exc)) from None
     if not isinstance(data, dict):
-        raise errors.invalid_json()
+        raise errors.invalid_json(f"found {_json_kind(data)}")
     return data
+
+
+def _json_kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {list: "an array", str: "a string", bool: "a boolean"}.get(type(value), "a number")

@@ -70,9 +70,11 @@ def invalid_request(message: str, param: str | None = None,
     return ApiError(400, message, "invalid_request_error", code, param)
 
 
-def invalid_json() -> ApiError:
+def invalid_json(reason: str | None = None) -> ApiError:
+    """400 for a body that is not one JSON object; `reason` says what the parser found."""
+    detail = f" ({reason})" if reason else ""
     return invalid_request(
-        "We could not parse the JSON body of your request: it must be one JSON object.",
+        f"We could not parse the JSON body of your request{detail}: it must be one JSON object.",
         code="invalid_json",
     )
 

@@ -101,7 +101,7 @@ async def unknown_v1(request: Request, key: ApiKey) -> Response:
     raise errors.unknown_url(request.method, request.url.path)
 
 
-@ops.get("/health")
+@ops.api_route("/health", methods=["GET", "HEAD"])  # monitors often probe with HEAD
 async def health(request: Request) -> Response:
     """`{"status": "ok"}` while the engine answers its own /health, else 503."""
     gateway = request.app.state.gateway

@@ -41,6 +41,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
 }
 # OpenAI accepts at most four stop sequences.
 MAX_STOP_SEQUENCES = 4
+MIN_TOP_P = 0.01  # /v1 refuses 0 (nothing could be sampled)
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def normalize_params(params: dict | None) -> dict[str, Any]:
     stop = [s for s in stop if isinstance(s, str) and s][:MAX_STOP_SEQUENCES]
     return {
         "temperature": number("temperature", 0.0, 2.0),
-        "top_p": number("top_p", 0.0, 1.0),
+        "top_p": number("top_p", MIN_TOP_P, 1.0),
         "max_tokens": int(number("max_tokens", 1, 10_000_000)),
         "presence_penalty": number("presence_penalty", -2.0, 2.0),
         "frequency_penalty": number("frequency_penalty", -2.0, 2.0),

@@ -138,6 +138,11 @@ def test_a_body_that_is_not_a_json_object_is_invalid_json(client, content, reaso
     ({"model": "qwen3", "messages": HI, "stream": "yes"}, "stream", "invalid_type", None),
     ({"model": "qwen3", "messages": HI, "stop": 7}, "stop", "invalid_type", None),
     ({"model": "qwen3", "messages": HI, "user": 42}, "user", "invalid_type", None),
+    ({"model": "qwen3", "messages": HI, "stop": ["a", "b", "c", "d", "e"]}, "stop",
+     "invalid_value", "Invalid value for 'stop': List should have at most 4 items after"
+     " validation, not 5."),
+    ({"model": "qwen3", "messages": [*HI, {"role": "user"}]}, "messages[1].content",
+     "missing_required_parameter", "Missing required parameter: 'messages[1].content'."),
 ])
 def test_invalid_parameters_are_400_naming_the_param(client, body, param, code, message):
     response = client.post("/chat/completions", json=body)
@@ -168,6 +173,18 @@ def test_vllm_refusing_a_long_prompt_maps_to_context_length_exceeded(engine_url)
     assert error.body() == {"error": {
         "message": "Request exceeds maximum context length of 8192 tokens",
         "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
+
+
+def test_vllm_validation_dumps_become_one_readable_sentence(engine_url):
+    # vLLM answers some invalid values with pydantic's whole error list as its message.
+    raw = httpx.post(engine_url + "/v1/chat/completions", timeout=60, json={
+        "model": "qwen3", "messages": HI, "stop": ["a", "b", "c", "d", "e", "f"]})
+    assert raw.status_code == 400 and "validation error" in raw.json()["error"]["message"]
+    error = map_upstream_error(raw.status_code, raw.content, 8192)
+    assert error.body() == {"error": {
+        "message": "Invalid value for 'stop': List should have at most 4 items after validation,"
+                   " not 6.",
+        "type": "invalid_request_error", "param": "stop", "code": "invalid_request"}}
 
 
 def test_body_over_the_size_cap_is_refused_with_or_without_content_length(make_app):

@@ -91,7 +91,7 @@ def test_params_are_completed_with_the_documented_defaults_and_clamped():
         "temperature": 5, "top_p": -1, "max_tokens": 0, "presence_penalty": math.nan,
         "frequency_penalty": "-9", "stop": ["a", "", "b", "c", "d", "e"],
     }) == {
-        "temperature": 2.0, "top_p": 0.0, "max_tokens": 1, "presence_penalty": 0.0,
+        "temperature": 2.0, "top_p": 0.01, "max_tokens": 1, "presence_penalty": 0.0,
         "frequency_penalty": -2.0, "stop": ["a", "b", "c", "d"],
     }
     assert normalize_params({"stop": "END", "temperature": None})["stop"] == ["END"]

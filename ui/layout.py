@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from server.workbench import DEFAULT_PARAMS
+from server.workbench import DEFAULT_PARAMS, MIN_TOP_P
 from ui import formatting, theme
 from ui.document_layout import documents_panel, fit_offer
 
@@ -155,7 +155,7 @@ def _settings() -> tuple:
     )
     temperature = gr.Slider(0, 2, value=d["temperature"], step=0.05, label="Temperature",
                             elem_id="temperature")
-    top_p = gr.Slider(0, 1, value=d["top_p"], step=0.01, label="Top p", elem_id="top-p")
+    top_p = gr.Slider(MIN_TOP_P, 1, value=d["top_p"], step=0.01, label="Top p", elem_id="top-p")
     # No fixed maximum: the context limit is the engine's, known once the app runs.
     max_tokens = gr.Number(value=d["max_tokens"], precision=0, minimum=1, label="Max tokens",
                            elem_id="max-tokens")

@@ -158,9 +158,15 @@ def from_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
         return invalid_request("Invalid request body")
     first = errors[0]
     param = param_name(first.get("loc", ()))
+    # A union reports each alternative; the one the input has the type of says what is wrong
+    # ("at most 4 items" rather than "should be a valid string").
+    same_param = [e for e in errors if param_name(e.get("loc", ())) == param]
+    first = next((e for e in same_param if not e.get("type", "").endswith("_type")), first)
     kind = first.get("type", "")
     msg = first.get("msg", "invalid")
     if kind == "missing":
+        if first.get("ctx", {}).get("field"):  # a model-level check naming the missing field
+            param = f"{param}.{first['ctx']['field']}" if param else first["ctx"]["field"]
         return invalid_request(f"Missing required parameter: '{param}'.", param,
                                "missing_required_parameter")
     if kind.endswith("_type") or kind in ("literal_error", "union_tag_invalid", "is_instance_of"):

@@ -8,9 +8,10 @@ follow OpenAI's documented order; our own additions sit in a marked block.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from server.settings import SERVED_MODEL_NAME
 
@@ -28,6 +29,7 @@ DEFAULTS: dict[str, Any] = {
     "user": None,
 }
 MAX_N = 128
+MAX_STOP_SEQUENCES = 4  # OpenAI's limit, and vLLM's
 
 
 class _Wire(BaseModel):
@@ -44,6 +46,13 @@ class ChatMessage(_Wire):
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[dict[str, Any]] | None = None
 
+    @model_validator(mode="after")
+    def _content_unless_assistant(self) -> ChatMessage:
+        # Only an assistant message may leave content out (it carries tool_calls instead).
+        if self.content is None and self.role != "assistant":
+            raise PydanticCustomError("missing", "Field required", {"field": "content"})
+        return self
+
 
 class _Sampling(_Wire):
     """Parameters shared by chat and legacy completions (the reference's table)."""
@@ -55,7 +64,7 @@ class _Sampling(_Wire):
     n: int | None = Field(default=None, ge=1, le=MAX_N)
     stream: bool | None = None
     stream_options: StreamOptions | None = None
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=MAX_STOP_SEQUENCES)] | None = None
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     user: str | None = None

@@ -10,8 +10,10 @@ httpx/httpcore per call, and that call was the gateway's largest cost per reques
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -182,6 +184,33 @@ def _prompt_param(path: str) -> str:
     return "messages" if path.endswith("chat/completions") else "prompt"
 
 
+_VALIDATION_DUMP = re.compile(r"^\d+ validation errors?:")
+
+
+def _readable_validation_dump(message: str) -> tuple[str, str | None] | None:
+    """vLLM passes pydantic's error list through as text ("2 validation errors:\n  {'type':
+    ..., 'loc': 'body.stop', 'msg': ...}"): the most telling entry as one sentence."""
+    if not _VALIDATION_DUMP.match(message):
+        return None
+    entries = []
+    for line in message.splitlines()[1:]:
+        try:
+            entry = ast.literal_eval(line.strip())
+        except (ValueError, SyntaxError):
+            continue
+        if isinstance(entry, dict) and "msg" in entry:
+            entries.append(entry)
+    if not entries:
+        return None
+    # Of a union's alternatives, the one the input has the type of says what is wrong.
+    entry = next((e for e in entries if not str(e.get("type", "")).endswith("_type")), entries[0])
+    loc = str(entry.get("loc", ""))
+    param = loc.split(".", 1)[1] if loc.startswith("body.") else (loc or None)
+    kind = "type" if str(entry.get("type", "")).endswith("_type") else "value"
+    where = f" for '{param}'" if param else ""
+    return f"Invalid {kind}{where}: {str(entry['msg']).rstrip('.')}.", param
+
+
 def upstream_message(content: bytes) -> tuple[str, str | None]:
     """The message and param of a vLLM error body (current or older shapes)."""
     try:
@@ -191,7 +220,8 @@ def upstream_message(content: bytes) -> tuple[str, str | None]:
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         data = data["error"]
     if isinstance(data, dict):
-        return str(data.get("message") or "engine error"), data.get("param")
+        message = str(data.get("message") or "engine error")
+        return _readable_validation_dump(message) or (message, data.get("param"))
     return "engine error", None
 
 

@@ -1,13 +1,16 @@
 """Prompt assembly: page-marked documents first, stable bytes, chunk plans, OpenAI file parts."""
 
 import base64
+import io
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader, PdfWriter
 
 from server.documents.errors import (
     CorruptPdfError,
     EncryptedPdfError,
+    NoTextLayerError,
     NotAPdfError,
     PdfTooLargeError,
 )
@@ -208,3 +211,28 @@ def test_file_part_over_the_limit_is_refused_before_decoding():
     with pytest.raises(PdfTooLargeError) as caught:
         file_part_to_text(pdf_part(data), max_bytes=10_000)
     assert caught.value.limit == 10_000
+
+
+def scanned_pages_only() -> bytes:
+    """The two image-only pages of imagemagick-images.pdf as a PDF of their own."""
+    reader, writer = PdfReader(PDFS / "imagemagick-images.pdf"), PdfWriter()
+    for index in (3, 4):
+        writer.add_page(reader.pages[index])
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
+
+
+def test_a_file_part_without_any_text_is_refused_and_says_ocr_is_needed():
+    with pytest.raises(NoTextLayerError) as caught:
+        file_part_to_text(pdf_part(scanned_pages_only()), max_bytes=LIMIT)
+    assert str(caught.value) == (
+        "No page of this PDF has text (all 2 are images or scans): run OCR on it, then send it"
+        " again.")
+
+
+def test_a_file_part_with_some_scanned_pages_marks_them():
+    text = file_part_to_text(pdf_part((PDFS / "imagemagick-images.pdf").read_bytes()),
+                             max_bytes=LIMIT)
+    assert "[page 4]\n(no text on this page: it is an image or a scan)" in text
+    assert "[page 6]\nBackground" in text

@@ -6,6 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.test_documents_prompt import scanned_pages_only
 from tests.test_gateway_errors import assert_error
 
 PDFS = Path(__file__).parent / "pdfs"
@@ -39,6 +40,9 @@ def test_a_pdf_part_is_read_and_its_text_reaches_the_engine(app):
      "messages[0]: This PDF is password-protected: enter its password to open it."),
     (b"hello, not a pdf",
      "messages[0]: This file is not a PDF (it has no PDF header): upload a .pdf file."),
+    (scanned_pages_only(),
+     "messages[0]: No page of this PDF has text (all 2 are images or scans): run OCR on it,"
+     " then send it again."),
 ])
 def test_an_unreadable_pdf_is_400_with_the_documents_message(app, data, message):
     response = ask(app, [file_part(data)])

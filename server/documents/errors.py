@@ -25,6 +25,23 @@ class CorruptPdfError(DocumentError):
     "This PDF is damaged or truncated and cannot be read: export or download it again."
 
 
+class NoTextLayerError(DocumentError):
+    "No page of this PDF has text (they are images or scans): run OCR on it, then send it again."
+
+    def __init__(self, page_count: int | None = None):
+        self.page_count = page_count
+        if page_count is None:
+            super().__init__()
+        else:
+            super().__init__(
+                f"No page of this PDF has text (all {page_count:,} are images or scans): "
+                "run OCR on it, then send it again."
+            )
+
+    def __reduce__(self):
+        return type(self), (self.page_count,)
+
+
 class PdfTooLargeError(DocumentError):
     "This PDF is larger than the upload limit."
 

@@ -12,7 +12,9 @@ import binascii
 import re
 from typing import Any
 
-from server.documents.errors import DocumentError, NotAPdfError, PdfTooLargeError
+from server.documents.errors import (
+    DocumentError, NoTextLayerError, NotAPdfError, PdfTooLargeError,
+)
 from server.documents.extract import PdfText, check_pdf
 from server.documents.render import document_text
 
@@ -61,7 +63,8 @@ def file_part_to_text(
 
     Same format as documents attached in the workbench (`render.document_text`). Raises
     DocumentError subclasses: InvalidFilePartError (shape, base64), NotAPdfError,
-    PdfTooLargeError, EncryptedPdfError, WrongPasswordError, CorruptPdfError.
+    PdfTooLargeError, EncryptedPdfError, WrongPasswordError, CorruptPdfError,
+    NoTextLayerError (no page has text).
     """
     if not isinstance(part, dict) or part.get("type") != "file":
         raise InvalidFilePartError()
@@ -76,4 +79,9 @@ def file_part_to_text(
     filename = file.get("filename")
     filename = filename if isinstance(filename, str) and filename.strip() else "document.pdf"
     with PdfText(data, password=password) as pdf:
-        return document_text(filename, pdf.pages(workers=workers))
+        pages = list(pdf.pages(workers=workers))
+    # Unlike the workbench (which shows the person which pages need OCR), an API caller would
+    # only get an answer made up without the document.
+    if not any(page.text.strip() for page in pages):
+        raise NoTextLayerError(len(pages))
+    return document_text(filename, pages)

@@ -56,15 +56,10 @@ def decode_file_data(file_data: Any, *, max_bytes: int) -> bytes:
     return data
 
 
-def file_part_to_text(
-    part: dict, *, max_bytes: int, password: str | None = None, workers: int | None = None
-) -> str:
-    """The page-marked text of a PDF sent as an OpenAI `file` content part.
+def read_file_part(part: dict, *, max_bytes: int) -> tuple[str, bytes]:
+    """(file name, PDF bytes) of an OpenAI `file` content part, checked but not yet read.
 
-    Same format as documents attached in the workbench (`render.document_text`). Raises
-    DocumentError subclasses: InvalidFilePartError (shape, base64), NotAPdfError,
-    PdfTooLargeError, EncryptedPdfError, WrongPasswordError, CorruptPdfError,
-    NoTextLayerError (no page has text).
+    Raises InvalidFilePartError (shape, base64), NotAPdfError or PdfTooLargeError.
     """
     if not isinstance(part, dict) or part.get("type") != "file":
         raise InvalidFilePartError()
@@ -78,6 +73,17 @@ def file_part_to_text(
     data = decode_file_data(file.get("file_data"), max_bytes=max_bytes)
     filename = file.get("filename")
     filename = filename if isinstance(filename, str) and filename.strip() else "document.pdf"
+    return filename, data
+
+
+def pdf_to_text(
+    filename: str, data: bytes, *, password: str | None = None, workers: int | None = None
+) -> str:
+    """The page-marked text of a PDF sent through /v1 (as `render.document_text`).
+
+    Raises EncryptedPdfError, WrongPasswordError, CorruptPdfError, or NoTextLayerError when no
+    page has text.
+    """
     with PdfText(data, password=password) as pdf:
         pages = list(pdf.pages(workers=workers))
     # Unlike the workbench (which shows the person which pages need OCR), an API caller would
@@ -85,3 +91,17 @@ def file_part_to_text(
     if not any(page.text.strip() for page in pages):
         raise NoTextLayerError(len(pages))
     return document_text(filename, pages)
+
+
+def file_part_to_text(
+    part: dict, *, max_bytes: int, password: str | None = None, workers: int | None = None
+) -> str:
+    """The page-marked text of a PDF sent as an OpenAI `file` content part.
+
+    Same format as documents attached in the workbench (`render.document_text`). Raises
+    DocumentError subclasses: InvalidFilePartError (shape, base64), NotAPdfError,
+    PdfTooLargeError, EncryptedPdfError, WrongPasswordError, CorruptPdfError,
+    NoTextLayerError (no page has text).
+    """
+    filename, data = read_file_part(part, max_bytes=max_bytes)
+    return pdf_to_text(filename, data, password=password, workers=workers)

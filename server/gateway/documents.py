@@ -8,6 +8,9 @@ with the documents module's own message.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from typing import Any
 
 import anyio.to_thread
@@ -26,10 +29,20 @@ def _has_file_part(messages: list[dict[str, Any]]) -> bool:
 
 
 class DocumentExpander:
-    """Replaces file parts by text parts; messages without files pass through untouched."""
+    """Replaces file parts by text parts; messages without files pass through untouched.
 
-    def __init__(self, max_pdf_bytes: int):
+    A script asking several questions about one PDF sends the same bytes every time: the text
+    of recent PDFs is kept (by file name and sha256, up to `cache_chars` characters in all), so
+    only the first request pays for reading it.
+    """
+
+    def __init__(self, max_pdf_bytes: int, *, cache_chars: int = 64_000_000):
         self.max_pdf_bytes = max_pdf_bytes
+        self.cache_chars = cache_chars
+        self._texts: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._cached_chars = 0
+        self._lock = threading.Lock()
+        self.extractions = 0  # PDFs actually read (the rest came from the cache)
 
     async def expand(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not _has_file_part(messages):
@@ -37,9 +50,28 @@ class DocumentExpander:
         # PDF reading is CPU-bound: off the event loop.
         return await anyio.to_thread.run_sync(self._expand_sync, messages)
 
+    def _text(self, part: dict[str, Any]) -> str:
+        from server.documents.file_part import pdf_to_text, read_file_part
+
+        filename, data = read_file_part(part, max_bytes=self.max_pdf_bytes)
+        key = (filename, hashlib.sha256(data).hexdigest())
+        with self._lock:
+            if key in self._texts:
+                self._texts.move_to_end(key)
+                return self._texts[key]
+        text = pdf_to_text(filename, data)
+        with self._lock:
+            self.extractions += 1
+            if key not in self._texts and len(text) <= self.cache_chars:
+                self._texts[key] = text
+                self._cached_chars += len(text)
+                while self._cached_chars > self.cache_chars:
+                    _, dropped = self._texts.popitem(last=False)
+                    self._cached_chars -= len(dropped)
+        return text
+
     def _expand_sync(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         from server.documents.errors import DocumentError
-        from server.documents.prompt import file_part_to_text
 
         expanded = []
         for index, message in enumerate(messages):
@@ -51,7 +83,7 @@ class DocumentExpander:
             for part in content:
                 if isinstance(part, dict) and part.get("type") == "file":
                     try:
-                        text = file_part_to_text(part, max_bytes=self.max_pdf_bytes)
+                        text = self._text(part)
                     except DocumentError as exc:
                         raise errors.invalid_request(
                             f"messages[{index}]: {exc}", "messages", "invalid_document"

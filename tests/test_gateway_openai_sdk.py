@@ -88,6 +88,15 @@ def test_legacy_completions_and_models(client):
     assert model.model_extra["max_model_len"] == 8192
 
 
+def test_models_retrieve_finds_qwen3_and_refuses_other_names(client):
+    model = client.models.retrieve("qwen3")
+    assert (model.id, model.object, model.owned_by) == ("qwen3", "model", "vllm")
+    assert model == client.models.list().data[0]
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("gpt-4o")
+    assert caught.value.code == "model_not_found" and caught.value.param == "model"
+
+
 def test_max_tokens_is_fitted_into_what_the_context_leaves(make_app):
     small = make_app(WORKBENCH_MAX_CONTEXT=64)
     with openai.OpenAI(base_url=small.v1, api_key=small.api_key, max_retries=0) as client:

@@ -17,8 +17,9 @@ from server.gateway.auth import AdminKey, ApiKey
 from server.gateway.body import read_json_object
 from server.gateway.completions import JsonResult, StreamResult
 from server.gateway.limits import limit_id
-from server.gateway.protocol import model_list
+from server.gateway.protocol import model_card, model_list
 from server.gateway.streaming import RelayResponse
+from server.settings import SERVED_MODEL_NAME
 from storage.keys import Key
 
 v1 = APIRouter(prefix="/v1")
@@ -87,6 +88,18 @@ async def list_models(request: Request, key: ApiKey) -> Response:
     await gateway.engine.ensure_ready()
     state = await gateway.limiter.snapshot(limit_id(key))
     body = model_list(gateway.engine.created, gateway.engine.max_context)
+    return JSONResponse(body, headers=state.headers())
+
+
+@v1.get("/models/{model_id:path}")
+async def retrieve_model(request: Request, model_id: str, key: ApiKey) -> Response:
+    """OpenAI's `models.retrieve`: the one model by its name, else 404 `model_not_found`."""
+    gateway = request.app.state.gateway
+    state = await gateway.limiter.snapshot(limit_id(key))
+    if model_id != SERVED_MODEL_NAME:
+        raise errors.model_not_found(model_id, SERVED_MODEL_NAME)
+    await gateway.engine.ensure_ready()
+    body = model_card(gateway.engine.created, gateway.engine.max_context)
     return JSONResponse(body, headers=state.headers())
 
 

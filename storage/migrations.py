@@ -150,6 +150,51 @@ def m004_usage_log(db: sqlite_utils.Database) -> None:
     db["usage_log"].create_index(["created_at"], index_name="usage_log_time")
 
 
+# Han (with its extensions and compatibility ideographs), kana and Hangul: scripts written
+# without spaces, which the porter/unicode61 tokenizer keeps as one token per run. Part of
+# m005 (its triggers hold it; storage.search routes queries by it): to change it, add a
+# migration that recreates the triggers. Escapes, not characters: NFC turns U+F900 into U+8C48.
+CJK_CHARS = (
+    "\u4e00-\u9fff\u3041-\u30ff\uac00-\ud7a3\u3400-\u4dbf\uf900-\ufaff\u1100-\u11ff"
+    "\u3131-\u318e\u31f0-\u31ff\uff66-\uff9f\U00020000-\U0003134f"
+)
+
+
+@migrations()
+def m005_cjk_search(db: sqlite_utils.Database) -> None:
+    """Substring search for CJK text: trigram indexes of the titles and messages that have any."""
+    # Own-content FTS5 tables (not external content like m002's): a delete is a plain
+    # DELETE by rowid, and only rows with CJK are copied, so the trigram index (several
+    # times the text's size) stays proportional to the CJK text alone.
+    def has_cjk(text: str) -> str:
+        # GLOB tests the class at each character (22 s over 1M English messages); "more
+        # bytes than characters" skips pure ASCII text first, 50 times faster.
+        not_ascii = f"length(CAST({text} AS BLOB)) > length({text})"
+        return f"{not_ascii} AND {text} GLOB '*[{CJK_CHARS}]*'"
+
+    for table, column in (("messages", "content"), ("conversations", "title")):
+        index = f"{table}_cjk"
+        copy = f"INSERT INTO {index} (rowid, {column}) SELECT new.id, new.{column}"
+        db.execute(f"CREATE VIRTUAL TABLE {index} USING fts5({column}, tokenize='trigram')")
+        db.execute(
+            f"CREATE TRIGGER {index}_ai AFTER INSERT ON {table} BEGIN"
+            f" {copy} WHERE {has_cjk(f'new.{column}')}; END"
+        )
+        db.execute(
+            f"CREATE TRIGGER {index}_ad AFTER DELETE ON {table} BEGIN"
+            f" DELETE FROM {index} WHERE rowid = old.id; END"
+        )
+        db.execute(
+            f"CREATE TRIGGER {index}_au AFTER UPDATE OF {column} ON {table} BEGIN"
+            f" DELETE FROM {index} WHERE rowid = old.id;"
+            f" {copy} WHERE {has_cjk(f'new.{column}')}; END"
+        )
+        db.execute(
+            f"INSERT INTO {index} (rowid, {column})"
+            f" SELECT id, {column} FROM {table} WHERE {has_cjk(column)}"
+        )
+
+
 def apply(db: sqlite_utils.Database, *, stop_before: str | None = None) -> None:
     """Apply pending migrations; safe when several processes start at once.
 

@@ -26,6 +26,8 @@ EXPECTED_COLUMNS = {
     },
     "conversations_fts": {"title": str},
     "messages_fts": {"content": str},
+    "conversations_cjk": {"title": str},
+    "messages_cjk": {"content": str},
     "documents": {
         "id": int, "owner": str, "filename": str, "sha256": str, "page_count": int,
         "total_tokens": int, "tokenizer": str, "empty_pages": str, "status": str,
@@ -42,8 +44,11 @@ EXPECTED_COLUMNS = {
     # SQLite's own bookkeeping for AUTOINCREMENT.
     "sqlite_sequence": {"name": str, "seq": str},
 }
-MIGRATION_NAMES = ["m001_initial", "m002_search", "m003_documents", "m004_usage_log"]
-FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config")
+MIGRATION_NAMES = [
+    "m001_initial", "m002_search", "m003_documents", "m004_usage_log", "m005_cjk_search",
+]
+# _content: the own copy of the text kept by the *_cjk tables (not external content).
+FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
 
 
 def applied(db: sqlite_utils.Database) -> list[str]:
@@ -152,3 +157,37 @@ def test_database_from_first_migration_upgrades_without_losing_rows(tmp_path):
         # And the new tables work alongside the old rows.
         add_message(db, "alice", 7, "assistant", "goo goo g'joob")
         assert len(list_messages(db, "alice", 7)) == 2
+
+
+def test_database_from_m004_gets_its_cjk_rows_searchable(tmp_path):
+    path = tmp_path / "workbench.db"
+    old = sqlite_utils.Database(path)
+    migrations.apply(old, stop_before="m005_cjk_search")
+    assert applied(old) == MIGRATION_NAMES[:-1]
+    old["conversations"].insert_all([
+        {"id": 1, "owner": "alice", "title": "长文档分析", "created_at": 1.0, "updated_at": 1.0},
+        {"id": 2, "owner": "alice", "title": "misc", "created_at": 1.0, "updated_at": 2.0},
+        {"id": 3, "owner": "alice", "title": None, "created_at": 1.0, "updated_at": 3.0},
+    ])
+    old["messages"].insert_all([
+        {"conversation_id": 2, "role": "user", "content": "日本語の文書を検索する",
+         "created_at": 2.0},
+        {"conversation_id": 3, "role": "user", "content": "plain English only", "created_at": 3.0},
+        {"conversation_id": 3, "role": "user", "content": "café, déjà vu 😀", "created_at": 3.0},
+    ])
+    old.close()
+
+    with Store(path) as store:
+        db = store.db
+        assert applied(db) == MIGRATION_NAMES
+
+        def found(query: str) -> list[int]:
+            return [h["conversation_id"] for h in search_conversations(db, "alice", query)]
+
+        assert found("文档") == [1]
+        assert found("文書") == [2]
+        assert found("検索") == [2]
+        # Only rows with CJK were copied into the trigram indexes (not accents, not emoji).
+        assert [r["rowid"] for r in db.query("SELECT rowid FROM messages_cjk")] == [1]
+        assert [r["rowid"] for r in db.query("SELECT rowid FROM conversations_cjk")] == [1]
+        assert found("english") == [3]

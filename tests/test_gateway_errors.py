@@ -8,6 +8,7 @@ import secrets
 import time
 
 import httpx
+import openai
 import pytest
 
 from server.gateway.auth import CACHE_SECONDS
@@ -218,6 +219,17 @@ def test_unknown_v1_paths_are_404(app, path):
     response = httpx.post(app.url + path, headers={"Authorization": f"Bearer {app.api_key}"})
     assert_error(response, 404, "not_found_error", "unknown_url", None,
                  f"Unknown request URL: POST {path}")
+
+
+def test_a_base_url_without_v1_is_told_where_the_api_is(app):
+    with openai.OpenAI(base_url=app.url, api_key=app.api_key, max_retries=0) as wrong:
+        with pytest.raises(openai.NotFoundError) as caught:
+            wrong.chat.completions.create(model="qwen3", messages=HI)
+    assert caught.value.code == "unknown_url"
+    assert caught.value.body["message"] == (
+        f"Unknown request URL: POST /chat/completions. The API is under /v1: use base_url"
+        f" {app.url}/v1")
+    assert_error(httpx.get(app.url + "/models"), 404, "not_found_error", "unknown_url")
 
 
 def test_wrong_method_is_405(client):

@@ -114,6 +114,19 @@ async def unknown_v1(request: Request, key: ApiKey) -> Response:
     raise errors.unknown_url(request.method, request.url.path)
 
 
+async def missing_v1(request: Request) -> Response:
+    """OpenAI paths without /v1: a base_url missing its /v1 is the commonest client mistake."""
+    raise errors.ApiError(
+        404, f"Unknown request URL: {request.method} {request.url.path}. The API is under /v1:"
+        f" use base_url {request.base_url}v1", "not_found_error", "unknown_url",
+    )
+
+
+for _path in ("/chat/completions", "/completions", "/models", "/models/{model_id:path}"):
+    ops.add_api_route(_path, missing_v1, include_in_schema=False,
+                      methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+
+
 @ops.api_route("/health", methods=["GET", "HEAD"])  # monitors often probe with HEAD
 async def health(request: Request) -> Response:
     """`{"status": "ok"}` while the engine answers its own /health, else 503."""

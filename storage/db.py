@@ -1,8 +1,11 @@
 """`Store`: the SQLite file, its migrations, and one connection per thread."""
 
+import contextlib
+import fcntl
 import pathlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 
 import sqlite_utils
 
@@ -11,6 +14,13 @@ from storage.errors import StoreClosedError
 
 # How long a writer waits for the lock before SQLite gives up with "database is locked".
 BUSY_TIMEOUT_SECONDS = 30.0
+
+
+@contextlib.contextmanager
+def _open_lock(path: pathlib.Path) -> Iterator[None]:
+    with open(path.with_name(path.name + ".lock"), "a+b") as file:
+        fcntl.flock(file, fcntl.LOCK_EX)  # released when the file closes, or the process dies
+        yield
 
 
 class Store:
@@ -28,9 +38,14 @@ class Store:
         self._connections: list[sqlite_utils.Database] = []
         self._closed = False
         db = self.db
-        # WAL lets readers run while one writer commits; the mode is stored in the file.
-        db.enable_wal()
-        migrations.apply(db)
+        # Processes opening a new file at once (the app, the keys CLI) would race: switching
+        # to WAL does not wait for a busy lock, and m001's executescript() commits the
+        # migration lock early. One open at a time, across processes, by a lock file.
+        with _open_lock(self.path):
+            # WAL lets readers run while one writer commits; the mode is stored in the file.
+            if db.journal_mode != "wal":
+                db.enable_wal()
+            migrations.apply(db)
 
     def _connect(self) -> sqlite_utils.Database:
         # check_same_thread=False only so close() can run on another thread; each

@@ -14,7 +14,8 @@ from server.settings import Settings
 
 if TYPE_CHECKING:
     from server.gateway.upstream import Engine
-    from server.tokens import RemoteTokenCounter, TokenCounter
+    from server.remote_tokens import RemoteTokenCounter
+    from server.tokens import TokenCounter
     from storage import Store
 
 

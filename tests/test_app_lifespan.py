@@ -7,8 +7,9 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.gateway.metrics import GatewayMetrics
+from server.remote_tokens import RemoteTokenCounter
 from server.settings import Settings
-from server.tokens import RemoteTokenCounter, TokenCounter
+from server.tokens import TokenCounter
 from storage import StoreClosedError
 from tests.test_gateway_errors import assert_error
 

@@ -7,10 +7,12 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
+from server.remote_tokens import RemoteTokenCounter
 from server.settings import SERVED_MODEL_NAME
 from server.tokens import (
     CHATML_TEMPLATE,
-    RemoteTokenCounter,
+    SEGMENT_CACHE_ENTRIES,
+    SEGMENT_CACHE_MIN_CHARS,
     TokenCounter,
     TokenizerFormatError,
     encoding_from_tokenizer_json,
@@ -201,7 +203,6 @@ def long_text_with_special_tokens() -> str:
 
 
 def test_long_texts_count_exactly_as_one_encode_also_when_remembered(qwen3, qwen3_hf):
-    from server.tokens import SEGMENT_CACHE_MIN_CHARS
     text = long_text_with_special_tokens()
     assert len(text) > 4 * SEGMENT_CACHE_MIN_CHARS
     expected = len(hf_ids(qwen3_hf, text))
@@ -214,7 +215,6 @@ def test_long_texts_count_exactly_as_one_encode_also_when_remembered(qwen3, qwen
 
 
 def test_remembered_counts_are_bounded(qwen3):
-    from server.tokens import SEGMENT_CACHE_ENTRIES, SEGMENT_CACHE_MIN_CHARS
     counter = TokenCounter(qwen3.encoding, name="bounded")
     for n in range(SEGMENT_CACHE_ENTRIES + 5):
         counter.count_text(f"{n} " + "x y " * (SEGMENT_CACHE_MIN_CHARS // 4))

@@ -18,8 +18,9 @@ from server.gateway.metrics import GatewayMetrics
 from server.gateway.prompts import PromptCounter
 from server.gateway.upstream import Engine
 from server.gateway.usage import UsageRecorder
+from server.remote_tokens import RemoteTokenCounter
 from server.settings import SERVED_MODEL_NAME, Settings
-from server.tokens import RemoteTokenCounter, TokenCounter, qwen3_tokenizer_dir
+from server.tokens import TokenCounter, qwen3_tokenizer_dir
 from storage import Store
 from storage.keys import ensure_key
 

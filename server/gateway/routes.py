@@ -94,11 +94,11 @@ async def list_models(request: Request, key: ApiKey) -> Response:
 @v1.get("/models/{model_id:path}")
 async def retrieve_model(request: Request, model_id: str, key: ApiKey) -> Response:
     """OpenAI's `models.retrieve`: the one model by its name, else 404 `model_not_found`."""
-    gateway = request.app.state.gateway
-    state = await gateway.limiter.snapshot(limit_id(key))
     if model_id != SERVED_MODEL_NAME:
         raise errors.model_not_found(model_id, SERVED_MODEL_NAME)
+    gateway = request.app.state.gateway
     await gateway.engine.ensure_ready()
+    state = await gateway.limiter.snapshot(limit_id(key))
     body = model_card(gateway.engine.created, gateway.engine.max_context)
     return JSONResponse(body, headers=state.headers())
 

@@ -189,7 +189,7 @@ _VALIDATION_DUMP = re.compile(r"^\d+ validation errors?:")
 
 def _readable_validation_dump(message: str) -> tuple[str, str | None] | None:
     """vLLM passes pydantic's error list through as text ("2 validation errors:\n  {'type':
-    ..., 'loc': 'body.stop', 'msg': ...}"): the most telling entry as one sentence."""
+    ..., 'loc': 'body.stop', 'msg': ...}"): read back, it says what ours would say."""
     if not _VALIDATION_DUMP.match(message):
         return None
     entries = []
@@ -199,16 +199,13 @@ def _readable_validation_dump(message: str) -> tuple[str, str | None] | None:
         except (ValueError, SyntaxError):
             continue
         if isinstance(entry, dict) and "msg" in entry:
+            loc = str(entry.get("loc", "")).split(".")
+            entry["loc"] = tuple(int(part) if part.isdigit() else part for part in loc if part)
             entries.append(entry)
     if not entries:
         return None
-    # Of a union's alternatives, the one the input has the type of says what is wrong.
-    entry = next((e for e in entries if not str(e.get("type", "")).endswith("_type")), entries[0])
-    loc = str(entry.get("loc", ""))
-    param = loc.split(".", 1)[1] if loc.startswith("body.") else (loc or None)
-    kind = "type" if str(entry.get("type", "")).endswith("_type") else "value"
-    where = f" for '{param}'" if param else ""
-    return f"Invalid {kind}{where}: {str(entry['msg']).rstrip('.')}.", param
+    error = errors.from_validation_errors(entries)
+    return error.message, error.param
 
 
 def upstream_message(content: bytes) -> tuple[str, str | None]:

@@ -50,6 +50,30 @@ async def test_requests_per_minute_never_slip_under_concurrency():
     await limiter.admit("other", 1)
 
 
+async def test_requests_per_minute_are_exact_across_a_minute_boundary(monkeypatch):
+    clock = [60 * 29_000_000 + 55.0]  # 5 s before a minute boundary
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    limiter = KeyLimiter(rpm=5, tpm=10**9, max_concurrent=1000)
+    for _ in range(3):
+        await limiter.admit("k", 1)
+    clock[0] += 10  # 5 s into the next minute: the three are still in the last 60 s
+    for _ in range(2):
+        await limiter.admit("k", 1)
+    with pytest.raises(RateLimitExceeded) as refused:
+        await limiter.admit("k", 1)
+    assert refused.value.limit == "requests"
+    assert refused.value.retry_after == 50  # when the first of the five leaves the window
+    assert refused.value.state.requests_reset == clock[0] + 50
+    clock[0] += 49.9
+    with pytest.raises(RateLimitExceeded):
+        await limiter.admit("k", 1)
+    clock[0] += 0.2
+    _, state = await limiter.admit("k", 1)
+    assert state.requests_remaining == 2  # the first three left together; three are inside
+    clock[0] += 61
+    assert (await limiter.snapshot("k")).requests_remaining == 5
+
+
 async def test_tokens_are_reserved_on_admission_so_concurrent_requests_cannot_overspend():
     limiter = KeyLimiter(rpm=1000, tpm=100, max_concurrent=1000)
     admitted, refused = await _admit_all(limiter, 20, tokens=30)

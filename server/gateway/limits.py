@@ -1,13 +1,15 @@
 """Per-key rate limits: requests per minute, tokens per minute, concurrent requests.
 
-The windows are the `limits` library's sliding-window counters (in-process async memory
-storage; a Redis storage is the way to share them between hosts): the count of the current
-minute plus the previous minute's count weighted by how much of it is still inside the last
-60 s. (Its moving window is exact but costs a worker-thread hop per request for expiry.)
+The windows come from the `limits` library (in-process async memory storage; a Redis storage
+is the way to share them between hosts):
 
-- requests: one unit per admitted request;
-- tokens: a request is charged its prompt + max_tokens (× n) when admitted and settled with
-  its real usage when it ends, the refund going back into the window that was charged.
+- requests: its moving window, exact: a request is admitted while fewer than RPM requests of
+  the key were admitted in the last 60 s, whatever the clock's minute boundaries;
+- tokens: its sliding-window counter (the current minute's count plus the previous minute's
+  weighted by how much of it is still inside the last 60 s), because a charge must be able to
+  go past the limit and be refunded, which a moving window of single entries cannot express.
+  A request is charged its prompt + max_tokens (× n) when admitted and settled with its real
+  usage when it ends, the refund going back into the window that was charged.
 
 Admission rule for tokens: a request is admitted while the key's token window is below its
 TPM, and its whole reservation is charged even past the limit. A single request larger than
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.strategies import MovingWindowRateLimiter
 
 WINDOW_SECONDS = 60
 
@@ -89,9 +91,17 @@ class RateLimitExceeded(Exception):
         return {**self.state.headers(), "Retry-After": str(self.retry_after)}
 
 
+@dataclass(frozen=True)
+class _Requests:
+    """One key's moving window of admitted requests."""
+
+    remaining: int
+    reset_in: float  # seconds until the oldest request in the window leaves it
+
+
 @dataclass
 class _Window:
-    """One key's sliding-window counter, as read from the storage."""
+    """One key's sliding-window token counter, as read from the storage."""
 
     limit: int
     previous: int
@@ -149,7 +159,7 @@ class KeyLimiter:
         self.tpm = tpm
         self.max_concurrent = max_concurrent
         self._storage = MemoryStorage()
-        self._requests = SlidingWindowCounterRateLimiter(self._storage)
+        self._requests = MovingWindowRateLimiter(self._storage)
         # Distinct namespaces: with RPM == TPM the two windows would otherwise share a key.
         self._request_item = RateLimitItemPerMinute(rpm, namespace="requests")
         self._token_item = RateLimitItemPerMinute(tpm, namespace="tokens")
@@ -162,13 +172,19 @@ class KeyLimiter:
         )
         return _Window(item.amount, previous, current, current_ttl - WINDOW_SECONDS)
 
-    async def _state(self, ident: str, now: float) -> tuple[LimitState, _Window, _Window]:
-        requests = await self._window(self._request_item, ident)
+    async def _requests_window(self, ident: str, now: float) -> _Requests:
+        stats = await self._requests.get_window_stats(self._request_item, ident)
+        if stats.remaining >= self.rpm:  # empty window (the reset then names an expired entry)
+            return _Requests(self.rpm, 0.0)
+        return _Requests(stats.remaining, max(0.0, stats.reset_time - now))
+
+    async def _state(self, ident: str, now: float) -> tuple[LimitState, _Requests, _Window]:
+        requests = await self._requests_window(ident, now)
         tokens = await self._window(self._token_item, ident)
         state = LimitState(
             requests_limit=self.rpm,
             requests_remaining=max(0, requests.remaining),
-            requests_reset=now + _reset_in(requests),
+            requests_reset=now + requests.reset_in,
             tokens_limit=self.tpm,
             tokens_remaining=max(0, tokens.remaining),
             tokens_reset=now + _reset_in(tokens),
@@ -190,18 +206,19 @@ class KeyLimiter:
                     "concurrency",
                     f"Rate limit exceeded: {self.max_concurrent} concurrent requests per key; "
                     "wait for one of your requests to finish.", 1, state)
-            if requests.used >= self.rpm:
-                raise RateLimitExceeded(
-                    "requests",
-                    f"Rate limit exceeded: {self.rpm} requests per minute per key.",
-                    requests.seconds_until_admissible(), state)
+            requests_refused = RateLimitExceeded(  # admissible again when the oldest one leaves
+                "requests", f"Rate limit exceeded: {self.rpm} requests per minute per key.",
+                requests.reset_in, state)
+            if requests.remaining <= 0:
+                raise requests_refused
             if token_window.used >= self.tpm:
                 raise RateLimitExceeded(
                     "tokens",
                     f"Rate limit exceeded: {self.tpm} tokens per minute per key "
                     "(prompt + max_tokens are reserved when a request starts).",
                     token_window.seconds_until_admissible(), state)
-            await self._requests.hit(self._request_item, ident)
+            if not await self._requests.hit(self._request_item, ident):
+                raise requests_refused  # only the key's lock holder hits: cannot happen
             charged_key = await self._charge(ident, tokens, now)
             self._active[ident] += 1
             state, _, _ = await self._state(ident, now)

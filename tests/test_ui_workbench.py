@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 from storage import Store
 from storage.keys import create_key
 from tests.conftest import ARTIFACTS
+from ui.formatting import close_fences
 from tests.ui_helpers import (
     STREAM_TIMEOUT, answer_text, last_answer, new_conversation, open_conversation_id, owner_of,
     send, sign_in, stored_messages, unique, wait_for_answer,
@@ -109,6 +110,40 @@ def test_reload_signs_back_in_and_reopens_the_conversation(page, app):
     expect(page.locator(f"#conversation-list input[value='{cid}']")).to_be_checked()
     # Newest first: the conversation just used tops the list.
     expect(page.locator("#conversation-list label").first).to_contain_text(question[:40])
+
+
+def _clipboard_once_it_changes(page: Page, before: str) -> str:
+    deadline = time.monotonic() + 10
+    while (text := page.evaluate("navigator.clipboard.readText()")) == before:
+        if time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(100)
+    return text
+
+
+def test_copy_buttons_copy_the_answer_without_its_stats_line(browser, app):
+    context = browser.new_context(viewport={"width": 1440, "height": 900},
+                                  permissions=["clipboard-read", "clipboard-write"])
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    try:
+        sign_in(page, app.url, app.api_key)
+        new_conversation(page, max_tokens=24)
+        question = f"Write one line of Python. ({unique('copy')})"
+        send(page, question)
+        wait_for_answer(page)
+        question_msg, stored = stored_messages(app, open_conversation_id(page))[-2:]
+        assert stored["role"] == "assistant" and stored["content"].strip(), stored
+        # What the message shows as its text (a code block cut by max_tokens is closed).
+        answer = close_fences(stored["content"])
+        last_answer(page).hover()
+        page.locator("#chatbot button[aria-label='Copy message']").last.click()
+        assert _clipboard_once_it_changes(page, "") == answer
+        page.locator("#chatbot button[aria-label='Copy conversation']").click()
+        copied = _clipboard_once_it_changes(page, answer)
+        assert copied == f"user: {question_msg['content']}\n\nassistant: {answer}", copied
+    finally:
+        context.close()
 
 
 def test_search_finds_a_conversation_by_words_of_its_answer(page, app):

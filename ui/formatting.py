@@ -9,6 +9,8 @@ import html
 import re
 from collections.abc import Mapping
 
+# The HTML blocks shown after an answer's text: not part of the answer when it is copied.
+NOTE_CLASSES = ("wb-stats", "wb-error")
 # Shown after the growing answer while it streams.
 CURSOR = " ▍"
 _FENCE = re.compile(r"^\s{0,3}(```|~~~)", re.MULTILINE)

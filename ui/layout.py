@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from server.workbench import DEFAULT_PARAMS, MIN_TOP_P
-from ui import formatting, theme
+from ui import clipboard, formatting, theme
 from ui.document_layout import documents_panel, fit_offer
 
 # localStorage keys of the remembered sign-in and the last open conversation.
@@ -192,7 +192,7 @@ def _usage() -> tuple:
 
 def build_components(browser_secret: str) -> Components:
     """Create the page (inside an open gr.Blocks) and return its components."""
-    gr.HTML("", head=theme.head_html(), elem_id="workbench-style", js_on_load=None)
+    gr.HTML("", head=theme.head_html(), elem_id="workbench-style", js_on_load=clipboard.COPY_JS)
     session = gr.State(None)
     conv_id = gr.State(None)
     message_ids = gr.State([])

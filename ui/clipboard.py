@@ -13,7 +13,7 @@ from ui.formatting import NOTE_CLASSES
 COPY_JS = """
 if (!window.workbenchCopyClean) {
   window.workbenchCopyClean = true;
-  const notes = new RegExp('\\\\n*<div class="(?:%(classes)s)">[\\\\s\\\\S]*?</div>', "g");
+  const notes = new RegExp('\\\\n*<div class="(?:NOTE_CLASSES)">[\\\\s\\\\S]*?</div>', "g");
   const clean = (text) => (typeof text === "string" ? text.replace(notes, "") : text);
   const clip = navigator.clipboard;
   if (clip && clip.writeText) {
@@ -31,4 +31,4 @@ if (!window.workbenchCopyClean) {
     }
   }, true);
 }
-""" % {"classes": "|".join(NOTE_CLASSES)}
+""".replace("NOTE_CLASSES", "|".join(NOTE_CLASSES))

@@ -24,9 +24,8 @@ import anyio
 from server.documents.analysis import ChunkedAnalysis, summary_tokens_for
 from server.documents.library import DocumentLibrary, documents_first
 from server.settings import SERVED_MODEL_NAME
-from storage import ImportFormatError, NotFoundError, Store
+from storage import ImportFormatError, NotFoundError, Store, keys, usage
 from storage import conversations as conv
-from storage import keys, usage
 
 __all__ = ["DEFAULT_PARAMS", "Fit", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
 
@@ -258,6 +257,29 @@ class Workbench:
             if m["id"] > message_id:
                 conv.delete_message(self.store.db, owner, m["id"])
         return True
+
+    def branch_from(self, owner: str, cid: int, message_id: int, content: str) -> int | None:
+        """A new conversation that goes on from an earlier user message, edited.
+
+        It gets the messages before `message_id` (with their stats), the edited message, the
+        settings, page choices and attached documents; the original conversation stays as it
+        was, later answers included. None (nothing stored) if `message_id` is not one of the
+        owner's user messages in `cid`, or the new text is empty.
+        """
+        content = content.strip()
+        if not content or self.get_conversation(owner, cid) is None:
+            return None
+        data = conv.export_json(self.store.db, owner, cid)
+        ids = [m["id"] for m in self.messages(owner, cid)]  # export_json's order
+        if message_id not in ids or data["messages"][ids.index(message_id)]["role"] != "user":
+            return None
+        index = ids.index(message_id)
+        edited = {**data["messages"][index], "content": content, "created_at": time.time()}
+        title = data["title"] or "Conversation"
+        data.update(title=title if title.endswith(" (edited)") else f"{title} (edited)",
+                    created_at=None,
+                    messages=[*data["messages"][:index], edited])
+        return conv.import_json(self.store.db, owner, data)
 
     # Prompt --------------------------------------------------------------------------------
 

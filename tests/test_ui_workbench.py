@@ -16,11 +16,21 @@ from playwright.sync_api import Page, expect
 from storage import Store
 from storage.keys import create_key
 from tests.conftest import ARTIFACTS
-from ui.formatting import close_fences
 from tests.ui_helpers import (
-    STREAM_TIMEOUT, answer_text, last_answer, new_conversation, open_conversation_id, owner_of,
-    send, sign_in, stored_messages, unique, wait_for_answer,
+    STREAM_TIMEOUT,
+    answer_text,
+    last_answer,
+    new_conversation,
+    open_conversation_id,
+    owner_of,
+    send,
+    sign_in,
+    stored_messages,
+    unique,
+    wait_for_answer,
 )
+from ui.formatting import close_fences
+
 
 def test_sign_in_refuses_a_wrong_key_then_accepts_the_real_one(page, app):
     page.goto(app.url)
@@ -264,6 +274,34 @@ def test_edit_the_last_message_and_resend(page, app):
     messages = stored_messages(app, cid)
     assert [(m["role"], m["content"]) for m in messages][0] == ("user", "Name an animal.")
     assert [m["role"] for m in messages] == ["user", "assistant"]
+
+
+def test_editing_an_earlier_question_goes_on_in_a_new_conversation(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=8)
+    first = f"Name a colour. ({unique('edit')})"
+    send(page, first)
+    wait_for_answer(page)
+    send(page, "Name another one.")
+    expect(page.locator("#chatbot [data-testid=bot]")).to_have_count(2)
+    wait_for_answer(page)
+    original = open_conversation_id(page)
+    before = stored_messages(app, original)
+    page.locator("#chatbot [data-testid=user]").first.hover()
+    page.locator("#chatbot button[aria-label='Edit']").first.click()
+    page.locator("#chatbot textarea").fill("Name a fish.")
+    page.locator("#chatbot button[aria-label='Submit']").click()
+    expect(page.locator(".toast-body")).to_contain_text("goes on in a new conversation")
+    expect(page.locator("#conversation-title input")).to_have_value(f"{first} (edited)")
+    expect(page.locator("#chatbot [data-testid=user]")).to_have_count(1)
+    expect(page.locator("#chatbot [data-testid=user]")).to_contain_text("Name a fish.")
+    wait_for_answer(page)
+    branch = open_conversation_id(page)
+    assert branch != original
+    assert [(m["role"], m["status"]) for m in stored_messages(app, branch)] == [
+        ("user", "complete"), ("assistant", "complete")]
+    assert stored_messages(app, original) == before  # nothing of the original is lost
+    expect(page.locator(f"#conversation-list input[value='{original}']")).to_have_count(1)
 
 
 def test_settings_are_remembered_per_conversation(page, app):

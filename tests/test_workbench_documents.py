@@ -171,3 +171,41 @@ def test_chunked_analysis_answers_in_the_context_of_the_earlier_turns(wb):
 
 def test_ranges_are_stored_sorted_with_overlaps_merged():
     assert format_ranges([(7, 7), (1, 3), (2, 4), (5, 5)]) == "1-5, 7"
+
+
+def test_editing_an_earlier_question_goes_on_in_a_copy_and_keeps_the_original(wb):
+    outline = upload(wb, "alice", "pdflatex-outline.pdf")
+    cid = wb.create_conversation("alice", system_prompt="Cite pages.",
+                                 params={"temperature": 0.2, "max_tokens": 64})
+    wb.rename("alice", cid, "Outline questions")
+    wb.documents.attach("alice", cid, outline["id"])
+    wb.documents.set_pages("alice", cid, outline["id"], "2-3")
+    for question, answer in (("q1", "a1"), ("q2", "a2"), ("q3", "a3")):
+        wb.add_user_message("alice", cid, question)
+        wb.save_answer("alice", cid, answer, model="qwen3",
+                       stats={"completion_tokens": 7, "ttft_ms": 12.5})
+    before = wb.messages("alice", cid)
+    q2 = before[2]["id"]
+
+    branch = wb.branch_from("alice", cid, q2, "  q2, asked better  ")
+    assert branch is not None and branch != cid
+    assert wb.messages("alice", cid) == before  # the original, later answers included
+    copied = wb.messages("alice", branch)
+    assert [(m["role"], m["content"]) for m in copied] == [
+        ("user", "q1"), ("assistant", "a1"), ("user", "q2, asked better")]
+    assert (copied[1]["completion_tokens"], copied[1]["ttft_ms"]) == (7, 12.5)
+    new, old = wb.get_conversation("alice", branch), wb.get_conversation("alice", cid)
+    assert new["title"] == "Outline questions (edited)"
+    assert (new["system_prompt"], new["params"]) == (old["system_prompt"], old["params"])
+    assert [(a.id, a.spec) for a in wb.documents.attached("alice", branch)] == [
+        (outline["id"], "2-3")]
+    # Newest first: the branch tops the sidebar.
+    assert wb.list_conversations("alice")[0]["id"] == branch
+
+    # Not a user message, not the owner's, empty text: nothing is made.
+    count = len(wb.list_conversations("alice"))
+    assert wb.branch_from("alice", cid, before[1]["id"], "x") is None
+    assert wb.branch_from("bob", cid, q2, "x") is None
+    assert wb.branch_from("alice", cid, q2, "   ") is None
+    assert wb.branch_from("alice", branch, q2, "x") is None  # q2 is not in the branch
+    assert len(wb.list_conversations("alice")) == count

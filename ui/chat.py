@@ -1,4 +1,4 @@
-"""Chat: send, stream the answer, stop, regenerate, edit the last message and resend.
+"""Chat: send, stream the answer, stop, regenerate, edit a question and resend.
 
 Each action is a chain: a quick step stores the person's side (the user message, settings) and
 shows the placeholder; the streaming step (ui.turn) streams from /v1 and stores the answer
@@ -100,18 +100,29 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
         return streaming_view(session.owner, cid, query)
 
     def start_edit(edit: gr.EditData, session, cid, busy, query, message_ids, *settings):
+        """Resend an edited question: the last one in place (its answer is replaced); an
+        earlier one in a copy of the conversation up to it, so no later answer is lost."""
         if session is None or cid is None:
             return {c.turn: None}
         index = edit.index if isinstance(edit.index, int) else edit.index[0]
         message_id = message_ids[index] if 0 <= index < len(message_ids) else None
-        if busy or message_id is None or not wb.edit_last_user_message(
-            session.owner, cid, message_id, _edited_text(edit.value)
-        ):
-            gr.Warning("Only your last message can be edited and resent (and not while answering).")
+        text = _edited_text(edit.value)
+        if busy or message_id is None or not text.strip():
+            gr.Warning("Nothing was resent: a question cannot be edited while an answer "
+                       "streams, or left empty.")
             # Redraw: the Chatbot already shows the rejected edit.
             return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
         system_prompt, params = read_settings(*settings)
         wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
+        if not wb.edit_last_user_message(session.owner, cid, message_id, text):
+            branch = wb.branch_from(session.owner, cid, message_id, text)
+            if branch is None:
+                gr.Warning("Only your own questions can be edited and resent.")
+                return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
+            title = wb.get_conversation(session.owner, branch)["title"]
+            gr.Info(f"The edited question goes on in a new conversation, “{title}”; "
+                    "the original keeps its later messages.")
+            cid = branch
         offer = over_context(session.owner, cid, system_prompt, params)
         if offer:
             return {**views.conversation_view(c, wb, session.owner, cid, query), **offer}

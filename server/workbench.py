@@ -221,12 +221,33 @@ class Workbench:
         """Store the person's message (before the model is asked, so it is never lost)."""
         return conv.add_message(self.store.db, owner, cid, "user", content)
 
+    def begin_answer(self, owner: str, cid: int, content: str, *, model: str | None) -> int:
+        """Store an answer that has begun streaming (status "streaming"); returns its id.
+
+        Checkpointed with `checkpoint_answer` as it grows, so a server that stops mid-answer
+        keeps the text up to the last checkpoint (marked failed at the next start-up).
+        """
+        return conv.add_message(self.store.db, owner, cid, "assistant", content, model=model,
+                                status=conv.STREAMING)
+
+    def checkpoint_answer(self, owner: str, message_id: int, content: str) -> None:
+        """Save the text so far of an answer begun with `begin_answer`."""
+        conv.update_message(self.store.db, owner, message_id, content=content)
+
     def save_answer(
         self, owner: str, cid: int, content: str, *, model: str | None, stats: dict | None,
-        status: str = "complete", error: str | None = None,
+        status: str = "complete", error: str | None = None, message_id: int | None = None,
     ) -> int:
-        """Store an answer as it ended: complete, stopped (partial kept) or failed."""
+        """Store an answer as it ended: complete, stopped (partial kept) or failed.
+
+        With `message_id` (from `begin_answer`) that answer is finished; else one is added.
+        """
         stats = {k: v for k, v in (stats or {}).items() if v is not None}
+        if message_id is not None and conv.update_message(
+            self.store.db, owner, message_id, content=content, stats=stats, status=status,
+            error=error,
+        ):
+            return message_id
         return conv.add_message(
             self.store.db, owner, cid, "assistant", content,
             model=model, stats=stats, status=status, error=error,

@@ -19,8 +19,10 @@ from storage.messages import (  # noqa: F401  (re-exported: part of this module'
     STAT_KEYS,
     STAT_TYPES,
     STATUSES,
+    STREAMING,
     add_message,
     delete_message,
+    finish_interrupted_answers,
     list_messages,
     update_message,
 )
@@ -143,7 +145,8 @@ def export_json(db: sqlite_utils.Database, owner: str, cid: int) -> dict:
                 "role": message["role"],
                 "content": message["content"],
                 "model": message["model"],
-                "status": message["status"],
+                # An answer still being written goes out as what it is so far.
+                "status": "stopped" if message["status"] == STREAMING else message["status"],
                 "error": message["error"],
                 "created_at": message["created_at"],
                 "stats": stats,

@@ -8,7 +8,10 @@ from storage.ownership import require_conversation, touch_conversation
 from storage.transactions import write
 
 ROLES = ("system", "user", "assistant", "tool")
+# How an answer ended; STREAMING marks one still being written (checkpointed as it grows).
 STATUSES = ("complete", "stopped", "error")
+STREAMING = "streaming"
+INTERRUPTED = "The server stopped while this answer was being written; the text up to then is kept."
 # Per-answer stats, stored as columns of `messages` and flattened into list_messages().
 STAT_TYPES = {
     "prompt_tokens": int,
@@ -37,8 +40,8 @@ def _stats_columns(stats: dict | None) -> dict:
 
 
 def _check(status: str | None, role: str | None = None) -> None:
-    if status is not None and status not in STATUSES:
-        raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+    if status is not None and status not in (*STATUSES, STREAMING):
+        raise ValueError(f"status must be one of {(*STATUSES, STREAMING)}, not {status!r}")
     if role is not None and role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
 
@@ -128,6 +131,20 @@ def update_message(
             db["messages"].update(message_id, changes)
         touch_conversation(db, cid, time.time())
     return True
+
+
+def finish_interrupted_answers(db: sqlite_utils.Database) -> int:
+    """Mark answers left "streaming" by a server that stopped as failed (text kept).
+
+    For the app's start-up only: another process's answers may still be streaming.
+    Returns how many there were.
+    """
+    with write(db):
+        cursor = db.execute(
+            "UPDATE messages SET status = 'error', error = ? WHERE status = ?",
+            [INTERRUPTED, STREAMING],
+        )
+        return cursor.rowcount
 
 
 def delete_message(db: sqlite_utils.Database, owner: str, message_id: int) -> bool:

@@ -107,6 +107,26 @@ def test_answer_cut_short_keeps_partial_text_and_the_reason(db):
     assert (message["completion_tokens"], message["finish_reason"]) == (4, "abort")
 
 
+def test_answers_a_stopped_server_left_streaming_are_marked_failed_with_their_text(db):
+    cid = create_conversation(db, "alice")
+    add_message(db, "alice", cid, "user", "Tell a story.")
+    mid = add_message(db, "alice", cid, "assistant", "Once", model="qwen3", status=conv.STREAMING)
+    update_message(db, "alice", mid, content="Once upon a time")
+    # An export taken mid-answer carries the text so far, as a stopped answer (importable).
+    exported = export_json(db, "alice", cid)
+    assert exported["messages"][-1]["status"] == "stopped"
+    copy = import_json(db, "bob", exported)
+    assert [m["status"] for m in list_messages(db, "bob", copy)] == ["complete", "stopped"]
+
+    done = add_message(db, "alice", cid, "assistant", "Done.", status="complete")
+    assert conv.finish_interrupted_answers(db) == 1
+    assert conv.finish_interrupted_answers(db) == 0
+    by_id = {m["id"]: m for m in list_messages(db, "alice", cid)}
+    assert (by_id[mid]["content"], by_id[mid]["status"]) == ("Once upon a time", "error")
+    assert by_id[mid]["error"].startswith("The server stopped while this answer")
+    assert (by_id[done]["status"], by_id[done]["error"]) == ("complete", None)
+
+
 def test_invalid_role_status_or_stats_key_is_refused(db):
     cid = create_conversation(db, "alice")
     with pytest.raises(ValueError, match="role"):

@@ -7,8 +7,10 @@ log). One browser per module; each test opens its own context (fresh localStorag
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import signal
 import time
 
 from playwright.sync_api import Page, expect
@@ -401,5 +403,59 @@ def test_a_server_restart_keeps_the_sign_in_and_the_conversation(page, engine_ur
         expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text(question)
         expect(last_answer(page)).to_contain_text(before)
         expect(page.locator("#conversation-list label.selected")).to_contain_text(question)
+    finally:
+        proc.stop()
+
+
+def _answer_rows(db_path) -> list[dict]:
+    with Store(db_path) as store:
+        return list(store.db.query(
+            "SELECT id, content, status, error FROM messages WHERE role = 'assistant'"))
+
+
+def test_an_answer_cut_by_a_server_crash_keeps_its_text(page, engine_url, model_dir, tmp_path):
+    from tests.conftest import app_env
+    from tests.harness import free_port, start_app
+
+    key = "test-admin-" + secrets.token_hex(8)
+    env = app_env(tmp_path / "data", engine_url, model_dir, key)
+    db_path = tmp_path / "data" / "workbench.db"
+    port = free_port()
+    proc, url = start_app(env, tmp_path / "logs", port=port)
+    try:
+        sign_in(page, url, key)
+        new_conversation(page, max_tokens=1500)
+        send(page, "Tell a very long story about a lighthouse keeper and the sea.")
+        expect(last_answer(page)).to_contain_text("▍", timeout=STREAM_TIMEOUT)
+        # The row is added at the first token and saved again every few seconds.
+        deadline = time.monotonic() + 60
+        first = None
+        while time.monotonic() < deadline:
+            rows = _answer_rows(db_path)
+            if rows and rows[-1]["status"] == "streaming":
+                first = first or rows[-1]["content"]
+                if rows[-1]["content"] != first:
+                    break
+            time.sleep(0.3)
+        else:
+            raise AssertionError(f"no checkpoint of the streaming answer: {rows}")
+        os.killpg(proc.pid, signal.SIGKILL)  # no shutdown, no final save
+        proc.stop()
+    finally:
+        proc.stop()
+    [kept] = _answer_rows(db_path)
+    assert kept["status"] == "streaming" and len(kept["content"]) > len(first)
+
+    proc, url = start_app(env, tmp_path / "logs", port=port)
+    try:
+        [after] = _answer_rows(db_path)
+        assert (after["status"], after["content"]) == ("error", kept["content"])
+        assert after["error"].startswith("The server stopped while this answer was being written")
+        page.reload()
+        expect(last_answer(page).locator(".wb-error")).to_contain_text(
+            "The server stopped while this answer was being written")
+        words = re.findall(r"[A-Za-z]{5,}", kept["content"])  # plain words: Markdown renders
+        expect(last_answer(page)).to_contain_text(words[0])
+        expect(last_answer(page)).to_contain_text(words[-1])
     finally:
         proc.stop()

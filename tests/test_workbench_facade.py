@@ -225,3 +225,48 @@ def test_the_prompt_of_a_conversation_is_its_history_plus_the_draft(wb):
     assert wb.prompt("alice", None, system_prompt="", draft="hi") == [
         {"role": "user", "content": "hi"}]
     assert wb.prompt("bob", cid, system_prompt="") == []
+
+
+def test_an_answer_begun_while_streaming_is_checkpointed_then_finished_in_place(wb):
+    cid = conversation_with(wb, "alice")
+    wb.add_user_message("alice", cid, "Count to five.")
+    mid = wb.begin_answer("alice", cid, "1", model="qwen3")
+    wb.checkpoint_answer("alice", mid, "1 2 3")
+    assert [(m["content"], m["status"]) for m in wb.messages("alice", cid)][-1] == (
+        "1 2 3", "streaming")
+    assert wb.save_answer("alice", cid, "1 2 3 4 5", model="qwen3", stats={"ttft_ms": 9.5},
+                          message_id=mid) == mid
+    [_, answer] = wb.messages("alice", cid)
+    assert (answer["id"], answer["content"], answer["status"], answer["ttft_ms"]) == (
+        mid, "1 2 3 4 5", "complete", 9.5)
+    # Another owner cannot finish it; a row that is gone is added again.
+    with pytest.raises(NotFoundError):
+        wb.save_answer("bob", cid, "hijack", model="qwen3", stats={}, message_id=mid)
+    assert wb.messages("alice", cid)[-1]["content"] == "1 2 3 4 5"
+    wb.drop_last_answer("alice", cid)
+    again = wb.save_answer("alice", cid, "1 2", model="qwen3", stats={}, status="stopped",
+                           message_id=mid)
+    assert again != mid
+    assert [(m["id"], m["content"]) for m in wb.messages("alice", cid)][-1] == (again, "1 2")
+
+
+async def test_answer_draft_writes_one_at_a_time_and_settles_before_the_final_save(
+        wb, monkeypatch):
+    from ui import answer_draft
+
+    monkeypatch.setattr(answer_draft, "CHECKPOINT_SECONDS", 0.0)
+    cid = conversation_with(wb, "alice")
+    wb.add_user_message("alice", cid, "Count.")
+    assert await answer_draft.AnswerDraft(wb, "alice", cid, model="qwen3").settled() is None
+    draft = answer_draft.AnswerDraft(wb, "alice", cid, model="qwen3")
+    texts = [" ".join(str(n) for n in range(1, i + 1)) for i in range(1, 200)]
+    for text in texts:
+        draft.update(text)  # never waits for SQLite
+        await asyncio.sleep(0.001)
+    mid = await draft.settled()
+    [_, row] = wb.messages("alice", cid)
+    assert (row["id"], row["status"]) == (mid, "streaming")
+    assert row["content"] in texts and row["content"] != texts[0]  # begun, then checkpointed
+    wb.save_answer("alice", cid, texts[-1], model="qwen3", stats={}, message_id=mid)
+    [_, row] = wb.messages("alice", cid)
+    assert (row["id"], row["content"], row["status"]) == (mid, texts[-1], "complete")

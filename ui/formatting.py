@@ -9,6 +9,8 @@ import html
 import re
 from collections.abc import Mapping
 
+from storage.messages import STREAMING
+
 # The HTML blocks shown after an answer's text: not part of the answer when it is copied.
 NOTE_CLASSES = ("wb-stats", "wb-error")
 # Shown after the growing answer while it streams.
@@ -85,7 +87,9 @@ def chat_messages(stored: list[dict]) -> list[dict]:
     """Stored messages as Chatbot messages (role/content dicts), one per stored message."""
     out = []
     for m in stored:
-        if m["role"] == "assistant":
+        if m["role"] == "assistant" and m.get("status") == STREAMING:  # seen from another page
+            out.append(streaming_message(m["content"]))
+        elif m["role"] == "assistant":
             out.append({"role": "assistant", "content": _text(answer_markdown(m))})
         elif m["role"] == "user":
             out.append({"role": "user", "content": _text(m["content"])})

@@ -4,7 +4,8 @@ Two ways to make the request: directly (the conversation's prompt, documents fir
 after a chunked analysis (`server.documents.analysis`), whose progress shows in the chat
 ("Summarising chunk 2 of 5 …") before the final answer streams in. Either way the answer is
 stored with its stats when it completes, is stopped (the partial kept) or fails (a readable
-message), and Stop can wait for that (`InFlight`).
+message), and Stop can wait for that (`InFlight`). While it streams, its text so far is
+saved every few seconds (`AnswerDraft`), so a server that stops mid-answer loses little.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from server.documents.analysis import AnalysisError
 from server.settings import SERVED_MODEL_NAME
 from server.workbench import Workbench
 from ui import formatting
+from ui.answer_draft import AnswerDraft
 from ui.api import ApiClient, describe_error
 from ui.document_formatting import chunk_progress_message
 from ui.layout import Components
@@ -53,6 +55,7 @@ def make_stream(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight
         answer = AnswerStream(client, model=SERVED_MODEL_NAME, messages=[],
                               params=conversation["params"])
         status, error, note, chunks = "complete", None, "", None
+        draft = AnswerDraft(wb, owner, turn, model=SERVED_MODEL_NAME)
         inflight.begin(request.session_hash)
         try:
             if chunked:
@@ -71,6 +74,7 @@ def make_stream(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight
             chunks = answer.chunks()
             redrawn = 0.0
             async for text in chunks:
+                draft.update(text)
                 now = time.monotonic()
                 if now - redrawn >= REDRAW_SECONDS:
                     redrawn = now
@@ -89,7 +93,7 @@ def make_stream(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight
             if chunks is not None:
                 await chunks.aclose()
             await answer.close()
-            await store_answer(wb, owner, turn, answer, status, error, note)
+            await store_answer(wb, owner, turn, answer, status, error, note, draft)
             inflight.end(request.session_hash)
         yield {c.headroom: formatting.headroom_html(answer.headers)}
 
@@ -97,13 +101,16 @@ def make_stream(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight
 
 
 async def store_answer(wb: Workbench, owner: str, cid: int, answer: AnswerStream,
-                       status: str, error: str | None, note: str = "") -> None:
+                       status: str, error: str | None, note: str = "",
+                       draft: AnswerDraft | None = None) -> None:
     """Store the answer as it ended; shielded, so a second cancel cannot lose it.
 
     `note` (how a chunked answer was made) ends the stored text, once the answer began.
+    The row `draft` began while streaming is finished, else one is added.
     """
 
     async def store() -> None:
+        message_id = await draft.settled() if draft is not None else None
         prompt_tokens = completion_tokens = None
         if answer.usage is None and answer.started is not None:
             # Cut short: no usage chunk arrived, so count what was sent and what came back.
@@ -117,7 +124,7 @@ async def store_answer(wb: Workbench, owner: str, cid: int, answer: AnswerStream
             text = f"{text.rstrip()}\n\n*{note}*" if text else f"*{note}*"
         await anyio.to_thread.run_sync(partial(
             wb.save_answer, owner, cid, text, model=SERVED_MODEL_NAME, stats=stats,
-            status=status, error=error,
+            status=status, error=error, message_id=message_id,
         ))
 
     await asyncio.shield(asyncio.ensure_future(store()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,8 +24,11 @@ from server.settings import SERVED_MODEL_NAME, Settings
 from server.tokens import TokenCounter, qwen3_tokenizer_dir
 from storage import Store
 from storage.keys import ensure_key
+from storage.messages import finish_interrupted_answers
 
 BOOTSTRAP_KEY_NAME = "admin"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,11 +62,19 @@ def load_counter(settings: Settings) -> TokenCounter | RemoteTokenCounter:
 @asynccontextmanager
 async def open_gateway(settings: Settings, engine: Engine,
                        metrics: GatewayMetrics) -> AsyncIterator[Gateway]:
-    """Open the store, the engine client and the token counter; close them all on exit."""
+    """Open the store, the engine client and the token counter; close them all on exit.
+
+    Answers the last run left half-written are marked failed here: only this process
+    writes answers, so none of them can still be streaming.
+    """
     store = await anyio.to_thread.run_sync(Store, settings.db_path)
     recorder = None
     counter = None
     try:
+        interrupted = await anyio.to_thread.run_sync(finish_interrupted_answers, store.db)
+        if interrupted:
+            log.warning("%d answer(s) were being written when the server last stopped: "
+                        "kept as far as they got, marked failed", interrupted)
         if settings.vllm_api_key:
             await anyio.to_thread.run_sync(
                 lambda: ensure_key(store.db, BOOTSTRAP_KEY_NAME, settings.vllm_api_key, admin=True))

@@ -211,7 +211,9 @@ def export_markdown(db: sqlite_utils.Database, owner: str, cid: int) -> str:
         if message["model"]:
             heading += f" ({message['model']})"
         lines += [f"## {heading}", "", message["content"], ""]
-        if message["status"] != "complete":
+        if message["status"] == STREAMING:
+            lines += ["> Answer still being written", ""]
+        elif message["status"] != "complete":
             reason = f": {message['error']}" if message["error"] else ""
             lines += [f"> Answer {message['status']}{reason}", ""]
         stats = _stats_line(message)

@@ -117,6 +117,7 @@ def test_answers_a_stopped_server_left_streaming_are_marked_failed_with_their_te
     assert exported["messages"][-1]["status"] == "stopped"
     copy = import_json(db, "bob", exported)
     assert [m["status"] for m in list_messages(db, "bob", copy)] == ["complete", "stopped"]
+    assert "Once upon a time\n\n> Answer still being written" in export_markdown(db, "alice", cid)
 
     done = add_message(db, "alice", cid, "assistant", "Done.", status="complete")
     assert conv.finish_interrupted_answers(db) == 1

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from storage import Store
-from tests.harness import REPO, free_port, start_app, start_engine
+from tests.harness import REPO, free_port, log_tail, start_app, start_engine
 from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS
 
 MODEL_DIR = Path(
@@ -129,3 +129,16 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that used an app shows the end of that app's log (CI keeps nothing else)."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            data_dir = getattr(value, "data_dir", None)
+            if isinstance(data_dir, Path):
+                for log in sorted((data_dir / "logs").glob("*.log")):
+                    report.sections.append((f"app log {log.name} (end)", log_tail(log, 40)))
+    return report

@@ -105,6 +105,26 @@ def test_stop_aborts_the_answer_and_keeps_the_partial(page, app):
     expect(last_answer(page).locator(".wb-stats")).to_contain_text("stopped by you")
 
 
+def test_the_chats_trash_icon_while_an_answer_streams_keeps_the_chat(page, app):
+    sign_in(page, app.url, app.api_key)
+    new_conversation(page, max_tokens=1500)
+    page.locator("#temperature input[type=number]").fill("0")
+    page.locator("#temperature input[type=number]").press("Tab")
+    question = f"Write a very long essay about the history of Rome. ({unique('trash')})"
+    send(page, question)
+    expect(last_answer(page)).to_contain_text(re.compile(r"\w.*▍"), timeout=STREAM_TIMEOUT)
+    cid = open_conversation_id(page)
+    # The icon empties the chat in the browser at once; the server puts it back.
+    page.locator("#chatbot button[aria-label='Clear']").click()
+    expect(page.locator(".toast-body")).to_contain_text("An answer is streaming")
+    expect(page.locator("#chatbot [data-testid=user]")).to_contain_text(question)
+    expect(last_answer(page)).to_contain_text(re.compile(r"\w.*▍"))
+    expect(page.locator(f"#conversation-list input[value='{cid}']")).to_be_checked()
+    page.locator("#stop-button").click()
+    expect(last_answer(page).locator(".wb-stats")).to_contain_text("stopped by you")
+    assert [m["role"] for m in stored_messages(app, cid)] == ["user", "assistant"]
+
+
 def test_reload_signs_back_in_and_reopens_the_conversation(page, app):
     sign_in(page, app.url, app.api_key)
     new_conversation(page)

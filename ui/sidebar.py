@@ -27,9 +27,15 @@ def wire(c: Components, wb: Workbench) -> None:
             return {}
         return views.sidebar_list(c, wb, session.owner, query, cid)
 
-    def new_conversation(session, busy, query):
-        if session is None or busy:
+    def new_conversation(session, cid, busy, query):
+        if session is None:
             return {}
+        if busy:
+            # The Chatbot's trash icon has already emptied the chat in the browser: show the
+            # conversation again, the answer so far included (the stream's next update
+            # replaces it).
+            gr.Warning("An answer is streaming: stop it or wait before starting a new one.")
+            return {c.chatbot: views.streaming_chat(wb, session.owner, cid)}
         # The panel's settings carry over: they apply to the first message sent.
         return views.conversation_view(c, wb, session.owner, None, query, settings=False)
 
@@ -61,7 +67,7 @@ def wire(c: Components, wb: Workbench) -> None:
     )
     # The Chatbot's own trash icon means the same as "New conversation": nothing is deleted.
     new = gr.on([c.new_btn.click, c.chatbot.clear], new_conversation,
-                inputs=[c.session, c.busy, c.search_box], outputs=outputs, **common)
+                inputs=[c.session, c.conv_id, c.busy, c.search_box], outputs=outputs, **common)
     imported = c.import_btn.upload(
         import_json, inputs=[c.session, c.busy, c.import_btn], outputs=outputs | {c.search_box},
         **common,

@@ -126,6 +126,16 @@ def conversation_view(
     }
 
 
+def streaming_chat(wb: Workbench, owner: str, cid: int | None) -> list[dict]:
+    """The chat of a conversation whose answer is streaming: stored messages, then the
+    answer so far (stored while it streams) or a waiting placeholder."""
+    messages = wb.messages(owner, cid) if cid is not None else []
+    shown = formatting.chat_messages(messages)
+    if not messages or messages[-1]["role"] != "assistant":
+        shown.append(formatting.streaming_message(""))
+    return shown
+
+
 def idle_controls(c: Components) -> dict:
     """Send/Regenerate shown, Stop hidden: no answer is streaming."""
     return {

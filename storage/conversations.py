@@ -44,6 +44,16 @@ def _conversation(row: dict) -> dict:
     return {**row, "params": json.loads(row["params"])}
 
 
+# Longest title kept: a pasted page of text stays in the conversation, not in the sidebar.
+MAX_TITLE_CHARS = 200
+
+
+def _title(title: str | None) -> str | None:
+    if title is None or len(title) <= MAX_TITLE_CHARS:
+        return title
+    return title[: MAX_TITLE_CHARS - 1].rstrip() + "…"
+
+
 def create_conversation(
     db: sqlite_utils.Database,
     owner: str,
@@ -59,7 +69,7 @@ def create_conversation(
         table = db["conversations"].insert(
             {
                 "owner": owner,
-                "title": title,
+                "title": _title(title),
                 "system_prompt": system_prompt,
                 "params": json.dumps(params or {}),
                 "created_at": now,
@@ -88,11 +98,11 @@ def list_conversations(
 
 
 def rename_conversation(db: sqlite_utils.Database, owner: str, cid: int, title: str) -> bool:
-    """Set the title; False if not found."""
+    """Set the title (cut to MAX_TITLE_CHARS); False if not found."""
     with write(db):
         cursor = db.execute(
             "UPDATE conversations SET title = ?, updated_at = ? WHERE id = ? AND owner = ?",
-            [title, time.time(), cid, owner],
+            [_title(title), time.time(), cid, owner],
         )
     return cursor.rowcount > 0
 

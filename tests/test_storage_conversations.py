@@ -147,6 +147,18 @@ def test_settings_and_rename_change_only_what_is_given(db):
     assert (got["title"], got["system_prompt"], got["params"]) == ("Renamed", "a", {"temperature": 1.0})
 
 
+def test_titles_are_cut_to_a_sidebar_length(db):
+    pasted = "word " * 10_000
+    cid = create_conversation(db, "alice", title=pasted)
+    assert len(get_conversation(db, "alice", cid)["title"]) == conv.MAX_TITLE_CHARS
+    assert get_conversation(db, "alice", cid)["title"].endswith("word…")
+    exact = "x" * conv.MAX_TITLE_CHARS
+    assert rename_conversation(db, "alice", cid, exact)
+    assert get_conversation(db, "alice", cid)["title"] == exact
+    assert rename_conversation(db, "alice", cid, exact + "y")
+    assert get_conversation(db, "alice", cid)["title"] == "x" * (conv.MAX_TITLE_CHARS - 1) + "…"
+
+
 def fts_rows(db, table: str, match: str) -> int:
     return db.execute(f"SELECT count(*) FROM {table} WHERE {table} MATCH ?", [match]).fetchone()[0]
 

@@ -11,7 +11,7 @@ import pytest
 from server.engine.kv_cache import plan_kv_cache, yarn_factor
 from server.engine.profiles import ProfileError, cpu_plan, h200x4_plan
 from server.settings import Settings
-from tests.harness import REPO
+from tests.harness import ENGINE_PYTHON, REPO
 
 
 def dry_run(**env) -> subprocess.CompletedProcess:
@@ -108,3 +108,39 @@ def test_external_profile_needs_an_upstream():
 def test_profile_error_is_raised_for_impossible_context():
     with pytest.raises(ProfileError):
         h200x4_plan(Settings(profile="h200x4", max_context=2_000_000))
+
+
+def test_vllms_own_parser_takes_the_h200x4_command():
+    """No GPU here: vLLM's CPU build (same CLI) parses the production command instead."""
+    argv = engine_argv(dry_run(WORKBENCH_PROFILE="h200x4").stdout)
+    assert argv[1] == "serve"
+    parsed = subprocess.run(
+        [ENGINE_PYTHON, str(REPO / "tests" / "vllm_args.py")], input=json.dumps(argv[2:]),
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert parsed.returncode == 0, parsed.stderr[-2000:]
+    settings = json.loads(parsed.stdout)
+    assert settings == {
+        "model": "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
+        "served_model_name": ["qwen3"],
+        "tensor_parallel_size": 4,
+        "enable_expert_parallel": True,
+        "kv_cache_dtype": "fp8",
+        "max_model_len": 700_000,
+        "gpu_memory_utilization": 0.95,
+        "enable_prefix_caching": True,
+        "hf_overrides": {"rope_parameters": {
+            "rope_type": "yarn", "factor": 3.0, "original_max_position_embeddings": 262144,
+            "rope_theta": 10000000}},
+        "tool_call_parser": "qwen3_coder",
+        "tool_call_parser_known": True,
+        "enable_auto_tool_choice": True,
+        "enable_prompt_tokens_details": True,
+    }
+    # And it refuses what it does not know (the check can fail).
+    bad = subprocess.run(
+        [ENGINE_PYTHON, str(REPO / "tests" / "vllm_args.py")],
+        input=json.dumps([*argv[2:], "--no-such-flag"]),
+        capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+    assert bad.returncode != 0 and "--no-such-flag" in bad.stderr

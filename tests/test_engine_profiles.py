@@ -49,6 +49,7 @@ def test_h200x4_dry_run_has_every_production_flag():
     for switch in ("--enable-expert-parallel", "--enable-prefix-caching", "--enable-auto-tool-choice"):
         assert switch in argv
     assert json.loads(flag(argv, "--hf-overrides")) == {
+        "max_position_embeddings": 786432,  # the scaled window: 262,144 x 3
         "rope_parameters": {
             "rope_type": "yarn",
             "factor": 3.0,
@@ -110,17 +111,22 @@ def test_profile_error_is_raised_for_impossible_context():
         h200x4_plan(Settings(profile="h200x4", max_context=2_000_000))
 
 
-def test_vllms_own_parser_takes_the_h200x4_command():
-    """No GPU here: vLLM's CPU build (same CLI) parses the production command instead."""
+def _vllm_reads(argv: list[str], *config_dir: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [ENGINE_PYTHON, str(REPO / "tests" / "vllm_args.py"), *config_dir],
+        input=json.dumps(argv), capture_output=True, text=True, timeout=300, cwd=REPO,
+    )
+
+
+def test_vllm_takes_the_h200x4_command_and_its_700k_context():
+    """No GPU here: vLLM's CPU build (same CLI and model-config checks) reads the production
+    command, with a stand-in config.json of the 480B model's shape."""
     argv = engine_argv(dry_run(WORKBENCH_PROFILE="h200x4").stdout)
     assert argv[1] == "serve"
-    parsed = subprocess.run(
-        [ENGINE_PYTHON, str(REPO / "tests" / "vllm_args.py")], input=json.dumps(argv[2:]),
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )
+    parsed = _vllm_reads(argv[2:], str(REPO / "tests" / "qwen3_coder_480b"))
     assert parsed.returncode == 0, parsed.stderr[-2000:]
-    settings = json.loads(parsed.stdout)
-    assert settings == {
+    assert json.loads(parsed.stdout) == {
+        "model_config_max_model_len": 700_000,  # not refused as longer than the model's window
         "model": "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
         "served_model_name": ["qwen3"],
         "tensor_parallel_size": 4,
@@ -129,18 +135,27 @@ def test_vllms_own_parser_takes_the_h200x4_command():
         "max_model_len": 700_000,
         "gpu_memory_utilization": 0.95,
         "enable_prefix_caching": True,
-        "hf_overrides": {"rope_parameters": {
-            "rope_type": "yarn", "factor": 3.0, "original_max_position_embeddings": 262144,
-            "rope_theta": 10000000}},
+        "hf_overrides": {
+            "max_position_embeddings": 786_432,
+            "rope_parameters": {
+                "rope_type": "yarn", "factor": 3.0, "original_max_position_embeddings": 262_144,
+                "rope_theta": 10_000_000},
+        },
         "tool_call_parser": "qwen3_coder",
         "tool_call_parser_known": True,
         "enable_auto_tool_choice": True,
         "enable_prompt_tokens_details": True,
     }
-    # And it refuses what it does not know (the check can fail).
-    bad = subprocess.run(
-        [ENGINE_PYTHON, str(REPO / "tests" / "vllm_args.py")],
-        input=json.dumps([*argv[2:], "--no-such-flag"]),
-        capture_output=True, text=True, timeout=300, cwd=REPO,
-    )
-    assert bad.returncode != 0 and "--no-such-flag" in bad.stderr
+
+
+def test_vllm_refuses_what_the_command_must_not_contain():
+    """The two checks above can fail: an unknown flag, and YaRN without the scaled window."""
+    argv = engine_argv(dry_run(WORKBENCH_PROFILE="h200x4").stdout)[2:]
+    unknown = _vllm_reads([*argv, "--no-such-flag"])
+    assert unknown.returncode != 0 and "--no-such-flag" in unknown.stderr
+    overrides = json.loads(flag(argv, "--hf-overrides"))
+    del overrides["max_position_embeddings"]
+    argv[argv.index("--hf-overrides") + 1] = json.dumps(overrides)
+    refused = json.loads(_vllm_reads(argv, str(REPO / "tests" / "qwen3_coder_480b")).stdout)
+    assert "model_config_max_model_len" not in refused
+    assert "greater than the derived max_model_len" in refused["model_config_refused"]

@@ -2,6 +2,9 @@
 
 Reads the argv as JSON on stdin (without `vllm serve`), prints the engine settings it gives
 as JSON. Exits non-zero, with argparse's message, for a flag or value vLLM does not take.
+With a folder holding a stand-in `config.json` as argument, also builds vLLM's model config
+from it (the model's context and RoPE checks of the engine's start-up) and reports the
+context it allows, or why it refuses.
 """
 
 import json
@@ -14,7 +17,16 @@ from vllm.utils.argparse_utils import FlexibleArgumentParser
 
 args = make_arg_parser(FlexibleArgumentParser()).parse_args(json.load(sys.stdin))
 engine = EngineArgs.from_cli_args(args)
+checked = {}
+if len(sys.argv) > 1:
+    engine_for_config = EngineArgs.from_cli_args(args)
+    engine_for_config.model = engine_for_config.tokenizer = sys.argv[1]
+    try:
+        checked["model_config_max_model_len"] = engine_for_config.create_model_config().max_model_len
+    except Exception as exc:  # the refusal is the result
+        checked["model_config_refused"] = str(exc)
 json.dump({
+    **checked,
     "model": args.model_tag,
     "served_model_name": engine.served_model_name,
     "tensor_parallel_size": engine.tensor_parallel_size,

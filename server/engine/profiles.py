@@ -79,7 +79,13 @@ def h200x4_plan(settings: Settings, engine_python: str = "vllm") -> EnginePlan:
     ]
     factor = yarn_factor(context)
     if factor is not None:
+        # Transformers' YaRN convention, which vLLM follows: max_position_embeddings is the
+        # scaled window (vLLM derives the longest allowed context from it, without applying
+        # the factor again) and original_max_position_embeddings the trained one; their
+        # ratio is the factor. Overriding only the rope parameters leaves 262,144 as the
+        # limit and vLLM refuses --max-model-len 700000 at start-up.
         rope = {
+            "max_position_embeddings": int(QWEN3_CODER_480B.native_context * factor),
             "rope_parameters": {
                 "rope_type": "yarn",
                 "factor": factor,

@@ -170,6 +170,10 @@ class Workbench:
         """The owner's conversations, most recently updated first."""
         return conv.list_conversations(self.store.db, owner, limit=limit)
 
+    def count_conversations(self, owner: str) -> int:
+        """How many conversations the owner has."""
+        return conv.count_conversations(self.store.db, owner)
+
     def get_conversation(self, owner: str, cid: int) -> dict | None:
         """One conversation with its params completed by the defaults, or None."""
         found = conv.get_conversation(self.store.db, owner, cid)

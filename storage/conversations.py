@@ -97,6 +97,11 @@ def list_conversations(
     return [_conversation(row) for row in rows]
 
 
+def count_conversations(db: sqlite_utils.Database, owner: str) -> int:
+    """How many conversations the owner has."""
+    return db.execute("SELECT count(*) FROM conversations WHERE owner = ?", [owner]).fetchone()[0]
+
+
 def rename_conversation(db: sqlite_utils.Database, owner: str, cid: int, title: str) -> bool:
     """Set the title (cut to MAX_TITLE_CHARS); False if not found."""
     with write(db):

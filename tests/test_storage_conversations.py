@@ -70,6 +70,14 @@ def test_sidebar_lists_most_recently_updated_first_and_pages(db, clock):
     assert ids(limit=2, offset=2) == [second]
 
 
+def test_conversations_are_counted_per_owner(db):
+    for _ in range(3):
+        create_conversation(db, "alice")
+    create_conversation(db, "bob")
+    assert (conv.count_conversations(db, "alice"), conv.count_conversations(db, "bob"),
+            conv.count_conversations(db, "carol")) == (3, 1, 0)
+
+
 def test_first_user_message_titles_an_untitled_conversation(db):
     cid = create_conversation(db, "alice")
     add_message(db, "alice", cid, "system", "You are helpful.")

@@ -243,6 +243,24 @@ def test_another_key_sees_none_of_the_first_keys_conversations(browser, page, ap
         bob.context.close()
 
 
+def test_a_long_history_lists_the_newest_and_search_finds_the_rest(page, app):
+    from storage.conversations import create_conversation
+
+    owner = unique("archivist")
+    with Store(app.data_dir / "workbench.db") as store:
+        key = create_key(store.db, owner)
+        for n in range(203):
+            create_conversation(store.db, owner, title=f"Topic {n:03d}", created_at=1_000 + n)
+    sign_in(page, app.url, key)
+    expect(page.locator("#conversation-list label")).to_have_count(200)
+    expect(page.locator("#conversation-list label").first).to_contain_text("Topic 202")
+    expect(page.locator("#conversation-more")).to_contain_text(
+        "The newest 200 of 203 conversations: search finds the others.")
+    page.locator("#conversation-search input").fill("Topic 000")
+    expect(page.locator("#conversation-list label").first).to_contain_text("Topic 000")
+    expect(page.locator("#conversation-more")).to_have_text("")
+
+
 def gauge_tokens(page: Page) -> int:
     """The number of prompt tokens the context gauge shows."""
     gauge = page.locator("#context-gauge .wb-gauge")

@@ -41,6 +41,7 @@ class Components:
     new_btn: gr.Button
     search_box: gr.Textbox
     conv_list: gr.Radio
+    conv_more: gr.Markdown
     import_btn: gr.UploadButton
     whoami: gr.Markdown
     signout_btn: gr.Button
@@ -138,13 +139,14 @@ def _sidebar() -> tuple:
             choices=[], value=None, show_label=False, elem_id="conversation-list",
             container=False,
         )
+        conv_more = gr.Markdown("", elem_id="conversation-more")
         import_btn = gr.UploadButton(
             "Import JSON", file_types=[".json"], type="binary", size="sm",
             elem_id="import-json",
         )
         whoami = gr.Markdown("", elem_id="whoami")
         signout_btn = gr.Button("Sign out", size="sm", elem_id="signout-button")
-    return sidebar, new_btn, search_box, conv_list, import_btn, whoami, signout_btn
+    return sidebar, new_btn, search_box, conv_list, conv_more, import_btn, whoami, signout_btn
 
 
 def _settings() -> tuple:
@@ -202,7 +204,8 @@ def build_components(browser_secret: str) -> Components:
     saved_conv = gr.BrowserState(None, storage_key=CONVERSATION_STORAGE, secret=browser_secret)
 
     signin_panel, key_box, signin_btn, signin_msg = _signin()
-    sidebar, new_btn, search_box, conv_list, import_btn, whoami, signout_btn = _sidebar()
+    sidebar, new_btn, search_box, conv_list, conv_more, import_btn, whoami, signout_btn = (
+        _sidebar())
 
     with gr.Column(visible=False, elem_id="workbench") as workbench:
         with gr.Row(equal_height=False):

@@ -60,6 +60,7 @@ def _signed_out(c: Components, message: str = "") -> dict:
         c.signin_msg: message,
         c.chatbot: [],
         c.conv_list: gr.Radio(choices=[], value=None),
+        c.conv_more: "",
         # The next person to sign in on this page must not see this one's documents.
         c.doc_attached: gr.CheckboxGroup(choices=[], value=[]),
         c.doc_status: "",

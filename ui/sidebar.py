@@ -62,7 +62,7 @@ def wire(c: Components, wb: Workbench) -> None:
         outputs=outputs, **common,
     )
     c.search_box.change(
-        search, inputs=[c.session, c.conv_id, c.search_box], outputs={c.conv_list},
+        search, inputs=[c.session, c.conv_id, c.search_box], outputs={c.conv_list, c.conv_more},
         trigger_mode="always_last", **common,
     )
     # The Chatbot's own trash icon means the same as "New conversation": nothing is deleted.

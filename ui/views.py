@@ -18,18 +18,28 @@ from ui import formatting
 from ui.document_formatting import document_choices
 from ui.layout import Components
 
+# The sidebar lists this many conversations (newest first); search reaches every one.
+SIDEBAR_CONVERSATIONS = 200
 # Export files are written here for the download buttons (Gradio serves from the temp dir).
 EXPORT_DIR = Path(tempfile.gettempdir()) / "qwen-workbench-exports"
 
 
 def sidebar_list(c: Components, wb: Workbench, owner: str, query: str, cid: int | None) -> dict:
-    """The sidebar list: search results while there is a query, else every conversation."""
+    """The sidebar list: search results while there is a query, else the newest
+    SIDEBAR_CONVERSATIONS conversations (with a note saying how many more search can find)."""
+    more = ""
     if query and query.strip():
         choices = formatting.search_choices(wb.search(owner, query))
     else:
-        choices = formatting.conversation_choices(wb.list_conversations(owner))
+        shown = wb.list_conversations(owner, limit=SIDEBAR_CONVERSATIONS + 1)
+        if len(shown) > SIDEBAR_CONVERSATIONS:
+            shown = shown[:SIDEBAR_CONVERSATIONS]
+            total = wb.count_conversations(owner)
+            more = (f"The newest {SIDEBAR_CONVERSATIONS} of {total:,} conversations: "
+                    "search finds the others.")
+        choices = formatting.conversation_choices(shown)
     value = cid if any(v == cid for _, v in choices) else None
-    return {c.conv_list: gr.Radio(choices=choices, value=value)}
+    return {c.conv_list: gr.Radio(choices=choices, value=value), c.conv_more: more}
 
 
 def settings_values(c: Components, system_prompt: str, params: dict) -> dict:
@@ -162,7 +172,8 @@ def view_outputs(c: Components) -> set:
     """Every component conversation_view and the control helpers may update."""
     return {
         c.conv_id, c.saved_conv, c.chatbot, c.message_ids, c.title_box, c.export_md,
-        c.export_json, c.delete_btn, c.rename_btn, c.confirm_row, c.conv_list, *c.settings,
+        c.export_json, c.delete_btn, c.rename_btn, c.confirm_row, c.conv_list, c.conv_more,
+        *c.settings,
         c.busy, c.turn, c.send_btn, c.regen_btn, c.stop_btn,
         *document_outputs(c),
     }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import time
 from dataclasses import dataclass
@@ -23,25 +22,12 @@ import anyio
 
 from server.documents.analysis import ChunkedAnalysis, summary_tokens_for
 from server.documents.library import DocumentLibrary, documents_first
+from server.sampling import DEFAULT_PARAMS, normalize_params
 from server.settings import SERVED_MODEL_NAME
 from storage import ImportFormatError, NotFoundError, Store, keys, usage
 from storage import conversations as conv
 
-__all__ = ["DEFAULT_PARAMS", "Fit", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
-
-# Sampling defaults, as documented in ../shared/API.md (stop: none).
-DEFAULT_PARAMS: dict[str, Any] = {
-    "temperature": 0.7,
-    "top_p": 1.0,
-    "max_tokens": 2048,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
-    "stop": [],
-}
-# OpenAI accepts at most four stop sequences.
-MAX_STOP_SEQUENCES = 4
-MIN_TOP_P = 0.01  # /v1 refuses 0 (nothing could be sampled)
-
+__all__ = ["Fit", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
 
 @dataclass(frozen=True)
 class Identity:
@@ -69,33 +55,6 @@ class Fit:
     def room(self) -> int:
         """Tokens left for the answer."""
         return max(0, self.max_context - self.used)
-
-
-def normalize_params(params: dict | None) -> dict[str, Any]:
-    """Stored or typed sampling parameters, completed with the defaults and clamped to range."""
-    merged = {**DEFAULT_PARAMS, **{k: v for k, v in (params or {}).items() if v is not None}}
-
-    def number(key: str, low: float, high: float) -> float:
-        try:
-            value = float(merged[key])
-        except (TypeError, ValueError):
-            value = DEFAULT_PARAMS[key]
-        if not math.isfinite(value):
-            value = DEFAULT_PARAMS[key]
-        return min(max(value, low), high)
-
-    stop = merged["stop"]
-    if isinstance(stop, str):
-        stop = [stop]
-    stop = [s for s in stop if isinstance(s, str) and s][:MAX_STOP_SEQUENCES]
-    return {
-        "temperature": number("temperature", 0.0, 2.0),
-        "top_p": number("top_p", MIN_TOP_P, 1.0),
-        "max_tokens": int(number("max_tokens", 1, 10_000_000)),
-        "presence_penalty": number("presence_penalty", -2.0, 2.0),
-        "frequency_penalty": number("frequency_penalty", -2.0, 2.0),
-        "stop": stop,
-    }
 
 
 def prompt_messages(system_prompt: str, messages: list[dict], draft: str | None = None) -> list[dict]:

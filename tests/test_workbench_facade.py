@@ -9,14 +9,13 @@ from types import SimpleNamespace
 
 import pytest
 
+from server.sampling import DEFAULT_PARAMS, normalize_params
 from server.tokens import TokenCounter
 from server.workbench import (
-    DEFAULT_PARAMS,
     Identity,
     ImportFormatError,
     NotFoundError,
     Workbench,
-    normalize_params,
     prompt_messages,
 )
 from storage import Store

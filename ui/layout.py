@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
-from server.workbench import DEFAULT_PARAMS, MIN_TOP_P
+from server.sampling import DEFAULT_PARAMS, MIN_TOP_P
 from ui import clipboard, formatting, theme
 from ui.document_layout import documents_panel, fit_offer
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from server.workbench import DEFAULT_PARAMS, Workbench, normalize_params
+from server.sampling import DEFAULT_PARAMS, normalize_params
+from server.workbench import Workbench
 from ui import views
 from ui.layout import Components
 

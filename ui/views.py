@@ -13,7 +13,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from server.workbench import DEFAULT_PARAMS, Workbench
+from server.sampling import DEFAULT_PARAMS
+from server.workbench import Workbench
 from ui import formatting
 from ui.document_formatting import document_choices
 from ui.layout import Components

@@ -111,10 +111,15 @@ def test_profile_error_is_raised_for_impossible_context():
         h200x4_plan(Settings(profile="h200x4", max_context=2_000_000))
 
 
-def _vllm_reads(argv: list[str], *config_dir: str) -> subprocess.CompletedProcess:
+STAND_IN = str(REPO / "tests" / "qwen3_coder_480b")
+
+
+def _vllm_reads(argv: list[str]) -> subprocess.CompletedProcess:
+    # Offline, as the engine runs here: nothing may come from a model hub.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [ENGINE_PYTHON, str(REPO / "tests" / "vllm_args.py"), *config_dir],
-        input=json.dumps(argv), capture_output=True, text=True, timeout=300, cwd=REPO,
+        [ENGINE_PYTHON, str(REPO / "tests" / "vllm_args.py"), STAND_IN],
+        input=json.dumps(argv), capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
     )
 
 
@@ -123,7 +128,7 @@ def test_vllm_takes_the_h200x4_command_and_its_700k_context():
     command, with a stand-in config.json of the 480B model's shape."""
     argv = engine_argv(dry_run(WORKBENCH_PROFILE="h200x4").stdout)
     assert argv[1] == "serve"
-    parsed = _vllm_reads(argv[2:], str(REPO / "tests" / "qwen3_coder_480b"))
+    parsed = _vllm_reads(argv[2:])
     assert parsed.returncode == 0, parsed.stderr[-2000:]
     assert json.loads(parsed.stdout) == {
         "model_config_max_model_len": 700_000,  # not refused as longer than the model's window
@@ -156,6 +161,6 @@ def test_vllm_refuses_what_the_command_must_not_contain():
     overrides = json.loads(flag(argv, "--hf-overrides"))
     del overrides["max_position_embeddings"]
     argv[argv.index("--hf-overrides") + 1] = json.dumps(overrides)
-    refused = json.loads(_vllm_reads(argv, str(REPO / "tests" / "qwen3_coder_480b")).stdout)
+    refused = json.loads(_vllm_reads(argv).stdout)
     assert "model_config_max_model_len" not in refused
     assert "greater than the derived max_model_len" in refused["model_config_refused"]

@@ -1,33 +1,35 @@
-"""Parse a `vllm serve` command line with vLLM's own argument parser (run by the engine venv).
+"""Read a `vllm serve` command line as vLLM's own start-up does (run by the engine venv).
 
-Reads the argv as JSON on stdin (without `vllm serve`), prints the engine settings it gives
-as JSON. Exits non-zero, with argparse's message, for a flag or value vLLM does not take.
-With a folder holding a stand-in `config.json` as argument, also builds vLLM's model config
-from it (the model's context and RoPE checks of the engine's start-up) and reports the
-context it allows, or why it refuses.
+Usage: `python tests/vllm_args.py CONFIG_DIR < argv.json`, the argv without `vllm serve`.
+Parses it with vLLM's argument parser (exits non-zero with argparse's message for a flag or
+value vLLM does not take), then builds vLLM's model config with the model swapped for
+CONFIG_DIR, a folder holding a stand-in `config.json` (the context and RoPE checks of the
+engine's start-up; nothing is downloaded). Prints the settings as JSON, with the context the
+model config allows or why it refuses.
 """
 
 import json
 import sys
 
 from vllm.engine.arg_utils import EngineArgs
-from vllm.tool_parsers import ToolParserManager
 from vllm.entrypoints.launchers.cli_args import make_arg_parser
+from vllm.tool_parsers import ToolParserManager
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 
 args = make_arg_parser(FlexibleArgumentParser()).parse_args(json.load(sys.stdin))
+served_model = args.model_tag
+# The stand-in replaces the hub id before EngineArgs sees it (offline, vLLM would look the id
+# up in the local hub cache).
+args.model = args.model_tag = args.tokenizer = sys.argv[1]
 engine = EngineArgs.from_cli_args(args)
 checked = {}
-if len(sys.argv) > 1:
-    engine_for_config = EngineArgs.from_cli_args(args)
-    engine_for_config.model = engine_for_config.tokenizer = sys.argv[1]
-    try:
-        checked["model_config_max_model_len"] = engine_for_config.create_model_config().max_model_len
-    except Exception as exc:  # the refusal is the result
-        checked["model_config_refused"] = str(exc)
+try:
+    checked["model_config_max_model_len"] = engine.create_model_config().max_model_len
+except Exception as exc:  # the refusal is the result
+    checked["model_config_refused"] = str(exc)
 json.dump({
     **checked,
-    "model": args.model_tag,
+    "model": served_model,
     "served_model_name": engine.served_model_name,
     "tensor_parallel_size": engine.tensor_parallel_size,
     "enable_expert_parallel": engine.enable_expert_parallel,

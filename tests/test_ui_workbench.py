@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from storage import Store
 from tests.conftest import ARTIFACTS
 from tests.ui_helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     STREAM_TIMEOUT,
     answer_text,
     last_answer,
@@ -27,6 +30,7 @@ from tests.ui_helpers import (
     unique,
     wait_for_answer,
 )
+from ui import clipboard, formatting
 from ui.formatting import close_fences
 
 
@@ -121,22 +125,58 @@ def test_the_chats_trash_icon_while_an_answer_streams_keeps_the_chat(page, app):
     assert [m["role"] for m in stored_messages(app, cid)] == ["user", "assistant"]
 
 
-def _clipboard_once_it_changes(page: Page, before: str) -> str:
+def _clipboard_once_it_changes(reader: Page, before: str) -> str:
     deadline = time.monotonic() + 10
-    while (text := page.evaluate("navigator.clipboard.readText()")) == before:
+    while (text := reader.evaluate("navigator.clipboard.readText()")) == before:
         if time.monotonic() > deadline:
             break
-        page.wait_for_timeout(100)
+        reader.wait_for_timeout(100)
     return text
 
 
-def test_copy_buttons_copy_the_answer_without_its_stats_line(browser, app):
-    context = browser.new_context(viewport={"width": 1440, "height": 900},
-                                  permissions=["clipboard-read", "clipboard-write"])
+@pytest.mark.parametrize("origin", ["http://127.0.0.1:9", "http://workbench.test"])
+def test_the_copy_script_keeps_the_answer_exactly_and_drops_only_the_notes(browser, origin):
+    """The page script alone (no app): on a secure origin (Clipboard API) and on plain http
+    from another host (the script's own writeText); a button click, as Gradio's are."""
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    page_html = ('<button id="copy" onclick="navigator.clipboard.writeText(window.shown)">'
+                 "copy</button>")
+    context.route(re.compile(r"http://(127\.0\.0\.1:9|workbench\.test)/.*"),
+                  lambda route: route.fulfill(body=page_html, content_type="text/html"))
+    page, reader = context.new_page(), context.new_page()
+    try:
+        page.goto(origin + "/")
+        reader.goto("http://127.0.0.1:9/")
+        assert page.evaluate("window.isSecureContext") == ("127.0.0.1" in origin)
+        page.evaluate(clipboard.COPY_JS)
+        answer = "Here:\n```py\n    x = 1\n```\n"  # a code block closed by close_fences
+        shown = answer + formatting.error_block("engine died") + formatting.stats_footer(
+            {"ttft_ms": 12.0, "completion_tokens": 5, "status": "error"})
+        for text, expected in ((shown, answer), ("a <div>kept</div>", "a <div>kept</div>")):
+            reader.evaluate("navigator.clipboard.writeText('(before)')")
+            page.evaluate("text => { window.shown = text; }", text)
+            page.locator("#copy").click()
+            assert _clipboard_once_it_changes(reader, "(before)") == expected
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("origin", ["localhost", "plain http from another host"])
+def test_copy_buttons_copy_the_answer_without_its_stats_line(browser, app, origin):
+    url, other = app.url, None
+    if origin != "localhost":  # no Clipboard API there: Gradio's own buttons had no way to copy
+        other = browser.browser_type.launch(executable_path=CHROMIUM, args=[
+            *CHROMIUM_ARGS, "--host-resolver-rules=MAP workbench.test 127.0.0.1"])
+        url = app.url.replace("127.0.0.1", "workbench.test")
+    context = (other or browser).new_context(
+        viewport={"width": 1440, "height": 900}, permissions=["clipboard-read", "clipboard-write"])
     context.set_default_timeout(30_000)
     page = context.new_page()
+    reader = context.new_page()  # reads the clipboard from a secure origin
+    reader.goto(app.url + "/health")
     try:
-        sign_in(page, app.url, app.api_key)
+        sign_in(page, url, app.api_key)
+        assert page.evaluate("window.isSecureContext") == (origin == "localhost")
         new_conversation(page, max_tokens=24)
         question = f"Write one line of Python. ({unique('copy')})"
         send(page, question)
@@ -145,14 +185,17 @@ def test_copy_buttons_copy_the_answer_without_its_stats_line(browser, app):
         assert stored["role"] == "assistant" and stored["content"].strip(), stored
         # What the message shows as its text (a code block cut by max_tokens is closed).
         answer = close_fences(stored["content"])
+        reader.evaluate("navigator.clipboard.writeText('')")
         last_answer(page).hover()
         page.locator("#chatbot button[aria-label='Copy message']").last.click()
-        assert _clipboard_once_it_changes(page, "") == answer
+        assert _clipboard_once_it_changes(reader, "") == answer
         page.locator("#chatbot button[aria-label='Copy conversation']").click()
-        copied = _clipboard_once_it_changes(page, answer)
+        copied = _clipboard_once_it_changes(reader, answer)
         assert copied == f"user: {question_msg['content']}\n\nassistant: {answer}", copied
     finally:
         context.close()
+        if other is not None:
+            other.close()
 
 
 def gauge_tokens(page: Page) -> int:

@@ -2,10 +2,14 @@
 
 An answer is shown with its stats line (and, if it ended early, why) rendered from HTML after
 its text, and Gradio's copy buttons copy a message's content as is. This script, run once per
-page, takes those blocks out of whatever the page copies, so "Copy message" gives the answer
-and "Copy conversation" the conversation. It covers both ways Gradio copies: the Clipboard API
-(secure origins: https, localhost) and a selected textarea with `execCommand("copy")` (plain
-http on another host).
+page, takes those blocks (each appended as "\n\n<div class=...>...</div>" by `ui.formatting`)
+out of whatever the buttons copy, so "Copy message" gives the answer and "Copy conversation"
+the conversation.
+
+Gradio's buttons write through the Clipboard API, which browsers only offer on secure origins
+(https, localhost). A workbench reached over plain http from another machine has none: there
+the script provides `navigator.clipboard.writeText` itself, by copying a selected textarea
+(which a click allows), so both buttons work there too.
 """
 
 from ui.formatting import NOTE_CLASSES
@@ -13,22 +17,29 @@ from ui.formatting import NOTE_CLASSES
 COPY_JS = """
 if (!window.workbenchCopyClean) {
   window.workbenchCopyClean = true;
-  const notes = new RegExp('\\\\n*<div class="(?:NOTE_CLASSES)">[\\\\s\\\\S]*?</div>', "g");
+  const notes = new RegExp('\\\\n\\\\n<div class="(?:NOTE_CLASSES)">[\\\\s\\\\S]*?</div>', "g");
   const clean = (text) => (typeof text === "string" ? text.replace(notes, "") : text);
-  const clip = navigator.clipboard;
-  if (clip && clip.writeText) {
-    const write = clip.writeText.bind(clip);
-    clip.writeText = (text) => write(clean(text));
+  if (!navigator.clipboard) {
+    const copyText = (text) => {
+      const box = document.createElement("textarea");
+      box.value = text;
+      box.setAttribute("readonly", "");
+      box.style.position = "fixed";
+      box.style.opacity = "0";
+      document.body.appendChild(box);
+      box.select();
+      try {
+        return document.execCommand("copy")
+          ? Promise.resolve() : Promise.reject(new Error("copy refused"));
+      } finally {
+        box.remove();
+      }
+    };
+    Object.defineProperty(navigator, "clipboard", {
+      value: { writeText: copyText }, configurable: true });
   }
-  document.addEventListener("copy", (event) => {
-    const box = document.activeElement instanceof HTMLTextAreaElement
-      ? document.activeElement : document.body.firstElementChild;
-    if (!(box instanceof HTMLTextAreaElement) || !event.clipboardData) return;
-    const text = box.value.substring(box.selectionStart, box.selectionEnd);
-    if (text !== clean(text)) {
-      event.clipboardData.setData("text/plain", clean(text));
-      event.preventDefault();
-    }
-  }, true);
+  const clip = navigator.clipboard;
+  const write = clip.writeText.bind(clip);
+  clip.writeText = (text) => write(clean(text));
 }
 """.replace("NOTE_CLASSES", "|".join(NOTE_CLASSES))

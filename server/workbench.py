@@ -251,13 +251,13 @@ class Workbench:
         owner's user messages in `cid`, or the new text is empty.
         """
         content = content.strip()
-        if not content or self.get_conversation(owner, cid) is None:
+        ids = [m["id"] for m in self.messages(owner, cid)]  # export_json's order; [] if not found
+        if not content or message_id not in ids:
             return None
         data = conv.export_json(self.store.db, owner, cid)
-        ids = [m["id"] for m in self.messages(owner, cid)]  # export_json's order
-        if message_id not in ids or data["messages"][ids.index(message_id)]["role"] != "user":
-            return None
         index = ids.index(message_id)
+        if data["messages"][index]["role"] != "user":
+            return None
         edited = {**data["messages"][index], "content": content, "created_at": time.time()}
         title = data["title"] or "Conversation"
         data.update(title=title if title.endswith(" (edited)") else f"{title} (edited)",

@@ -206,11 +206,8 @@ class KeyLimiter:
                     "concurrency",
                     f"Rate limit exceeded: {self.max_concurrent} concurrent requests per key; "
                     "wait for one of your requests to finish.", 1, state)
-            requests_refused = RateLimitExceeded(  # admissible again when the oldest one leaves
-                "requests", f"Rate limit exceeded: {self.rpm} requests per minute per key.",
-                requests.reset_in, state)
             if requests.remaining <= 0:
-                raise requests_refused
+                raise self._requests_refused(requests, state)
             if token_window.used >= self.tpm:
                 raise RateLimitExceeded(
                     "tokens",
@@ -218,11 +215,18 @@ class KeyLimiter:
                     "(prompt + max_tokens are reserved when a request starts).",
                     token_window.seconds_until_admissible(), state)
             if not await self._requests.hit(self._request_item, ident):
-                raise requests_refused  # only the key's lock holder hits: cannot happen
+                # Only the key's lock holder hits, so the window cannot have filled since.
+                raise self._requests_refused(requests, state)
             charged_key = await self._charge(ident, tokens, now)
             self._active[ident] += 1
             state, _, _ = await self._state(ident, now)
         return Lease(self, ident, tokens, charged_key), state
+
+    def _requests_refused(self, requests: _Requests, state: LimitState) -> RateLimitExceeded:
+        # Admissible again when the oldest request in the window leaves it.
+        return RateLimitExceeded(
+            "requests", f"Rate limit exceeded: {self.rpm} requests per minute per key.",
+            requests.reset_in, state)
 
     async def _charge(self, ident: str, tokens: int, now: float) -> str:
         # The window counter the library's sliding-window strategy reads; charged directly

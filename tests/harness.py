@@ -131,8 +131,10 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_engine(model_dir: Path, log_dir: Path, max_context: int = 8192) -> tuple[ManagedProcess, str]:
-    """Start the real vLLM CPU engine with the embedded model, exactly as launch.sh does."""
+def start_engine(model_dir: Path, log_dir: Path,
+                 max_context: int | None = None) -> tuple[ManagedProcess, str]:
+    """Start the real vLLM CPU engine with the embedded model, exactly as launch.sh does
+    (with the `cpu` profile's context unless told otherwise)."""
     from server.engine.profiles import cpu_plan
     from server.settings import Settings
 

@@ -23,6 +23,7 @@ from server.gateway.metrics import GatewayMetrics
 from server.gateway.prompts import PromptCounter, completion_prompts, max_tokens_for
 from server.gateway.protocol import DEFAULTS, ChatCompletionRequest, CompletionRequest
 from server.gateway.streaming import StreamOutcome, StreamRelay
+from server.gateway.tool_calls import string_arguments
 from server.gateway.upstream import Engine
 from server.gateway.usage import UsageRecorder, UsageRow
 from server.settings import SERVED_MODEL_NAME
@@ -105,8 +106,8 @@ class CompletionService:
     async def _plan_chat(self, body: dict[str, Any]) -> _Plan:
         request = _validate(ChatCompletionRequest, body)
         await self._check_model(request.model)
-        messages = await self.documents.expand(body["messages"])
-        prompt_tokens = await self.counter.messages(messages, request.tools)
+        messages = string_arguments(await self.documents.expand(body["messages"]))
+        prompt_tokens = await self.counter.messages(messages, body.get("tools"))
         requested = request.max_completion_tokens or request.max_tokens
         max_tokens = max_tokens_for(requested, DEFAULTS["max_tokens"], prompt_tokens,
                                     self.engine.max_context, "messages")

@@ -25,7 +25,10 @@ from storage.keys import Key
 v1 = APIRouter(prefix="/v1")
 ops = APIRouter()
 
-KNOWN_V1_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models"})
+# The generating endpoints, all served by CompletionService.serve.
+GENERATING = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
+              "/v1/messages/count_tokens")
+KNOWN_V1_PATHS = frozenset({*GENERATING, "/v1/models"})
 
 
 def _started(request: Request) -> float:
@@ -59,7 +62,7 @@ def _respond(result: JsonResult | StreamResult | None) -> Response:
     return Response(result.body, media_type="application/json", headers=result.headers)
 
 
-async def _complete(request: Request, key: Key, endpoint: str, chat: bool) -> Response:
+async def _serve(request: Request, key: Key, endpoint: str) -> Response:
     gateway = request.app.state.gateway
     started = _started(request)
     try:
@@ -67,19 +70,37 @@ async def _complete(request: Request, key: Key, endpoint: str, chat: bool) -> Re
     except errors.ApiError as exc:
         gateway.completions.record_refusal(key, endpoint, None, exc, started)
         raise
-    service = gateway.completions
-    call = service.chat(key, body, started) if chat else service.complete(key, body, started)
+    call = gateway.completions.serve(key, endpoint, body, started)
     return _respond(await _until_disconnected(request, call))
 
 
 @v1.post("/chat/completions")
 async def chat_completions(request: Request, key: ApiKey) -> Response:
-    return await _complete(request, key, "/v1/chat/completions", chat=True)
+    return await _serve(request, key, "/v1/chat/completions")
 
 
 @v1.post("/completions")
 async def completions(request: Request, key: ApiKey) -> Response:
-    return await _complete(request, key, "/v1/completions", chat=False)
+    return await _serve(request, key, "/v1/completions")
+
+
+@v1.post("/responses")
+async def responses(request: Request, key: ApiKey) -> Response:
+    """OpenAI's Responses API (Codex)."""
+    return await _serve(request, key, "/v1/responses")
+
+
+@v1.post("/messages")
+async def messages(request: Request, key: ApiKey) -> Response:
+    """Anthropic's Messages API (Claude Code); `?beta=true` and `anthropic-*` headers are
+    accepted; errors answer in Anthropic's shape."""
+    return await _serve(request, key, "/v1/messages")
+
+
+@v1.post("/messages/count_tokens")
+async def count_tokens(request: Request, key: ApiKey) -> Response:
+    """Anthropic's token counting, by the engine's own template and tokenizer."""
+    return await _serve(request, key, "/v1/messages/count_tokens")
 
 
 @v1.get("/models")

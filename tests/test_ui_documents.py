@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from playwright.sync_api import Page, expect
 
-from server.documents.library import Attached
+from server.workbench.library import Attached
 from server.tokens import TokenCounter
 from server.workbench import Fit, Workbench
 from storage import Store

@@ -1,4 +1,8 @@
-"""The workbench's service facade: everything the browser UI does, on behalf of one owner.
+"""The workbench's services: everything the browser UI does, on behalf of one owner.
+
+`Workbench` (here) is the facade the UI calls; `library` (documents: upload, attach, pages),
+`ingest` (PDF bytes → a stored document) and `analysis` (chunked analysis through our own /v1)
+are its parts.
 
 UI callbacks call these methods and never touch SQLite or `storage` themselves. Every method
 that reads or changes data takes the owner (the signed-in API key's name) and passes it to
@@ -20,8 +24,8 @@ from typing import Any
 
 import anyio
 
-from server.documents.analysis import ChunkedAnalysis, summary_tokens_for
-from server.documents.library import DocumentLibrary, documents_first
+from server.workbench.analysis import ChunkedAnalysis, summary_tokens_for
+from server.workbench.library import DocumentLibrary, documents_first
 from server.sampling import DEFAULT_PARAMS, normalize_params
 from server.settings import SERVED_MODEL_NAME
 from storage import ImportFormatError, NotFoundError, Store, keys, usage

@@ -13,7 +13,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from server.documents.analysis import AnalysisError, ChunkedAnalysis, Summary
+from server.workbench.analysis import AnalysisError, ChunkedAnalysis, Summary
 from server.documents.extract import extract_pages
 from server.documents.prompt import chunk_messages
 from server.tokens import TokenCounter

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from server.documents.errors import PdfTooLargeError
-from server.documents.ingest import ingest_pdf
+from server.workbench.ingest import ingest_pdf
 from server.documents.prompt import DOCUMENTS_INSTRUCTION, document_text, parse_page_ranges
 from storage import documents as docs
 from storage import conversations as conv

@@ -70,7 +70,7 @@ def app_env(data_dir: Path, engine_url: str, model_dir: Path, api_key: str, **ex
 
 @pytest.fixture(scope="session")
 def app(engine_url, model_dir, tmp_path_factory) -> App:
-    """One app for the session: `python -m server` in front of the real engine."""
+    """One app for the session: `python -m ui` (as launch.sh starts it) in front of the real engine."""
     data_dir = tmp_path_factory.mktemp("app-data")
     key = "test-admin-" + secrets.token_hex(8)
     proc, url = start_app(app_env(data_dir, engine_url, model_dir, key), data_dir / "logs")

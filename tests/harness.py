@@ -152,11 +152,13 @@ def start_engine(model_dir: Path, log_dir: Path, max_context: int = 8192) -> tup
 
 
 def start_app(env: dict[str, str], log_dir: Path, port: int | None = None,
-              wait_for: str = "/health", expect: int = 200) -> tuple[ManagedProcess, str]:
-    """Start `python -m server` with the given WORKBENCH_* environment on a free port."""
+              wait_for: str = "/health", expect: int = 200,
+              module: str = "ui") -> tuple[ManagedProcess, str]:
+    """Start the app as launch.sh does (`python -m ui`: the workbench and /v1; `module="server"`
+    for the API alone) with the given WORKBENCH_* environment on a free port."""
     port = port or free_port()
     full = base_env(WORKBENCH_PORT=str(port), WORKBENCH_HOST="127.0.0.1", **env)
-    proc = ManagedProcess([APP_PYTHON, "-m", "server"], full, log_dir / f"app-{port}.log")
+    proc = ManagedProcess([APP_PYTHON, "-m", module], full, log_dir / f"app-{port}.log")
     url = f"http://127.0.0.1:{port}"
     try:
         proc.wait_http(url + wait_for, timeout=120, expect=expect)

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from storage import Store, StoreClosedError
-from storage.conversations import add_message, create_conversation, list_messages
+from storage.conversations import create_conversation
+from storage.messages import add_message, list_messages
 from storage.usage import log_request
 from tests.test_storage_schema import MIGRATION_NAMES
 

@@ -21,7 +21,7 @@ from server.workbench.library import Attached
 from server.tokens import TokenCounter
 from server.workbench import Fit, Workbench
 from storage import Store
-from storage.conversations import list_messages
+from storage.messages import list_messages
 from storage.documents import list_documents
 from storage.keys import create_key
 from tests.conftest import ARTIFACTS, app_env

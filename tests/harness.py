@@ -85,20 +85,24 @@ class ManagedProcess:
 
     def wait_http(self, url: str, timeout: float, expect: int = 200) -> None:
         """Poll url until it answers `expect`; raise with the log tail if the process dies."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        from tests.helpers import wait_until
+
+        def answered() -> bool:
             if not self.alive():
                 raise RuntimeError(
                     f"{self.argv[:3]} exited with {self.proc.returncode} while starting:\n"
                     + log_tail(self.log_path)
                 )
             try:
-                if httpx.get(url, timeout=2).status_code == expect:
-                    return
+                return httpx.get(url, timeout=2).status_code == expect
             except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"{url} not ready after {timeout}s:\n" + log_tail(self.log_path))
+                return False
+
+        try:
+            wait_until(answered, timeout=timeout, interval=0.5)
+        except AssertionError:
+            raise TimeoutError(f"{url} not ready after {timeout}s:\n"
+                               + log_tail(self.log_path)) from None
 
     def stop(self, grace: float = 15.0) -> int | None:
         """terminate → wait → kill, for the whole process group."""

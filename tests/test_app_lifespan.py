@@ -11,7 +11,7 @@ from server.remote_tokens import RemoteTokenCounter
 from server.settings import Settings
 from server.tokens import TokenCounter
 from storage import StoreClosedError
-from tests.test_gateway_errors import assert_error
+from tests.helpers import assert_error
 from ui.app import create_app as create_ui_app
 
 

@@ -108,6 +108,16 @@ def test_the_rules_see_the_imports_they_forbid(tmp_path):
         "server.documents.render", "server.workbench.library", "ui.app"}
 
 
+def test_test_modules_share_code_through_helper_modules_only():
+    offending = sorted(
+        f"{path.name} imports {module}"
+        for path in sorted((REPO / "tests").glob("*.py"))
+        for module in imports_of(f"tests.{path.stem}", path)
+        if within(module, "tests") and module.split(".")[1].startswith(("test_", "conftest"))
+    )
+    assert not offending, "move what is shared to tests/helpers.py:\n" + "\n".join(offending)
+
+
 def test_no_module_is_over_the_size_limit():
     sizes = {
         str(path.relative_to(REPO)): len(path.read_text(encoding="utf-8").splitlines())

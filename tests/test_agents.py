@@ -18,9 +18,8 @@ import pytest
 from server.engine.profiles import EMBEDDED_CONTEXT
 from storage import Store
 from storage.keys import create_key
-from tests.conftest import App, app_env
 from tests.harness import REPO, log_tail, start_app
-from tests.test_gateway_tools import usage_rows
+from tests.helpers import App, app_env, usage_rows
 
 AGENTS_BIN = REPO / "tests" / "agents" / "node_modules" / ".bin"
 AIDER = REPO / ".venv" / "aider" / "bin" / "aider"
@@ -69,7 +68,7 @@ def assert_ran(result: subprocess.CompletedProcess, app: App, key_name: str, end
               f"stderr:\n{result.stderr[-3000:]}\napp log:\n{app_log(app)}")
     assert result.returncode == 0, detail
     assert result.stdout.strip(), detail
-    rows = usage_rows(app, key_name, endpoint)
+    rows = [r for r in usage_rows(app, endpoint) if r["key_name"] == key_name]
     assert any(r["status_code"] == 200 and r["completion_tokens"] > 0 for r in rows), (
         f"{key_name}'s usage on {endpoint}: {rows}\n{detail}")
     return rows

@@ -2,16 +2,14 @@
 front of the real engine (the `cpu` profile's hermes tool parser)."""
 
 import json
-import time
 
 import httpx
 import openai
 import pytest
-import sqlite_utils
 from pydantic import BaseModel
 
 from server.tokens import TokenCounter
-from tests.test_gateway_errors import assert_error
+from tests.helpers import assert_error, usage_rows, wait_until
 
 WEATHER = {
     "type": "function",
@@ -122,32 +120,12 @@ def test_prompt_tokens_with_tools_and_tool_history_equal_the_engine_count(app, c
     gateway_count = TokenCounter.from_dir(model_dir).count_messages(
         messages, tools=[WEATHER, TIME])
     assert response.usage.prompt_tokens == gateway_count
-    row = wait_for_usage(app, "admin", "/v1/chat/completions",
-                         lambda r: r["prompt_tokens"] == gateway_count
-                         and r["completion_tokens"] == response.usage.completion_tokens)
-    assert row["status_code"] == 200
-
-
-def usage_rows(app, key_name: str, endpoint: str) -> list[dict]:
-    """The key's usage rows of one endpoint, oldest first."""
-    db = sqlite_utils.Database(app.data_dir / "workbench.db")
-    try:
-        return list(db.query("SELECT * FROM usage_log WHERE key_name = ? AND endpoint = ?"
-                             " ORDER BY id", [key_name, endpoint]))
-    finally:
-        db.close()
-
-
-def wait_for_usage(app, key_name: str, endpoint: str, match, timeout: float = 10.0) -> dict:
-    """The newest of the key's rows for `endpoint` that `match` accepts (rows are written
-    just after the response)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        rows = [r for r in usage_rows(app, key_name, endpoint) if match(r)]
-        if rows or time.monotonic() > deadline:
-            assert rows, f"no matching usage row for {key_name} on {endpoint}"
-            return rows[-1]
-        time.sleep(0.1)
+    rows = wait_until(lambda: [
+        r for r in usage_rows(app, "/v1/chat/completions")
+        if r["prompt_tokens"] == gateway_count
+        and r["completion_tokens"] == response.usage.completion_tokens],
+        message="no usage row with the gateway's count")
+    assert rows[-1]["status_code"] == 200
 
 
 @pytest.mark.parametrize("tools, tool_choice, param, code", [

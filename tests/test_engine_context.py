@@ -27,14 +27,15 @@ def asked_more(tmp_path, engine_url, model_dir):
 def test_a_larger_asked_context_does_not_mask_the_engines_real_one(asked_more):
     client, services = asked_more
     headers = {"Authorization": "Bearer boot-secret"}
-    assert services.engine.max_context == EMBEDDED_CONTEXT
-    assert client.get("/v1/models", headers=headers).json()["data"][0]["max_model_len"] == EMBEDDED_CONTEXT
-    assert client.get("/v1/models/qwen3", headers=headers).json()["max_model_len"] == EMBEDDED_CONTEXT
+    real = EMBEDDED_CONTEXT
+    assert services.engine.max_context == real
+    assert client.get("/v1/models", headers=headers).json()["data"][0]["max_model_len"] == real
+    assert client.get("/v1/models/qwen3", headers=headers).json()["max_model_len"] == real
     # The UI's gauge reads the same number through the workbench services.
-    assert Workbench(services).max_context == EMBEDDED_CONTEXT
+    assert Workbench(services).max_context == real
     # The context error names the real limit.
     body = {"model": "qwen3", "max_tokens": 1,
             "messages": [{"role": "user", "content": "word " * (EMBEDDED_CONTEXT + 100)}]}
     refused = client.post("/v1/chat/completions", json=body, headers=headers)
     assert refused.status_code == 400
-    assert f"maximum context length of {EMBEDDED_CONTEXT} tokens" in refused.json()["error"]["message"]
+    assert f"maximum context length of {real} tokens" in refused.json()["error"]["message"]

@@ -189,7 +189,9 @@ class StreamRelay:
                 "The engine stopped in the middle of the response.", code="engine_error")
             yield dialect.failure(failure, self)
         except BaseException:
-            self.outcome.disconnected = True
+            # A client that leaves after the terminal event (Codex closes the connection on
+            # `response.completed`) has had the whole answer: not a disconnect.
+            self.outcome.disconnected = not done
             raise
         finally:
             await self.aclose()

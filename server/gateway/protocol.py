@@ -49,7 +49,8 @@ class StreamOptions(_Wire):
 
 class FunctionCall(_Wire):
     name: str
-    # OpenAI documents a JSON string; a mapping is accepted too (vLLM renders either).
+    # OpenAI documents a JSON string; a mapping is accepted too, and forwarded as its JSON
+    # text (vLLM accepts only the string; see server.gateway.tool_calls).
     arguments: str | dict[str, Any]
 
 

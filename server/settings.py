@@ -11,7 +11,7 @@ SERVED_MODEL_NAME = "qwen3"
 
 
 class Settings(BaseSettings):
-    """Every knob of the host; env var names are the contract in ARCHITECTURE.md."""
+    """Every knob of the host; env var names are the contract in docs/ARCHITECTURE.md."""
 
     model_config = SettingsConfigDict(env_prefix="WORKBENCH_", extra="ignore")
 

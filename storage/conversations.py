@@ -7,7 +7,7 @@ Messages live in `storage.messages`, search in `storage.search`.
 import json
 import math
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlite_utils
 
@@ -181,7 +181,7 @@ def export_json(db: sqlite_utils.Database, owner: str, cid: int) -> dict:
 
 
 def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _stats_line(message: dict) -> str:

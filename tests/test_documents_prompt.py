@@ -8,13 +8,12 @@ import pytest
 from server.documents.errors import (
     CorruptPdfError,
     EncryptedPdfError,
-    NoTextLayerError,
     NotAPdfError,
+    NoTextLayerError,
     PdfTooLargeError,
 )
 from server.documents.extract import PageText, extract_pages
 from server.documents.file_part import InvalidFilePartError
-from tests.helpers import scanned_pages_only
 from server.documents.prompt import (
     DOCUMENTS_INSTRUCTION,
     Chunk,
@@ -27,6 +26,7 @@ from server.documents.prompt import (
     summaries_context,
     with_documents,
 )
+from tests.helpers import scanned_pages_only
 
 PDFS = Path(__file__).parent / "pdfs"
 LIMIT = 10_000_000

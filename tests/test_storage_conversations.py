@@ -4,12 +4,18 @@ import json
 
 import pytest
 
-from storage import ImportFormatError, NotFoundError
+from storage import ImportFormatError, NotFoundError, messages
 from storage import conversations as conv
-from storage import messages
 from storage.conversations import (
-    create_conversation, delete_conversation, export_json, export_markdown, get_conversation,
-    import_json, list_conversations, rename_conversation, update_conversation_settings,
+    create_conversation,
+    delete_conversation,
+    export_json,
+    export_markdown,
+    get_conversation,
+    import_json,
+    list_conversations,
+    rename_conversation,
+    update_conversation_settings,
 )
 from storage.messages import add_message, delete_message, list_messages, update_message
 

@@ -19,11 +19,11 @@ from ui import (
     session,
     settings_panel,
     sidebar,
-    usage,
+    usage_panel,
 )
+from ui.answer_stream import InFlight
 from ui.api import ApiClient
 from ui.layout import build_components
-from ui.streaming import InFlight
 
 __all__ = ["build_ui"]
 
@@ -42,7 +42,7 @@ def build_ui(services: Services) -> gr.Blocks:
         settings_panel.wire(c, wb)
         documents.wire(c, wb)
         gauge.wire(c, wb)
-        usage.wire(c, wb)
+        usage_panel.wire(c, wb)
     # Many people stream at once: the gateway enforces the per-key limits, not the UI queue.
     demo.queue(default_concurrency_limit=32)
     return demo

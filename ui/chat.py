@@ -17,12 +17,12 @@ import anyio
 import gradio as gr
 
 from server.workbench import Workbench
-from ui import formatting, gauge, usage, views
+from ui import formatting, gauge, usage_panel, views
+from ui.answer_stream import InFlight
 from ui.api import ApiClient
 from ui.document_formatting import chunk_progress_message, offer_markdown
 from ui.layout import Components
 from ui.settings_panel import read_settings
-from ui.streaming import InFlight
 from ui.turn import last_question, make_stream
 
 # "Answer in the room left" is offered only when the room is worth an answer.
@@ -203,14 +203,14 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             concurrency_limit=None, **common,
         )
         done = stream.then(finish_turn, inputs=context + [c.turn], outputs=outputs, **common)
-        usage.chain(gauge.chain(done, c, wb), c, wb)
+        usage_panel.chain(gauge.chain(done, c, wb), c, wb)
         streams.append(stream)
     # The browser sends the cancel only once the clicked event's own function is done, so the
     # cancel is an event without a function, and the redraw (which waits for the cancelled
     # stream to store its partial answer) follows it.
     stopped = c.stop_btn.click(None, cancels=streams, **common).then(
         stop, inputs=context, outputs=outputs, **common)
-    usage.chain(gauge.chain(stopped, c, wb), c, wb)
+    usage_panel.chain(gauge.chain(stopped, c, wb), c, wb)
     c.offer_pages_btn.click(
         lambda: {c.side_tabs: gr.Tabs(selected="documents"), c.offer_row: gr.Column(visible=False)},
         outputs={c.side_tabs, c.offer_row}, **common)

@@ -22,10 +22,10 @@ from server.workbench import Workbench
 from server.workbench.analysis import AnalysisError
 from ui import formatting
 from ui.answer_draft import AnswerDraft
+from ui.answer_stream import AnswerStream, InFlight
 from ui.api import ApiClient, describe_error
 from ui.document_formatting import chunk_progress_message
 from ui.layout import Components
-from ui.streaming import AnswerStream, InFlight
 
 # Redraw at most this often while streaming: fast engines send hundreds of chunks a second.
 REDRAW_SECONDS = 0.05

@@ -53,11 +53,9 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
     def over_context(owner: str, cid: int | None, system_prompt: str, params: dict,
                      draft: str | None = None) -> dict | None:
         """The offer, when documents are attached and the request would not fit."""
-        if cid is None or not wb.documents.attached(owner, cid):
-            return None
-        fit = wb.fit(owner, cid, system_prompt=system_prompt, draft=draft,
-                     max_tokens=params["max_tokens"])
-        if fit.fits:
+        fit = wb.overflow(owner, cid, system_prompt=system_prompt, draft=draft,
+                          max_tokens=params["max_tokens"])
+        if fit is None:
             return None
         return {
             c.offer_row: gr.Column(visible=True),
@@ -114,15 +112,14 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
         system_prompt, params = read_settings(*settings)
         wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
-        if not wb.edit_last_user_message(session.owner, cid, message_id, text):
-            branch = wb.branch_from(session.owner, cid, message_id, text)
-            if branch is None:
-                gr.Warning("Only your own questions can be edited and resent.")
-                return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
-            title = wb.get_conversation(session.owner, branch)["title"]
-            gr.Info(f"The edited question goes on in a new conversation, “{title}”; "
+        resend = wb.resend_edited(session.owner, cid, message_id, text)
+        if resend is None:
+            gr.Warning("Only your own questions can be edited and resent.")
+            return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
+        if resend.branched:
+            gr.Info(f"The edited question goes on in a new conversation, “{resend.title}”; "
                     "the original keeps its later messages.")
-            cid = branch
+        cid = resend.cid
         offer = over_context(session.owner, cid, system_prompt, params)
         if offer:
             return {**views.conversation_view(c, wb, session.owner, cid, query), **offer}

@@ -262,7 +262,7 @@ def test_an_answer_begun_while_streaming_is_checkpointed_then_finished_in_place(
 
 async def test_answer_draft_writes_one_at_a_time_and_settles_before_the_final_save(
         wb, monkeypatch):
-    from ui import answer_draft
+    from server.workbench import answer_draft
 
     monkeypatch.setattr(answer_draft, "CHECKPOINT_SECONDS", 0.0)
     cid = conversation_with(wb, "alice")

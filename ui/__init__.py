@@ -2,7 +2,7 @@
 
 `build_ui(services)` (mounted at `/` by `ui.app`) lays the page out (ui.layout) and wires each area (session, sidebar,
 conversation actions, chat, settings, documents, gauge, usage). It reaches the model only through our
-own /v1 (ui.api) and storage only through `server.workbench.Workbench`.
+own /v1 (ui.answer_stream) and storage only through `server.workbench.Workbench`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from ui import (
     sidebar,
     usage_panel,
 )
-from ui.answer_stream import InFlight
-from ui.api import ApiClient
+from ui.answer_stream import ApiClient, InFlight
 from ui.layout import build_components
 
 __all__ = ["build_ui"]

@@ -18,8 +18,7 @@ import gradio as gr
 
 from server.workbench import Workbench
 from ui import formatting, gauge, usage_panel, views
-from ui.answer_stream import InFlight
-from ui.api import ApiClient
+from ui.answer_stream import ApiClient, InFlight
 from ui.document_formatting import chunk_progress_message, offer_markdown
 from ui.layout import Components
 from ui.settings_panel import read_settings

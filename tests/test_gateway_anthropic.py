@@ -55,6 +55,10 @@ def test_create_with_usage_headers_and_a_usage_row(make_app):
     prompt = (usage.input_tokens + (usage.cache_read_input_tokens or 0)
               + (usage.cache_creation_input_tokens or 0))
     assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, usage.output_tokens)
+    metrics = httpx.get(app.url + "/metrics", headers={"x-api-key": app.api_key}).text
+    assert 'workbench_requests_total{endpoint="/v1/messages",status="200"} 1.0' in metrics
+    assert (f'workbench_tokens_total{{endpoint="/v1/messages",kind="completion"}} '
+            f'{float(usage.output_tokens)}') in metrics
 
 
 def test_stream_helpers_assemble_the_message_and_a_row_has_ttft(make_app):

@@ -50,6 +50,10 @@ def test_create_with_usage_headers_and_a_usage_row(make_app):
     assert (row["key_name"], row["model"], row["status_code"]) == ("admin", "qwen3", 200)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (
         response.usage.input_tokens, response.usage.output_tokens)
+    metrics = httpx.get(app.url + "/metrics", headers={"Authorization": f"Bearer {app.api_key}"})
+    assert 'workbench_requests_total{endpoint="/v1/responses",status="200"} 1.0' in metrics.text
+    assert (f'workbench_tokens_total{{endpoint="/v1/responses",kind="prompt"}} '
+            f'{float(response.usage.input_tokens)}') in metrics.text
 
 
 def test_stream_passes_events_through_and_a_row_has_ttft(make_app):

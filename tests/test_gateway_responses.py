@@ -58,11 +58,11 @@ def test_create_with_usage_headers_and_a_usage_row(make_app):
 
 def test_stream_passes_events_through_and_a_row_has_ttft(make_app):
     app = make_app()
-    with openai.OpenAI(base_url=app.v1, api_key=app.api_key, max_retries=0) as client:
-        with client.responses.stream(model="qwen3", input="Say hello.",
-                                     max_output_tokens=8) as stream:
-            kinds = [event.type for event in stream]
-            final = stream.get_final_response()
+    with (openai.OpenAI(base_url=app.v1, api_key=app.api_key, max_retries=0) as client,
+          client.responses.stream(model="qwen3", input="Say hello.",
+                                  max_output_tokens=8) as stream):
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert "response.output_text.delta" in kinds
     assert final.output_text and 0 < final.usage.output_tokens <= 8

@@ -14,7 +14,13 @@ from typing import Any
 from server.gateway import errors, messages, responses
 from server.gateway.documents import DocumentExpander
 from server.gateway.errors import ApiError
-from server.gateway.forwarding import Forwarder, JsonResult, Plan, StreamResult, validate
+from server.gateway.forwarding import (
+    Forwarder,
+    JsonResult,
+    Plan,
+    StreamResult,
+    validate,
+)
 from server.gateway.limits import KeyLimiter
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.prompts import PromptCounter, completion_prompts, max_tokens_for

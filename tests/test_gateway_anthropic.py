@@ -181,3 +181,16 @@ def test_engine_dying_mid_stream_ends_with_an_anthropic_error_event(make_app):
               client.messages.stream(model="qwen3", max_tokens=16, messages=HI) as stream):
             for _ in stream:
                 pass
+
+
+def test_client_leaving_a_stream_aborts_the_engine_request(make_app):
+    with FaultUpstream() as upstream:
+        app = make_app(upstream=upstream.url("hang"))
+        body = {"model": "qwen3", "max_tokens": 16, "messages": HI, "stream": True}
+        with httpx.stream("POST", app.v1 + "/messages", json=body, timeout=60,
+                          headers={"x-api-key": app.api_key}) as response:
+            assert b"event: message_start" in next(response.iter_raw())
+        assert upstream.closed["hang"].wait(10)
+        row = _wait_for(lambda: [r for r in _rows(app, "/v1/messages")
+                                 if r["status_code"] == 499])[-1]
+        assert row["error_code"] == "client_disconnected"

@@ -145,3 +145,15 @@ def test_engine_dying_mid_stream_ends_with_the_responses_error_event(make_app):
         response = httpx.post(app.v1 + "/responses", json={"model": "qwen3", "input": 5},
                               headers={"Authorization": f"Bearer {app.api_key}"})
         assert_error(response, 400, "invalid_request_error", "invalid_type", "input")
+
+
+def test_client_leaving_a_stream_aborts_the_engine_request(make_app):
+    with FaultUpstream() as upstream:
+        app = make_app(upstream=upstream.url("hang"))
+        body = {"model": "qwen3", "input": "Hi", "stream": True}
+        with httpx.stream("POST", app.v1 + "/responses", json=body, timeout=60,
+                          headers={"Authorization": f"Bearer {app.api_key}"}) as response:
+            assert b"event: response.created" in next(response.iter_raw())
+        assert upstream.closed["hang"].wait(10)
+        row = _wait_for(lambda: [r for r in _rows(app) if r["status_code"] == 499])[-1]
+        assert row["error_code"] == "client_disconnected"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Qwen Workbench launcher.
-#   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run]   serve UI + /v1 on :8000
+#   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run] [--fit-context]   serve UI + /v1
+#     (--fit-context: h200x4 starts vLLM with --max-model-len auto, the longest context that fits)
 #   ./launch.sh test [pytest args]                                   install test needs, run the suite
 # First run installs everything into .venv/ (app and engine get separate virtualenvs: vLLM's CPU
 # build pins an older FastAPI than Gradio 6 needs); later runs reuse it.
@@ -12,7 +13,7 @@ ENGINE_VENV="$ROOT/.venv/engine"
 export WORKBENCH_DATA_DIR="$(mkdir -p "${WORKBENCH_DATA_DIR:-$ROOT/data}" && cd "${WORKBENCH_DATA_DIR:-$ROOT/data}" && pwd)"
 LOG_DIR="$WORKBENCH_DATA_DIR/logs"
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-ENGINE_PID="" APP_PID=""
+ENGINE_PID="" APP_PID="" PLAN_FLAGS=()
 STOP_GRACE_SECONDS=20
 
 log() { printf '[launch] %s\n' "$*" >&2; }
@@ -115,6 +116,14 @@ stop_all() { stop_pid "$APP_PID" app; stop_pid "$ENGINE_PID" engine; }
 engine_died() {  # true (and says so) when an engine was started and is gone
   [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null || return 1
   log "the engine exited; last lines of $LOG_DIR/engine.log:"; tail -n 20 "$LOG_DIR/engine.log" >&2
+  explain_engine_failure
+}
+
+explain_engine_failure() {  # when vLLM refused for lack of KV-cache memory: its numbers, what fits
+  local advice
+  advice="$("$APP_VENV/bin/python" -m server.engine.startup_failure "$LOG_DIR/engine.log" \
+            --profile "${ENGINE_PROFILE:-h200x4}" 2>/dev/null)" || return 0
+  printf '\n%s\n' "$advice" >&2
 }
 
 wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE → 0 healthy, 1 failed, 3 engine died
@@ -123,6 +132,7 @@ wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE → 0 healthy, 1 f
     if ! kill -0 "$pid" 2>/dev/null; then
       log "$name died while starting; last lines of $logfile:"
       tail -n 30 "$logfile" >&2
+      [[ "$pid" == "$ENGINE_PID" ]] && explain_engine_failure
       return 1
     fi
     # The app is only healthy with a live engine: waiting on it after the engine died is futile.
@@ -162,7 +172,7 @@ refuse_taken_ports() {  # before a 30 s engine start, not after it
 
 plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV
   local plan
-  plan="$("$APP_VENV/bin/python" -m server.engine plan --shell \
+  plan="$("$APP_VENV/bin/python" -m server.engine plan --shell "${PLAN_FLAGS[@]}" \
           --engine-python "$ENGINE_VENV/bin/python")" || exit 2
   eval "$plan"
 }
@@ -174,13 +184,14 @@ serve() {
       --profile) export WORKBENCH_PROFILE="$2"; shift 2 ;;
       --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
       --dry-run) dry_run=1; shift ;;
-      -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+      --fit-context) PLAN_FLAGS+=(--fit-context); shift ;;
+      -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
       *) die "unknown option $1 (see ./launch.sh --help)" ;;
     esac
   done
   install_app
   if ((dry_run)); then
-    exec "$APP_VENV/bin/python" -m server.engine plan --dry-run \
+    exec "$APP_VENV/bin/python" -m server.engine plan --dry-run "${PLAN_FLAGS[@]}" \
       --engine-python "$ENGINE_VENV/bin/python" --app-python "$APP_VENV/bin/python"
   fi
   plan_engine
@@ -206,7 +217,7 @@ serve() {
   export WORKBENCH_PROFILE="$ENGINE_PROFILE"
   [[ -n "$ENGINE_MAX_CONTEXT" ]] && export WORKBENCH_MAX_CONTEXT="$ENGINE_MAX_CONTEXT"
   log "starting the app (log: $LOG_DIR/app.log)"
-  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m server
+  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m ui
   APP_PID=$!
   echo "$APP_PID" > "$LOG_DIR/app.pid"
   local url="http://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"

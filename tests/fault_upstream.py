@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -29,6 +28,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.helpers import wait_until
 
 MODES = ("die", "error500", "hang")
 
@@ -155,11 +156,8 @@ class FaultUpstream:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("fault upstream did not start")
-            time.sleep(0.02)
+        wait_until(lambda: self._server.started, interval=0.02,
+                   message="fault upstream did not start")
         return self
 
     def stop(self) -> None:

@@ -7,8 +7,7 @@ import httpx
 import pytest
 
 from tests.fault_upstream import FaultUpstream
-from tests.test_gateway_errors import assert_rate_headers
-from tests.test_gateway_streaming import _usage_rows, _wait_for
+from tests.helpers import assert_rate_headers, usage_rows, wait_until
 
 HI = [{"role": "user", "content": "Say hello."}]
 ANTHROPIC_HEADERS = tuple(f"anthropic-ratelimit-{kind}-{field}" for kind in ("requests", "tokens")
@@ -23,7 +22,7 @@ def client(app):
 
 
 def _rows(app, endpoint):
-    return [r for r in _usage_rows(app) if r["endpoint"] == endpoint]
+    return [r for r in usage_rows(app) if r["endpoint"] == endpoint]
 
 
 def assert_anthropic_error(body: dict, type: str) -> str:
@@ -49,7 +48,7 @@ def test_create_with_usage_headers_and_a_usage_row(make_app):
         assert header in raw.headers, header
     assert raw.headers["anthropic-ratelimit-requests-remaining"] == raw.headers[
         "x-ratelimit-remaining-requests"]
-    row = _wait_for(lambda: _rows(app, "/v1/messages"))[-1]
+    row = wait_until(lambda: _rows(app, "/v1/messages"))[-1]
     assert (row["key_name"], row["model"], row["status_code"]) == ("admin", "qwen3", 200)
     usage = message.usage
     prompt = (usage.input_tokens + (usage.cache_read_input_tokens or 0)
@@ -69,7 +68,7 @@ def test_stream_helpers_assemble_the_message_and_a_row_has_ttft(make_app):
         final = stream.get_final_message()
     assert text and final.content[0].text == text
     assert 0 < final.usage.output_tokens <= 8
-    row = _wait_for(lambda: _rows(app, "/v1/messages"))[-1]
+    row = wait_until(lambda: _rows(app, "/v1/messages"))[-1]
     assert row["status_code"] == 200 and row["error_code"] is None
     assert row["completion_tokens"] == final.usage.output_tokens
     assert 0 < row["ttft_ms"] <= row["latency_ms"]
@@ -126,7 +125,7 @@ def test_sdk_exceptions_on_our_errors(app, client):
     assert assert_anthropic_error(too_long.value.body, "invalid_request_error") == (
         "Request exceeds maximum context length of 8192 tokens")
     # Refusals are usage rows too (a request without a valid key has no key to bill).
-    codes = _wait_for(lambda: {"model_not_found", "invalid_value", "context_length_exceeded"}
+    codes = wait_until(lambda: {"model_not_found", "invalid_value", "context_length_exceeded"}
                       <= {r["error_code"] for r in _rows(app, "/v1/messages")})
     assert codes
 
@@ -139,7 +138,7 @@ def test_the_engines_own_context_check_is_mapped_to_ours(app, client):
                                      messages=[{"role": "user", "content": "word " * 9000}])
     assert assert_anthropic_error(too_long.value.body, "invalid_request_error") == (
         "Request exceeds maximum context length of 8192 tokens")
-    row = _wait_for(lambda: [r for r in _rows(app, "/v1/messages/count_tokens")
+    row = wait_until(lambda: [r for r in _rows(app, "/v1/messages/count_tokens")
                              if r["status_code"] == 400])[-1]
     assert row["error_code"] == "context_length_exceeded"
 
@@ -172,7 +171,7 @@ def test_engine_dying_mid_stream_ends_with_an_anthropic_error_event(make_app):
         assert events[-1] == (
             'event: error\ndata: {"type":"error","error":{"type":"api_error",'
             '"message":"The engine stopped in the middle of the response."}}')
-        row = _wait_for(lambda: _rows(app, "/v1/messages"))[-1]
+        row = wait_until(lambda: _rows(app, "/v1/messages"))[-1]
         assert (row["status_code"], row["error_code"]) == (200, "engine_error")
         assert row["prompt_tokens"] == 7  # message_start's usage, as the stand-in reported it
         # The official client raises on the error event.

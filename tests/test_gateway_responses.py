@@ -8,8 +8,7 @@ import pytest
 from server.gateway.responses import chat_messages, normalise
 from server.tokens import qwen3_counter
 from tests.fault_upstream import FaultUpstream
-from tests.test_gateway_errors import assert_error, assert_rate_headers
-from tests.test_gateway_streaming import _usage_rows, _wait_for
+from tests.helpers import assert_error, assert_rate_headers, usage_rows, wait_until
 
 # What Codex sends (trimmed): instructions, developer messages before and inside the
 # conversation, a function tool, store false and no max_output_tokens.
@@ -34,7 +33,7 @@ def client(app):
 
 
 def _rows(app):
-    return [r for r in _usage_rows(app) if r["endpoint"] == "/v1/responses"]
+    return [r for r in usage_rows(app) if r["endpoint"] == "/v1/responses"]
 
 
 def test_create_with_usage_headers_and_a_usage_row(make_app):
@@ -46,7 +45,7 @@ def test_create_with_usage_headers_and_a_usage_row(make_app):
     assert response.object == "response" and response.output_text
     assert 0 < response.usage.output_tokens <= 6
     assert_rate_headers(raw.http_response)
-    row = _wait_for(lambda: _rows(app))[-1]
+    row = wait_until(lambda: _rows(app))[-1]
     assert (row["key_name"], row["model"], row["status_code"]) == ("admin", "qwen3", 200)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (
         response.usage.input_tokens, response.usage.output_tokens)
@@ -66,7 +65,7 @@ def test_stream_passes_events_through_and_a_row_has_ttft(make_app):
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert "response.output_text.delta" in kinds
     assert final.output_text and 0 < final.usage.output_tokens <= 8
-    row = _wait_for(lambda: _rows(app))[-1]
+    row = wait_until(lambda: _rows(app))[-1]
     assert row["status_code"] == 200 and row["error_code"] is None
     assert (row["prompt_tokens"], row["completion_tokens"]) == (
         final.usage.input_tokens, final.usage.output_tokens)
@@ -139,7 +138,7 @@ def test_engine_dying_mid_stream_ends_with_the_responses_error_event(make_app):
         assert isinstance(error, openai.types.responses.ResponseErrorEvent)
         assert (error.code, error.message, error.param, error.sequence_number) == (
             "engine_error", "The engine stopped in the middle of the response.", None, 3)
-        row = _wait_for(lambda: _rows(app))[-1]
+        row = wait_until(lambda: _rows(app))[-1]
         assert (row["status_code"], row["error_code"]) == (200, "engine_error")
         # A refusal before the stream starts is a plain JSON error, as on chat completions.
         response = httpx.post(app.v1 + "/responses", json={"model": "qwen3", "input": 5},

@@ -18,6 +18,8 @@ def main(argv: list[str]) -> int:
     plan_cmd = sub.add_parser("plan", help="resolve the profile and print the engine command")
     plan_cmd.add_argument("--engine-python", default=sys.executable)
     plan_cmd.add_argument("--app-python", default=sys.executable)
+    plan_cmd.add_argument("--fit-context", action="store_true",
+                          help="h200x4: start vLLM with --max-model-len auto")
     fmt = plan_cmd.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--shell", action="store_true")
     fmt.add_argument("--dry-run", action="store_true")
@@ -25,7 +27,7 @@ def main(argv: list[str]) -> int:
 
     settings = get_settings()
     try:
-        plan = make_plan(settings, args.engine_python)
+        plan = make_plan(settings, args.engine_python, args.fit_context)
     except ProfileError as exc:
         print(f"launch.sh: {exc}", file=sys.stderr)
         return 2

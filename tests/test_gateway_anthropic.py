@@ -190,6 +190,6 @@ def test_client_leaving_a_stream_aborts_the_engine_request(make_app):
                           headers={"x-api-key": app.api_key}) as response:
             assert b"event: message_start" in next(response.iter_raw())
         assert upstream.closed["hang"].wait(10)
-        row = _wait_for(lambda: [r for r in _rows(app, "/v1/messages")
+        row = wait_until(lambda: [r for r in _rows(app, "/v1/messages")
                                  if r["status_code"] == 499])[-1]
         assert row["error_code"] == "client_disconnected"

@@ -154,5 +154,5 @@ def test_client_leaving_a_stream_aborts_the_engine_request(make_app):
                           headers={"Authorization": f"Bearer {app.api_key}"}) as response:
             assert b"event: response.created" in next(response.iter_raw())
         assert upstream.closed["hang"].wait(10)
-        row = _wait_for(lambda: [r for r in _rows(app) if r["status_code"] == 499])[-1]
+        row = wait_until(lambda: [r for r in _rows(app) if r["status_code"] == 499])[-1]
         assert row["error_code"] == "client_disconnected"

@@ -17,9 +17,9 @@ from functools import partial
 import anyio
 import gradio as gr
 
-from server.workbench.analysis import AnalysisError
 from server.settings import SERVED_MODEL_NAME
 from server.workbench import Workbench
+from server.workbench.analysis import AnalysisError
 from ui import formatting
 from ui.answer_draft import AnswerDraft
 from ui.api import ApiClient, describe_error

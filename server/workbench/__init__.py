@@ -25,11 +25,13 @@ import anyio
 import openai
 
 from server.counter import Counter
+from server.documents.prompt import documents_first
 from server.sampling import DEFAULT_PARAMS, normalize_params
 from server.services import Services
 from server.settings import SERVED_MODEL_NAME
 from server.workbench.analysis import ChunkedAnalysis, summary_tokens_for
-from server.workbench.library import DocumentLibrary, documents_first
+from server.workbench.library import DocumentLibrary
+from server.workbench.markdown import export_markdown
 from storage import ImportFormatError, NotFoundError, Store, keys, search, usage
 from storage import conversations as conv
 from storage import messages as msgs
@@ -346,7 +348,7 @@ class Workbench:
     def export_markdown(self, owner: str, cid: int) -> tuple[str, str]:
         """(file name, Markdown text) of a conversation."""
         title = (self.get_conversation(owner, cid) or {}).get("title")
-        return f"{_slug(title)}.md", conv.export_markdown(self.store.db, owner, cid)
+        return f"{_slug(title)}.md", export_markdown(self.store.db, owner, cid)
 
     def export_json(self, owner: str, cid: int) -> tuple[str, str]:
         """(file name, JSON text) of a conversation, in the format import_json reads."""

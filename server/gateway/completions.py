@@ -12,17 +12,23 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.gateway import errors, messages, responses
+from server.gateway.accounting import UsageRecorder
 from server.gateway.documents import DocumentExpander
 from server.gateway.errors import ApiError
-from server.gateway.forwarding import Forwarder, JsonResult, Plan, StreamResult, validate
+from server.gateway.forwarding import (
+    Forwarder,
+    JsonResult,
+    Plan,
+    StreamResult,
+    validate,
+)
 from server.gateway.limits import KeyLimiter
 from server.gateway.metrics import GatewayMetrics
-from server.gateway.prompts import PromptCounter, completion_prompts, max_tokens_for
 from server.gateway.protocol import DEFAULTS, ChatCompletionRequest, CompletionRequest
+from server.gateway.sizing import PromptCounter, completion_prompts, max_tokens_for
 from server.gateway.streaming import ChatStream
 from server.gateway.tool_calls import string_arguments
 from server.gateway.upstream import Engine
-from server.gateway.usage import UsageRecorder
 from storage.keys import Key
 
 __all__ = ["CompletionService", "JsonResult", "StreamResult"]
@@ -76,8 +82,7 @@ class CompletionService(Forwarder):
         texts, known = completion_prompts(request.prompt)
         counts = await self.counter.texts(texts) + known
         if not counts:
-            raise errors.invalid_request("The prompt must not be empty.", "prompt",
-                                         "invalid_value")
+            raise errors.invalid_value("The prompt must not be empty.", "prompt")
         max_tokens = max_tokens_for(request.max_tokens, DEFAULTS["max_tokens"], max(counts),
                                     self.engine.max_context, "prompt")
         out = _with_defaults(body, max_tokens)

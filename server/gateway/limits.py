@@ -29,7 +29,7 @@ import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from limits import RateLimitItemPerMinute
 from limits.aio.storage import MemoryStorage
@@ -92,7 +92,7 @@ class LimitState:
 
 
 def _rfc3339(unix: float) -> str:
-    moment = datetime.fromtimestamp(math.ceil(unix), tz=timezone.utc)
+    moment = datetime.fromtimestamp(math.ceil(unix), tz=UTC)
     return moment.isoformat().replace("+00:00", "Z")
 
 

@@ -20,8 +20,8 @@ from pydantic import Field
 
 from server.gateway import errors
 from server.gateway.forwarding import Plan, validate
-from server.gateway.prompts import max_tokens_for
 from server.gateway.protocol import DEFAULTS, _Wire
+from server.gateway.sizing import max_tokens_for
 from server.gateway.streaming import responses_stream
 
 if TYPE_CHECKING:

@@ -185,8 +185,7 @@ class StreamRelay:
         except UPSTREAM_ERRORS:
             # The engine died or cut the stream: tell the client inside the stream, then end it.
             self.outcome.error_code = "engine_error"
-            failure = errors.internal_error(
-                "The engine stopped in the middle of the response.", code="engine_error")
+            failure = errors.engine_error("The engine stopped in the middle of the response.")
             yield dialect.failure(failure, self)
         except BaseException:
             # A client that leaves after the terminal event (Codex closes the connection on

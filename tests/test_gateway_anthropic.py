@@ -54,14 +54,18 @@ def test_create_with_usage_headers_and_a_usage_row(make_app):
     prompt = (usage.input_tokens + (usage.cache_read_input_tokens or 0)
               + (usage.cache_creation_input_tokens or 0))
     assert (row["prompt_tokens"], row["completion_tokens"]) == (prompt, usage.output_tokens)
+    metrics = httpx.get(app.url + "/metrics", headers={"x-api-key": app.api_key}).text
+    assert 'workbench_requests_total{endpoint="/v1/messages",status="200"} 1.0' in metrics
+    assert (f'workbench_tokens_total{{endpoint="/v1/messages",kind="completion"}} '
+            f'{float(usage.output_tokens)}') in metrics
 
 
 def test_stream_helpers_assemble_the_message_and_a_row_has_ttft(make_app):
     app = make_app()
-    with anthropic.Anthropic(base_url=app.url, api_key=app.api_key, max_retries=0) as client:
-        with client.messages.stream(model="qwen3", max_tokens=8, messages=HI) as stream:
-            text = "".join(stream.text_stream)
-            final = stream.get_final_message()
+    with (anthropic.Anthropic(base_url=app.url, api_key=app.api_key, max_retries=0) as client,
+          client.messages.stream(model="qwen3", max_tokens=8, messages=HI) as stream):
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
     assert text and final.content[0].text == text
     assert 0 < final.usage.output_tokens <= 8
     row = wait_until(lambda: _rows(app, "/v1/messages"))[-1]
@@ -102,9 +106,9 @@ def test_bearer_key_or_both_headers(app):
 
 
 def test_sdk_exceptions_on_our_errors(app, client):
-    with anthropic.Anthropic(base_url=app.url, api_key="wrong", max_retries=0) as bad:
-        with pytest.raises(anthropic.AuthenticationError) as auth:
-            bad.messages.create(model="qwen3", max_tokens=1, messages=HI)
+    with (anthropic.Anthropic(base_url=app.url, api_key="wrong", max_retries=0) as bad,
+          pytest.raises(anthropic.AuthenticationError) as auth):
+        bad.messages.create(model="qwen3", max_tokens=1, messages=HI)
     assert auth.value.status_code == 401
     assert assert_anthropic_error(auth.value.body, "authentication_error") == (
         "Incorrect API key provided")
@@ -171,8 +175,21 @@ def test_engine_dying_mid_stream_ends_with_an_anthropic_error_event(make_app):
         assert (row["status_code"], row["error_code"]) == (200, "engine_error")
         assert row["prompt_tokens"] == 7  # message_start's usage, as the stand-in reported it
         # The official client raises on the error event.
-        with anthropic.Anthropic(base_url=app.url, api_key=app.api_key, max_retries=0) as client:
-            with pytest.raises(anthropic.APIStatusError, match="stopped in the middle"):
-                with client.messages.stream(model="qwen3", max_tokens=16, messages=HI) as s:
-                    for _ in s:
-                        pass
+        with (anthropic.Anthropic(base_url=app.url, api_key=app.api_key, max_retries=0) as client,
+              pytest.raises(anthropic.APIStatusError, match="stopped in the middle"),
+              client.messages.stream(model="qwen3", max_tokens=16, messages=HI) as stream):
+            for _ in stream:
+                pass
+
+
+def test_client_leaving_a_stream_aborts_the_engine_request(make_app):
+    with FaultUpstream() as upstream:
+        app = make_app(upstream=upstream.url("hang"))
+        body = {"model": "qwen3", "max_tokens": 16, "messages": HI, "stream": True}
+        with httpx.stream("POST", app.v1 + "/messages", json=body, timeout=60,
+                          headers={"x-api-key": app.api_key}) as response:
+            assert b"event: message_start" in next(response.iter_raw())
+        assert upstream.closed["hang"].wait(10)
+        row = wait_until(lambda: [r for r in _rows(app, "/v1/messages")
+                                 if r["status_code"] == 499])[-1]
+        assert row["error_code"] == "client_disconnected"

@@ -49,15 +49,19 @@ def test_create_with_usage_headers_and_a_usage_row(make_app):
     assert (row["key_name"], row["model"], row["status_code"]) == ("admin", "qwen3", 200)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (
         response.usage.input_tokens, response.usage.output_tokens)
+    metrics = httpx.get(app.url + "/metrics", headers={"Authorization": f"Bearer {app.api_key}"})
+    assert 'workbench_requests_total{endpoint="/v1/responses",status="200"} 1.0' in metrics.text
+    assert (f'workbench_tokens_total{{endpoint="/v1/responses",kind="prompt"}} '
+            f'{float(response.usage.input_tokens)}') in metrics.text
 
 
 def test_stream_passes_events_through_and_a_row_has_ttft(make_app):
     app = make_app()
-    with openai.OpenAI(base_url=app.v1, api_key=app.api_key, max_retries=0) as client:
-        with client.responses.stream(model="qwen3", input="Say hello.",
-                                     max_output_tokens=8) as stream:
-            kinds = [event.type for event in stream]
-            final = stream.get_final_response()
+    with (openai.OpenAI(base_url=app.v1, api_key=app.api_key, max_retries=0) as client,
+          client.responses.stream(model="qwen3", input="Say hello.",
+                                  max_output_tokens=8) as stream):
+        kinds = [event.type for event in stream]
+        final = stream.get_final_response()
     assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
     assert "response.output_text.delta" in kinds
     assert final.output_text and 0 < final.usage.output_tokens <= 8
@@ -140,3 +144,15 @@ def test_engine_dying_mid_stream_ends_with_the_responses_error_event(make_app):
         response = httpx.post(app.v1 + "/responses", json={"model": "qwen3", "input": 5},
                               headers={"Authorization": f"Bearer {app.api_key}"})
         assert_error(response, 400, "invalid_request_error", "invalid_type", "input")
+
+
+def test_client_leaving_a_stream_aborts_the_engine_request(make_app):
+    with FaultUpstream() as upstream:
+        app = make_app(upstream=upstream.url("hang"))
+        body = {"model": "qwen3", "input": "Hi", "stream": True}
+        with httpx.stream("POST", app.v1 + "/responses", json=body, timeout=60,
+                          headers={"Authorization": f"Bearer {app.api_key}"}) as response:
+            assert b"event: response.created" in next(response.iter_raw())
+        assert upstream.closed["hang"].wait(10)
+        row = wait_until(lambda: [r for r in _rows(app) if r["status_code"] == 499])[-1]
+        assert row["error_code"] == "client_disconnected"

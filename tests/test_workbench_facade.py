@@ -211,6 +211,9 @@ def test_usage_series_counts_only_the_owners_key(wb, store):
     rows = wb.usage_series("alice", window_seconds=600, bucket_seconds=60)
     assert sum(r["requests"] for r in rows) == 2
     assert sum(r["prompt_tokens"] for r in rows) == 15
+    by_endpoint = wb.usage_by_endpoint("alice", window_seconds=600)
+    assert [(e["endpoint"], e["requests"], e["prompt_tokens"]) for e in by_endpoint] == [
+        ("/v1/chat/completions", 2, 15)]
 
 
 def test_the_browser_secret_is_stable_per_data_dir(wb, tmp_path):

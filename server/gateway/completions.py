@@ -15,7 +15,13 @@ from server.gateway import errors, messages, responses
 from server.gateway.accounting import UsageRecorder
 from server.gateway.documents import DocumentExpander
 from server.gateway.errors import ApiError
-from server.gateway.forwarding import Forwarder, JsonResult, Plan, StreamResult, validate
+from server.gateway.forwarding import (
+    Forwarder,
+    JsonResult,
+    Plan,
+    StreamResult,
+    validate,
+)
 from server.gateway.limits import KeyLimiter
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.protocol import DEFAULTS, ChatCompletionRequest, CompletionRequest

@@ -144,6 +144,7 @@ def model_not_found(model: str, available: str) -> ApiError:
 
 
 def unsupported_parameter(param: str, message: str) -> ApiError:
+    """400 for a parameter this server accepts by name but cannot honour."""
     return invalid_request(message, param, "unsupported_parameter")
 
 

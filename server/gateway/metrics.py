@@ -37,8 +37,9 @@ class GatewayMetrics:
         self.ttft = Histogram("workbench_time_to_first_token_seconds",
                               "Time from request to the first streamed event",
                               ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("workbench_tokens", "Tokens processed, by kind (prompt, completion)",
-                              ["kind"], registry=r)
+        self.tokens = Counter("workbench_tokens",
+                              "Tokens processed, by endpoint and kind (prompt, completion)",
+                              ["endpoint", "kind"], registry=r)
         self.rejections = Counter("workbench_rate_limit_rejections",
                                   "Requests refused by a rate limit, by limit",
                                   ["limit"], registry=r)
@@ -50,11 +51,12 @@ class GatewayMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def count_tokens(self, prompt: int, completion: int) -> None:
+    def count_tokens(self, endpoint: str, prompt: int, completion: int) -> None:
+        endpoint = endpoint if endpoint in ENDPOINTS else "other"
         if prompt:
-            self.tokens.labels("prompt").inc(prompt)
+            self.tokens.labels(endpoint, "prompt").inc(prompt)
         if completion:
-            self.tokens.labels("completion").inc(completion)
+            self.tokens.labels(endpoint, "completion").inc(completion)
 
 
 class MetricsMiddleware:

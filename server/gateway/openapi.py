@@ -32,26 +32,24 @@ class Usage(_Answer):
     total_tokens: int
 
 
-class ChatCompletion(_Answer):
-    """A chat completion (`object: chat.completion`); streamed as `chat.completion.chunk`s."""
-
+class _Completion(_Answer):
     id: str
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: Usage | None = None
+
+
+class ChatCompletion(_Completion):
+    """A chat completion; streamed as `chat.completion.chunk`s ending with `[DONE]`."""
+
     object: Literal["chat.completion"]
-    created: int
-    model: str
-    choices: list[dict[str, Any]]
-    usage: Usage | None = None
 
 
-class Completion(_Answer):
-    """A legacy completion (`object: text_completion`)."""
+class Completion(_Completion):
+    """A legacy completion; streamed as `text_completion`s ending with `[DONE]`."""
 
-    id: str
     object: Literal["text_completion"]
-    created: int
-    model: str
-    choices: list[dict[str, Any]]
-    usage: Usage | None = None
 
 
 class ModelCard(_Answer):

@@ -376,3 +376,7 @@ class Workbench:
         return usage.usage_series(
             self.store.db, owner, since=time.time() - window_seconds, bucket_seconds=bucket_seconds
         )
+
+    def usage_by_endpoint(self, owner: str, *, window_seconds: int) -> list[dict]:
+        """Requests and tokens of the owner's key per /v1 endpoint over the last window."""
+        return usage.usage_by_endpoint(self.store.db, owner, since=time.time() - window_seconds)

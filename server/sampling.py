@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# Sampling defaults, as documented in ../shared/API.md (stop: none).
+# Sampling defaults, as documented in docs/API.md (stop: none).
 DEFAULT_PARAMS: dict[str, Any] = {
     "temperature": 0.7,
     "top_p": 1.0,

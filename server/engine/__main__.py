@@ -9,7 +9,7 @@ import shlex
 import sys
 
 from server.engine.profiles import ProfileError, make_plan
-from server.settings import get_settings
+from server.settings import settings_or_exit
 
 
 def main(argv: list[str]) -> int:
@@ -25,7 +25,7 @@ def main(argv: list[str]) -> int:
     fmt.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
 
-    settings = get_settings()
+    settings = settings_or_exit("launch.sh")
     try:
         plan = make_plan(settings, args.engine_python, args.fit_context)
     except ProfileError as exc:
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
     if plan.max_context:
         app_env.append(f"WORKBENCH_MAX_CONTEXT={plan.max_context}")
     print("# app:")
-    print(" ".join(app_env) + " " + shlex.join([args.app_python, "-m", "server"]))
+    print(" ".join(app_env) + " " + shlex.join([args.app_python, "-m", "ui"]))
     return 0
 
 

@@ -123,8 +123,7 @@ class CompletionService:
         texts, known = completion_prompts(request.prompt)
         counts = await self.counter.texts(texts) + known
         if not counts:
-            raise errors.invalid_request("The prompt must not be empty.", "prompt",
-                                         "invalid_value")
+            raise errors.invalid_value("The prompt must not be empty.", "prompt")
         max_tokens = max_tokens_for(request.max_tokens, DEFAULTS["max_tokens"], max(counts),
                                     self.engine.max_context, "prompt")
         out = _with_defaults(body, max_tokens)

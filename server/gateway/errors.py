@@ -1,20 +1,8 @@
 """The one error shape of the API: `{"error": {"message", "type", "param", "code"}}`.
 
-Every error a client can see is an `ApiError` built by one of the constructors below, so the
-(status, type, code) triples live in one place:
-
-| status | type                    | code                                                     |
-|--------|-------------------------|----------------------------------------------------------|
-| 400    | invalid_request_error   | invalid_json, missing_required_parameter, invalid_type,  |
-|        |                         | invalid_value, request_too_large, context_length_exceeded,|
-|        |                         | invalid_document, invalid_request                        |
-| 401    | authentication_error    | invalid_api_key                                          |
-| 403    | permission_error        | insufficient_permissions                                 |
-| 404    | not_found_error         | model_not_found, unknown_url                             |
-| 405    | invalid_request_error   | method_not_allowed                                       |
-| 429    | rate_limit_error        | rate_limit_exceeded                                      |
-| 500    | internal_server_error   | internal_error, engine_error                             |
-| 503    | service_unavailable     | service_unavailable                                      |
+Every error a client can see is an `ApiError` built by one of the constructors below (other
+modules call them and never build one themselves), so the (status, type, code) triples live in
+one place. `docs/API.md` lists each in its error table; `tests/test_docs.py` checks both.
 """
 
 from __future__ import annotations
@@ -79,6 +67,15 @@ def invalid_json(reason: str | None = None) -> ApiError:
     )
 
 
+def invalid_value(message: str, param: str | None) -> ApiError:
+    return invalid_request(message, param, "invalid_value")
+
+
+def invalid_document(message: str, param: str = "messages") -> ApiError:
+    """400 for a PDF that cannot be read (damaged, encrypted, no text, too large)."""
+    return invalid_request(message, param, "invalid_document")
+
+
 def request_too_large(limit: int) -> ApiError:
     return invalid_request(
         f"Request body exceeds the maximum size of {limit} bytes", code="request_too_large"
@@ -107,8 +104,15 @@ def model_not_found(model: str, available: str) -> ApiError:
     )
 
 
-def unknown_url(method: str, path: str) -> ApiError:
-    return ApiError(404, f"Unknown request URL: {method} {path}", "not_found_error", "unknown_url")
+def unknown_url(method: str, path: str, hint: str = "") -> ApiError:
+    """404 for a path nothing serves; `hint` says where the client probably meant."""
+    return ApiError(404, f"Unknown request URL: {method} {path}{hint}", "not_found_error",
+                    "unknown_url")
+
+
+def upstream_not_found(message: str) -> ApiError:
+    """The engine's own 404: it does not serve the model asked for."""
+    return ApiError(404, message, "not_found_error", "model_not_found", "model")
 
 
 def method_not_allowed(method: str, path: str) -> ApiError:
@@ -125,6 +129,11 @@ def rate_limited(message: str, headers: dict[str, str]) -> ApiError:
 def internal_error(message: str = "The server had an error while processing your request.",
                    code: str = "internal_error") -> ApiError:
     return ApiError(500, message, "internal_server_error", code)
+
+
+def engine_error(message: str) -> ApiError:
+    """500 for an engine that failed or broke off its answer."""
+    return internal_error(message, code="engine_error")
 
 
 def service_unavailable(message: str = "The engine is not available; retry later.") -> ApiError:

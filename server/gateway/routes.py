@@ -116,10 +116,8 @@ async def unknown_v1(request: Request, key: ApiKey) -> Response:
 
 async def missing_v1(request: Request) -> Response:
     """OpenAI paths without /v1: a base_url missing its /v1 is the commonest client mistake."""
-    raise errors.ApiError(
-        404, f"Unknown request URL: {request.method} {request.url.path}. The API is under /v1:"
-        f" use base_url {request.base_url}v1", "not_found_error", "unknown_url",
-    )
+    raise errors.unknown_url(request.method, request.url.path,
+                             f". The API is under /v1: use base_url {request.base_url}v1")
 
 
 for _path in ("/chat/completions", "/completions", "/models", "/models/{model_id:path}"):

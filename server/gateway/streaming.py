@@ -79,8 +79,7 @@ class StreamRelay:
         except UPSTREAM_ERRORS:
             # The engine died or cut the stream: tell the client inside the stream, then end it.
             self.outcome.error_code = "engine_error"
-            failure = errors.internal_error(
-                "The engine stopped in the middle of the response.", code="engine_error")
+            failure = errors.engine_error("The engine stopped in the middle of the response.")
             yield failure.sse_event() + DONE
         except BaseException:
             self.outcome.disconnected = True

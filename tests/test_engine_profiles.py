@@ -194,7 +194,7 @@ def test_vllm_refuses_what_the_command_must_not_contain(engine_python):
     assert "greater than the derived max_model_len" in refused["model_config_refused"]
 
 
-def test_vllm_takes_the_fit_context_command():
+def test_vllm_takes_the_fit_context_command(engine_python):
     """`--fit-context`: vLLM reads `--max-model-len auto` as its auto-fit value (-1) and the
     model config allows up to the YaRN window, which its KV-cache check then shrinks to fit."""
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")},
@@ -204,7 +204,7 @@ def test_vllm_takes_the_fit_context_command():
          "--engine-python", "/opt/engine/bin/python"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
     ).stdout
-    parsed = _vllm_reads(engine_argv(out)[2:])
+    parsed = _vllm_reads(engine_python, engine_argv(out)[2:])
     assert parsed.returncode == 0, parsed.stderr[-2000:]
     read = json.loads(parsed.stdout)
     assert read["max_model_len"] == -1

@@ -5,23 +5,29 @@ The real CPU engine runs one sequence at a time here (`--max-num-seqs 1`), as fo
 one 700k-token request at a time: a long generation occupies it and the next request queues.
 """
 
+import asyncio
 import threading
-import time
 
 import httpx
+import openai
 import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.engine.profiles import cpu_plan
+from server.sampling import DEFAULT_PARAMS
 from server.settings import Settings
-from tests.harness import ENGINE_PYTHON, ManagedProcess, base_env, free_port
+from server.workbench import Workbench
+from tests.harness import ManagedProcess, base_env, free_port
+from tests.helpers import wait_until
+from ui.formatting import queued_message
+from ui.streaming import AnswerStream, Queued, with_queue_notices
 
 
 @pytest.fixture(scope="module")
-def one_seat_engine(model_dir, tmp_path_factory):
+def one_seat_engine(model_dir, engine_python, tmp_path_factory):
     settings = Settings(data_dir=model_dir.parents[1], engine_port=free_port(), profile="cpu")
-    plan = cpu_plan(settings, ENGINE_PYTHON)
+    plan = cpu_plan(settings, engine_python)
     log = tmp_path_factory.mktemp("engine") / "engine.log"
     proc = ManagedProcess([*plan.argv, "--max-num-seqs", "1"], base_env(**plan.env), log)
     url = f"http://127.0.0.1:{settings.engine_port}"
@@ -42,39 +48,59 @@ def generate(url: str, max_tokens: int, done: threading.Event) -> None:
                 return
 
 
-def wait_for(check, timeout: float = 120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.5)
-    pytest.fail("condition not met in time")
-
-
-def test_a_queued_request_is_seen_through_the_services(one_seat_engine, tmp_path, model_dir):
+def test_a_queued_answer_shows_as_queued_until_its_first_token(one_seat_engine, tmp_path,
+                                                               model_dir):
+    """The workbench service reads the engine's queue; the UI's stream turns it into `Queued`
+    notices while its answer waits, then streams the answer once the engine has room."""
     settings = Settings(data_dir=tmp_path / "data", profile="external",
                         upstream_url=one_seat_engine, vllm_api_key="boot-secret",
                         tokenizer_path=model_dir)
     app = create_app(settings)
     done = threading.Event()
     with TestClient(app) as client:
-        engine = app.state.services.engine
+        workbench = Workbench(app.state.services)
 
         def waiting() -> int | None:
-            return client.portal.call(engine.requests_waiting)
+            return client.portal.call(workbench.engine_queue)
 
         assert waiting() == 0
         long = threading.Thread(target=generate, args=(one_seat_engine, 4000, done))
-        short = threading.Thread(target=generate, args=(one_seat_engine, 4, done))
         long.start()
-        time.sleep(2)
-        short.start()
+        wait_until(lambda: running(one_seat_engine), timeout=120, interval=0.5)
+
+        async def answer_while_queued() -> list:
+            engine = openai.AsyncOpenAI(base_url=one_seat_engine + "/v1", api_key="unused")
+            answer = AnswerStream(engine, model="qwen3",
+                                  messages=[{"role": "user", "content": "Say hi"}],
+                                  params={**DEFAULT_PARAMS, "max_tokens": 4})
+            seen: list = []
+            try:
+                async for item in with_queue_notices(
+                        answer.chunks(), lambda: asyncio.to_thread(waiting), every=0.5):
+                    seen.append(item)
+                    if isinstance(item, Queued) and len(seen) == 3:
+                        done.set()  # the long request ends: the queued answer gets its turn
+            finally:
+                await answer.close()
+                await engine.close()
+            return seen
+
         try:
-            assert wait_for(waiting) == 1
+            seen = asyncio.run(answer_while_queued())
         finally:
             done.set()
             long.join(60)
-            short.join(60)
-        # Once the long one is gone the short one runs, and nothing waits.
-        assert wait_for(lambda: waiting() == 0)
+        notices = [item for item in seen if isinstance(item, Queued)]
+        texts = [item for item in seen if isinstance(item, str)]
+        assert len(notices) >= 3 and all(n.waiting == 1 for n in notices)
+        assert texts and seen.index(texts[0]) > seen.index(notices[-1])
+        wait_until(lambda: waiting() == 0, timeout=120, interval=0.5)
+    # What the chat shows for each notice.
+    assert queued_message(1)["content"]["text"].startswith("*Queued: the engine is busy")
+
+
+def running(url: str) -> bool:
+    """The engine reports one request running (its `vllm:num_requests_running`)."""
+    metrics = httpx.get(url + "/metrics", timeout=5).text
+    return any(line.startswith("vllm:num_requests_running") and line.endswith(" 1.0")
+               for line in metrics.splitlines())

@@ -25,7 +25,7 @@ from ui.answer_draft import AnswerDraft
 from ui.api import ApiClient, describe_error
 from ui.document_formatting import chunk_progress_message
 from ui.layout import Components
-from ui.streaming import AnswerStream, InFlight
+from ui.streaming import AnswerStream, InFlight, Queued, with_queue_notices
 
 # Redraw at most this often while streaming: fast engines send hundreds of chunks a second.
 REDRAW_SECONDS = 0.05
@@ -71,9 +71,12 @@ def make_stream(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight
                 answer.messages = await anyio.to_thread.run_sync(partial(
                     wb.prompt, owner, turn, system_prompt=conversation["system_prompt"]))
             yield {c.chatbot: shown + [formatting.streaming_message("")]}
-            chunks = answer.chunks()
+            chunks = with_queue_notices(answer.chunks(), wb.engine_queue)
             redrawn = 0.0
             async for text in chunks:
+                if isinstance(text, Queued):
+                    yield {c.chatbot: shown + [formatting.queued_message(text.waiting)]}
+                    continue
                 draft.update(text)
                 now = time.monotonic()
                 if now - redrawn >= REDRAW_SECONDS:

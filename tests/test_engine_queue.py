@@ -12,14 +12,16 @@ import httpx
 import openai
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 from server.app import create_app
 from server.engine.profiles import cpu_plan
 from server.sampling import DEFAULT_PARAMS
 from server.settings import Settings
 from server.workbench import Workbench
-from tests.harness import ManagedProcess, base_env, free_port
-from tests.helpers import wait_until
+from tests.harness import ManagedProcess, base_env, free_port, start_app
+from tests.helpers import app_env, wait_until
+from tests.ui_helpers import last_answer, new_conversation, send, sign_in, wait_for_answer
 from ui.formatting import queued_message
 from ui.streaming import AnswerStream, Queued, with_queue_notices
 
@@ -104,3 +106,27 @@ def running(url: str) -> bool:
     metrics = httpx.get(url + "/metrics", timeout=5).text
     return any(line.startswith("vllm:num_requests_running") and line.endswith(" 1.0")
                for line in metrics.splitlines())
+
+
+def test_the_chat_shows_a_queued_answer_then_streams_it(one_seat_engine, page, tmp_path,
+                                                         model_dir):
+    """In the browser: while a long request holds the engine, the answer reads as queued; when
+    the long request ends, the same answer streams in and ends with its stats."""
+    key = "queue-admin-key"
+    proc, url = start_app(app_env(tmp_path, one_seat_engine, model_dir, key), tmp_path / "logs")
+    done = threading.Event()
+    long = threading.Thread(target=generate, args=(one_seat_engine, 4000, done))
+    try:
+        long.start()
+        wait_until(lambda: running(one_seat_engine), timeout=120, interval=0.5)
+        sign_in(page, url, key)
+        new_conversation(page)
+        send(page, "Say hi")
+        expect(last_answer(page)).to_contain_text("Queued: the engine is busy", timeout=60_000)
+        done.set()
+        wait_for_answer(page)
+        expect(last_answer(page)).not_to_contain_text("Queued")
+    finally:
+        done.set()
+        long.join(60)
+        proc.stop()

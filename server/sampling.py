@@ -14,7 +14,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "frequency_penalty": 0.0,
     "stop": [],
 }
-# OpenAI accepts at most four stop sequences.
+# OpenAI accepts at most four stop sequences (and so does vLLM).
 MAX_STOP_SEQUENCES = 4
 MIN_TOP_P = 0.01  # /v1 refuses 0 (nothing could be sampled)
 

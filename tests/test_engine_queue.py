@@ -23,7 +23,7 @@ from tests.harness import ManagedProcess, base_env, free_port, start_app
 from tests.helpers import app_env, wait_until
 from tests.ui_helpers import last_answer, new_conversation, send, sign_in, wait_for_answer
 from ui.formatting import queued_message
-from ui.streaming import AnswerStream, Queued, with_queue_notices
+from ui.answer_stream import AnswerStream, Queued, with_queue_notices
 
 
 @pytest.fixture(scope="module")

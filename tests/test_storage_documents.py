@@ -3,13 +3,13 @@ and how exports refer to them."""
 
 import pytest
 
+from server.workbench.markdown import export_markdown
 from storage import DocumentExistsError, ImportFormatError, NotFoundError, Store
 from storage import documents as docs
 from storage.conversations import (
     create_conversation,
     delete_conversation,
     export_json,
-    export_markdown,
     import_json,
     unattached_documents,
 )

@@ -194,7 +194,10 @@ class Engine:
 
 
 def _prompt_param(path: str) -> str:
-    return "messages" if path.endswith("chat/completions") else "prompt"
+    """Where each endpoint's prompt lives, for naming it in a context error."""
+    if path.endswith("/completions") and not path.endswith("chat/completions"):
+        return "prompt"
+    return "input" if path.endswith("/responses") else "messages"
 
 
 _VALIDATION_DUMP = re.compile(r"^\d+ validation errors?:")

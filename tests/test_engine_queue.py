@@ -22,8 +22,8 @@ from server.workbench import Workbench
 from tests.harness import ManagedProcess, base_env, free_port, start_app
 from tests.helpers import app_env, wait_until
 from tests.ui_helpers import last_answer, new_conversation, send, sign_in, wait_for_answer
-from ui.formatting import queued_message
 from ui.answer_stream import AnswerStream, Queued, with_queue_notices
+from ui.formatting import queued_message
 
 
 @pytest.fixture(scope="module")

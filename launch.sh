@@ -201,7 +201,7 @@ serve() {
       --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
       --dry-run) dry_run=1; shift ;;
       --fit-context) PLAN_FLAGS+=(--fit-context); shift ;;
-      -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
       *) die "unknown option $1 (see ./launch.sh --help)" ;;
     esac
   done

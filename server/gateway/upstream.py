@@ -35,6 +35,9 @@ HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
 _JSON = {"Content-Type": "application/json"}
 # vLLM's wording whenever a prompt (or prompt + max_tokens) is over the model's length.
 CONTEXT_MARKERS = ("maximum context length", "max_model_len", "context length")
+# vLLM's gauge of requests queued inside the engine (no KV room or no sequence slot yet), one
+# sample per engine core in its Prometheus /metrics.
+_WAITING = re.compile(r"^vllm:num_requests_waiting(?:\{[^}]*\})? ([0-9.eE+-]+)$", re.M)
 
 
 class StreamCut(Exception):
@@ -134,6 +137,16 @@ class Engine:
             self._discovered = int(card["max_model_len"])
         self.healthy = True
         return True
+
+    async def requests_waiting(self) -> int | None:
+        """How many requests wait inside vLLM for room to start (`vllm:num_requests_waiting`),
+        or None when the engine does not say."""
+        try:
+            status, content = await self._get("/metrics")
+        except UPSTREAM_ERRORS:
+            return None
+        values = _WAITING.findall(content.decode(errors="replace")) if status == 200 else []
+        return int(sum(float(v) for v in values)) if values else None
 
     async def ensure_ready(self) -> None:
         """Before forwarding: the context length must be known, else the engine is down."""

@@ -47,6 +47,7 @@ class StreamOutcome:
     ttft_ms: float | None = None
     error_code: str | None = None
     disconnected: bool = False
+    final: dict | None = None  # a typed stream's terminal object (the finished response)
 
 
 class ChatStream:
@@ -125,6 +126,8 @@ class TypedStream:
                 data = data.get(name) if isinstance(data, dict) else None
             if isinstance(data, dict) and data.get("usage"):
                 relay.outcome.usage = data["usage"]
+            if kind in self._ends and isinstance(data, dict):
+                relay.outcome.final = data
         if kind.endswith(b"delta"):
             relay.outcome.events += 1
         self.sent += 1

@@ -18,7 +18,8 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from server.tokens import TokenCounter
-from server.workbench import Fit, Workbench
+from server.workbench import Workbench
+from server.workbench.fit import Fit
 from server.workbench.library import Attached
 from storage import Store
 from storage.documents import list_documents

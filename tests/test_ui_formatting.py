@@ -7,8 +7,7 @@ import openai
 import pytest
 
 from ui import formatting
-from ui.api import describe_error
-from ui.streaming import api_params
+from ui.answer_stream import api_params, describe_error
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1:8000/v1/chat/completions")
 

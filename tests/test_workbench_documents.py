@@ -118,6 +118,18 @@ def test_fit_counts_the_documents_exactly_and_wants_room_for_the_answer(wb, coun
     assert wb.fit("alice", cid, system_prompt="").documents < document["total_tokens"] // 5
 
 
+def test_overflow_is_only_for_attached_documents_that_do_not_fit(wb):
+    document = upload(wb, "alice", "multicolumn.pdf")
+    cid = wb.create_conversation("alice")
+    assert wb.overflow("alice", cid, system_prompt="", max_tokens=10**6) is None  # no documents
+    wb.documents.attach("alice", cid, document["id"])
+    assert wb.overflow("alice", cid, system_prompt="", max_tokens=100) is None
+    fit = wb.overflow("alice", cid, system_prompt="", max_tokens=8192, draft="Summarise it.")
+    assert fit is not None and not fit.fits
+    assert fit == wb.fit("alice", cid, system_prompt="", max_tokens=8192, draft="Summarise it.")
+    assert wb.overflow("alice", None, system_prompt="", max_tokens=10**6) is None
+
+
 def test_another_owner_cannot_attach_or_read_someone_elses_documents(wb):
     document = upload(wb, "alice", "minimal-document.pdf")
     alice = wb.create_conversation("alice")

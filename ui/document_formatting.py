@@ -9,7 +9,7 @@ import html
 from collections.abc import Mapping, Sequence
 
 from server.documents.prompt import format_ranges
-from server.workbench import Fit
+from server.workbench.fit import Fit
 
 
 def page_list(numbers: Sequence[int]) -> str:

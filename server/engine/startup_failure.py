@@ -37,7 +37,7 @@ class KvRefusal:
 def parse(log: str) -> KvRefusal | None:
     """The last KV-memory refusal in an engine log, or None when the engine died otherwise."""
     found = None
-    for found in _REFUSAL.finditer(log):
+    for found in _REFUSAL.finditer(log):  # noqa: B007 (the loop keeps the last match)
         pass
     if found is not None:
         return KvRefusal(

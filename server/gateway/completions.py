@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from server.gateway import errors, messages, responses
+from server.gateway.accounting import UsageRecorder
 from server.gateway.documents import DocumentExpander
 from server.gateway.errors import ApiError
 from server.gateway.forwarding import (
@@ -23,11 +24,10 @@ from server.gateway.forwarding import (
 )
 from server.gateway.limits import KeyLimiter
 from server.gateway.metrics import GatewayMetrics
-from server.gateway.prompts import PromptCounter, completion_prompts, max_tokens_for
 from server.gateway.protocol import DEFAULTS, ChatCompletionRequest, CompletionRequest
+from server.gateway.sizing import PromptCounter, completion_prompts, max_tokens_for
 from server.gateway.streaming import ChatStream
 from server.gateway.upstream import Engine
-from server.gateway.usage import UsageRecorder
 from storage import Store
 from storage.keys import Key
 

@@ -19,13 +19,13 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from server.gateway import errors
+from server.gateway.accounting import UsageRecorder, UsageRow
 from server.gateway.errors import ApiError
 from server.gateway.limits import KeyLimiter, Lease, RateLimitExceeded, limit_id
 from server.gateway.metrics import GatewayMetrics
-from server.gateway.prompts import PromptCounter
+from server.gateway.sizing import PromptCounter
 from server.gateway.streaming import ChatStream, StreamOutcome, StreamRelay, TypedStream
 from server.gateway.upstream import Engine
-from server.gateway.usage import UsageRecorder, UsageRow
 from server.settings import SERVED_MODEL_NAME
 from storage.keys import Key
 

@@ -18,8 +18,8 @@ import orjson
 from pydantic import Field
 
 from server.gateway.forwarding import Plan, validate
-from server.gateway.prompts import max_tokens_for
 from server.gateway.protocol import _Wire
+from server.gateway.sizing import max_tokens_for
 from server.gateway.streaming import messages_stream
 
 if TYPE_CHECKING:

@@ -23,8 +23,8 @@ from pydantic import Field
 
 from server.gateway import errors
 from server.gateway.forwarding import Plan, validate
-from server.gateway.prompts import max_tokens_for
 from server.gateway.protocol import DEFAULTS, _Wire
+from server.gateway.sizing import max_tokens_for
 from server.gateway.streaming import responses_stream
 from storage.keys import Key
 from storage.responses import load_response, save_response

@@ -91,8 +91,8 @@ class ChatStream:
 
 class TypedStream:
     """A stream of `event: TYPE` events (Responses API, Anthropic Messages API): it ends with one
-    of `ends`; events of `usage_events` carry usage (where `usage_at` says); a failure ends it
-    with the protocol's own error event."""
+    of `ends`; each event type in `usage_events` carries `usage` in the object at its path of
+    keys; a failure ends it with the protocol's own error event."""
 
     def __init__(self, dialect: errors.Dialect, ends: tuple[bytes, ...], first_output: bytes,
                  usage_events: dict[bytes, tuple[str, ...]]):

@@ -8,7 +8,9 @@ client that leaves aborts the engine's request; every refusal is recorded too. T
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +30,7 @@ from server.settings import SERVED_MODEL_NAME
 from storage.keys import Key
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,6 +60,9 @@ class Plan:
     prompt_tokens: int
     reserved: int
     user: str | None
+    # Called with the finished answer (the JSON body, or a stream's final object) if it ended
+    # without an error: the Responses API keeps it there.
+    after: Callable[[dict], Awaitable[None]] | None = None
 
 
 def validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
@@ -123,9 +129,11 @@ class Forwarder:
             await lease.settle(0)
             self._record(key, plan, 500, started, error_code="internal_error")
             raise
-        prompt, completion = tokens_of(_usage_of(content), plan.prompt_tokens)
+        answer = _json_object(content)
+        prompt, completion = tokens_of(answer.get("usage"), plan.prompt_tokens)
         await lease.settle(prompt + completion)
         self._record(key, plan, 200, started, prompt, completion)
+        await _after(plan, answer)
         return JsonResult(content, headers)
 
     async def _stream(self, key: Key, plan: Plan, lease: Lease, headers: dict[str, str],
@@ -150,6 +158,8 @@ class Forwarder:
                 status, code = 499, "client_disconnected"
             self._record(key, plan, status, started, prompt, completion,
                          ttft_ms=outcome.ttft_ms, error_code=code)
+            if code is None and outcome.final is not None:
+                await _after(plan, outcome.final)
 
         relay = StreamRelay(
             upstream, StreamOutcome(started=started), plan.stream,
@@ -165,12 +175,22 @@ class Forwarder:
             error_code=error_code))
 
 
-def _usage_of(content: bytes) -> dict | None:
+def _json_object(content: bytes) -> dict:
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError:
-        return None
-    return data.get("usage") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+async def _after(plan: Plan, answer: dict) -> None:
+    if plan.after is None or not answer:
+        return
+    try:
+        await plan.after(answer)
+    except Exception:
+        # Keeping the answer is a convenience; losing it must not fail the request.
+        log.exception("could not keep the answer of %s", plan.endpoint)
 
 
 def tokens_of(usage: dict | None, prompt_tokens: int, estimate: int = 0) -> tuple[int, int]:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Qwen Workbench launcher.
 #   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run]   serve UI + /v1 on :8000
+#   ./launch.sh engine [--profile cpu|h200x4]                        only the engine, for a GPU host
 #   ./launch.sh test [pytest args]                                   install test needs, run the suite
 # First run installs everything into .venv/ (app and engine get separate virtualenvs: vLLM's CPU
 # build pins an older FastAPI than Gradio 6 needs); later runs reuse it.
@@ -12,7 +13,7 @@ ENGINE_VENV="$ROOT/.venv/engine"
 export WORKBENCH_DATA_DIR="$(mkdir -p "${WORKBENCH_DATA_DIR:-$ROOT/data}" && cd "${WORKBENCH_DATA_DIR:-$ROOT/data}" && pwd)"
 LOG_DIR="$WORKBENCH_DATA_DIR/logs"
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-ENGINE_PID="" APP_PID=""
+ENGINE_PID="" APP_PID="" ROUTER_PID=""
 STOP_GRACE_SECONDS=20
 
 log() { printf '[launch] %s\n' "$*" >&2; }
@@ -110,7 +111,7 @@ stop_pid() {  # terminate → wait → kill, by PID (and its process group)
   wait "$pid" 2>/dev/null || true
 }
 
-stop_all() { stop_pid "$APP_PID" app; stop_pid "$ENGINE_PID" engine; }
+stop_all() { stop_pid "$APP_PID" app; stop_pid "$ROUTER_PID" router; stop_pid "$ENGINE_PID" engine; }
 
 engine_died() {  # true (and says so) when an engine was started and is gone
   [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null || return 1
@@ -154,13 +155,22 @@ refuse_taken_ports() {  # before a 30 s engine start, not after it
     log "error: $app_host:$app_port is already in use (another ./launch.sh?); set WORKBENCH_PORT"
     exit 2
   fi
-  if ((${#ENGINE_ARGV[@]})) && port_taken 127.0.0.1 "${WORKBENCH_ENGINE_PORT:-8001}"; then
-    log "error: engine port 127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001} is already in use; set WORKBENCH_ENGINE_PORT"
+  refuse_taken_engine_port
+  if ((${#ROUTER_ARGV[@]})) && port_taken 127.0.0.1 "${WORKBENCH_ROUTER_PORT:-8002}"; then
+    log "error: router port 127.0.0.1:${WORKBENCH_ROUTER_PORT:-8002} is already in use; set WORKBENCH_ROUTER_PORT"
     exit 2
   fi
 }
 
-plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV
+refuse_taken_engine_port() {
+  local host="${WORKBENCH_ENGINE_HOST:-127.0.0.1}" port="${WORKBENCH_ENGINE_PORT:-8001}"
+  if ((${#ENGINE_ARGV[@]})) && port_taken "$host" "$port"; then
+    log "error: engine port $host:$port is already in use; set WORKBENCH_ENGINE_PORT"
+    exit 2
+  fi
+}
+
+plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV, ROUTER_ARGV
   local plan
   plan="$("$APP_VENV/bin/python" -m server.engine plan --shell \
           --engine-python "$ENGINE_VENV/bin/python")" || exit 2
@@ -192,15 +202,14 @@ serve() {
   trap 'stop_all; exit 143' TERM
   trap 'stop_all' EXIT
 
-  if ((${#ENGINE_ARGV[@]})); then
-    install_engine "$ENGINE_PROFILE"
-    [[ "$ENGINE_PROFILE" == cpu ]] && prepare_embedded_model
-    log "starting the $ENGINE_PROFILE engine (log: $LOG_DIR/engine.log)"
-    # vLLM would enforce VLLM_API_KEY itself; the gateway owns auth, the engine listens on loopback.
-    start_bg "$LOG_DIR/engine.log" env -u VLLM_API_KEY "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
-    ENGINE_PID=$!
-    echo "$ENGINE_PID" > "$LOG_DIR/engine.pid"
-    wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log" || exit 3
+  ((${#ENGINE_ARGV[@]})) && { start_engine || exit 3; }
+  if ((${#ROUTER_ARGV[@]})); then
+    log "starting vllm-router in front of $WORKBENCH_UPSTREAM_URLS (log: $LOG_DIR/router.log)"
+    start_bg "$LOG_DIR/router.log" "${ROUTER_ARGV[@]}"
+    ROUTER_PID=$!
+    echo "$ROUTER_PID" > "$LOG_DIR/router.pid"
+    # The router listens once one worker answers its /health: engines may still be loading.
+    wait_healthy router "$ROUTER_PID" "http://127.0.0.1:${WORKBENCH_ROUTER_PORT:-8002}/readiness" 1800 "$LOG_DIR/router.log" || exit 5
   fi
 
   export WORKBENCH_PROFILE="$ENGINE_PROFILE"
@@ -218,10 +227,54 @@ serve() {
   # Whichever child exits first takes the other one down; the exit code says which.
   # `wait -n` returns when one of them exits, or at once when a signal's trap has to run.
   local children=("$APP_PID"); [[ -n "$ENGINE_PID" ]] && children+=("$ENGINE_PID")
+  [[ -n "$ROUTER_PID" ]] && children+=("$ROUTER_PID")
   wait -n "${children[@]}" || true
   engine_died && exit 3
+  if [[ -n "$ROUTER_PID" ]] && ! kill -0 "$ROUTER_PID" 2>/dev/null; then
+    log "the router exited; last lines of $LOG_DIR/router.log:"; tail -n 20 "$LOG_DIR/router.log" >&2
+    exit 5
+  fi
   log "the app exited; last lines of $LOG_DIR/app.log:"; tail -n 20 "$LOG_DIR/app.log" >&2
   exit 4
+}
+
+start_engine() {  # the planned engine, in the background; returns once its /health answers
+  install_engine "$ENGINE_PROFILE"
+  [[ "$ENGINE_PROFILE" == cpu ]] && prepare_embedded_model
+  log "starting the $ENGINE_PROFILE engine on ${WORKBENCH_ENGINE_HOST:-127.0.0.1}:${WORKBENCH_ENGINE_PORT:-8001} (log: $LOG_DIR/engine.log)"
+  # VLLM_API_KEY is the gateway's admin key: never the engine's. ENGINE_ENV sets it to the
+  # engine secret (WORKBENCH_ENGINE_KEY) when there is one.
+  start_bg "$LOG_DIR/engine.log" env -u VLLM_API_KEY "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
+  ENGINE_PID=$!
+  echo "$ENGINE_PID" > "$LOG_DIR/engine.pid"
+  local host="${WORKBENCH_ENGINE_HOST:-127.0.0.1}"
+  [[ "$host" == 0.0.0.0 || "$host" == "::" ]] && host=127.0.0.1
+  [[ "$host" == *:* ]] && host="[$host]"
+  wait_healthy engine "$ENGINE_PID" "http://$host:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log"
+}
+
+serve_engine() {  # ./launch.sh engine: one replica for a gateway elsewhere (README "Several engines")
+  while (($#)); do
+    case "$1" in
+      --profile) export WORKBENCH_PROFILE="$2"; shift 2 ;;
+      --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
+      *) die "unknown option $1 (see ./launch.sh --help)" ;;
+    esac
+  done
+  unset WORKBENCH_UPSTREAM_URL WORKBENCH_UPSTREAM_URLS  # the gateway's settings, not an engine's
+  install_app
+  plan_engine
+  ((${#ENGINE_ARGV[@]})) || die "profile $ENGINE_PROFILE starts no engine; use --profile cpu or h200x4"
+  refuse_taken_engine_port
+  mkdir -p "$LOG_DIR"
+  trap 'stop_all; exit 130' INT
+  trap 'stop_all; exit 143' TERM
+  trap 'stop_all' EXIT
+  start_engine || exit 3
+  log "engine ready: http://${WORKBENCH_ENGINE_HOST:-127.0.0.1}:${WORKBENCH_ENGINE_PORT:-8001}  ·  profile $ENGINE_PROFILE"
+  wait "$ENGINE_PID" || true
+  engine_died
+  exit 3
 }
 
 run_tests() {
@@ -238,6 +291,7 @@ main() {
   cd "$ROOT"
   case "${1:-}" in
     test) shift; run_tests "$@" ;;
+    engine) shift; serve_engine "$@" ;;
     *) serve "$@" ;;
   esac
 }

@@ -16,6 +16,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from server.gateway import errors
+from server.gateway.affinity import affinity_key
 from server.gateway.documents import DocumentExpander
 from server.gateway.errors import ApiError
 from server.gateway.limits import KeyLimiter, Lease, RateLimitExceeded, limit_id
@@ -29,6 +30,12 @@ from server.settings import SERVED_MODEL_NAME
 from storage.keys import Key
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Which replica answered (behind vllm-router only): the UI shows it in the stats' details.
+REPLICA_RESPONSE_HEADER = "X-Workbench-Replica"
+
+
+def _with_replica(headers: dict[str, str], replica: str | None) -> dict[str, str]:
+    return {**headers, REPLICA_RESPONSE_HEADER: replica} if replica else headers
 
 
 @dataclass
@@ -165,7 +172,8 @@ class CompletionService:
         if plan.stream:
             return await self._stream(key, plan, lease, headers, payload, started)
         try:
-            content = await self.engine.post(plan.endpoint, payload)
+            content, replica = await self.engine.post_answer(
+                plan.endpoint, payload, affinity=affinity_key(plan.body))
         except ApiError as exc:
             await lease.settle(0)
             exc.headers.update(headers)
@@ -183,12 +191,13 @@ class CompletionService:
         prompt, completion = _tokens(_usage_of(content), plan.prompt_tokens)
         await lease.settle(prompt + completion)
         self._record(key, plan, 200, started, prompt, completion)
-        return JsonResult(content, headers)
+        return JsonResult(content, _with_replica(headers, replica))
 
     async def _stream(self, key: Key, plan: _Plan, lease: Lease, headers: dict[str, str],
                       payload: bytes, started: float) -> StreamResult:
         try:
-            upstream = await self.engine.open_stream(plan.endpoint, payload)
+            upstream = await self.engine.open_stream(plan.endpoint, payload,
+                                                     affinity=affinity_key(plan.body))
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await lease.settle(0)
@@ -211,7 +220,7 @@ class CompletionService:
         relay = StreamRelay(
             upstream, StreamOutcome(started=started), strip_usage=not plan.client_wants_usage,
             max_context=self.engine.max_context, prompt_param=plan.param, on_end=on_end)
-        return StreamResult(relay, {**headers, **SSE_HEADERS})
+        return StreamResult(relay, _with_replica({**headers, **SSE_HEADERS}, upstream.replica))
 
     def _record(self, key: Key, plan: _Plan, status: int, started: float, prompt: int = 0,
                 completion: int = 0, ttft_ms: float | None = None,

@@ -1,0 +1,228 @@
+"""Two real CPU engine replicas behind the real vllm-router, and the app in front, all started
+as launch.sh starts them (the engine plan with a secret, `router_argv`, `python -m server`).
+
+The module shares one set of processes; the last test kills a replica.
+"""
+
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from server.engine.router import metrics_port, router_argv, router_binary
+from server.settings import Settings
+from tests.conftest import App, app_env
+from tests.harness import ManagedProcess, base_env, free_port, start_app, start_engine
+from tests.test_gateway_usage import rows
+
+SECRET = "engine-secret-" + secrets.token_hex(8)
+# Over affinity.PREFIX_CHARS, so the document alone keys the route (18,295 characters), and
+# 4,138 tokens: it fits the smaller replica's 6,144.
+DOCUMENT = "\n\n".join(
+    f"[page {n}]\nIn section {n} the maintenance manual explains how the pump housing is "
+    "inspected for corrosion, how the bearings are lubricated, and where the inspector records "
+    "the readings." for n in range(1, 100)
+)
+
+
+@dataclass
+class Cluster:
+    app: App
+    engines: dict[str, ManagedProcess]  # by URL
+    router_url: str
+
+
+@pytest.fixture(scope="module")
+def cluster(model_dir, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("replica-logs")
+    # Different contexts, so the enforced one must be the smaller.
+    engines = start_replicas(model_dir, logs, (8192, 6144))
+    port = free_port()
+    metrics = metrics_port(Settings(router_port=port))  # where the app looks for it
+    router = ManagedProcess(router_argv(router_binary(sys.executable), list(engines), port, metrics),
+                            base_env(), logs / "router.log")
+    router_url = f"http://127.0.0.1:{port}"
+    apps = []
+    try:
+        router.wait_http(router_url + "/readiness", timeout=60)
+        data_dir = tmp_path_factory.mktemp("replica-app")
+        key = "test-admin-" + secrets.token_hex(8)
+        env = app_env(data_dir, router_url, model_dir, key,
+                      WORKBENCH_UPSTREAM_URLS=",".join(engines), WORKBENCH_ROUTER_PORT=port,
+                      WORKBENCH_ENGINE_KEY=SECRET)
+        env.pop("WORKBENCH_UPSTREAM_URL")
+        proc, url = start_app(env, data_dir / "logs")
+        apps.append(proc)
+        yield Cluster(App(url, key, data_dir, router_url), engines, router_url)
+    finally:
+        for proc in apps:
+            proc.stop()
+        router.stop()
+        stop_all(engines.values())
+
+
+def start_replicas(model_dir, logs, contexts) -> dict[str, ManagedProcess]:
+    """Engines with the secret, started side by side; none left running if one fails."""
+    with ThreadPoolExecutor(len(contexts)) as pool:
+        futures = [pool.submit(start_engine, model_dir, logs, max_context=ctx,
+                               engine_key=SECRET) for ctx in contexts]
+    started, failures = {}, []
+    for future in futures:
+        try:
+            proc, url = future.result()
+            started[url] = proc
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after cleaning up
+            failures.append(exc)
+    if failures:
+        stop_all(started.values())
+        raise failures[0]
+    return started
+
+
+def stop_all(engines) -> None:
+    for proc in engines:
+        proc.stop()
+        try:  # vLLM's helpers (its resource tracker) outlive the server they served
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def auth(app: App) -> dict[str, str]:
+    return {"Authorization": f"Bearer {app.api_key}"}
+
+
+def ask(app: App, question: str, **extra) -> tuple[str, dict, str]:
+    """A streamed question on DOCUMENT: (text, usage, the replica that answered)."""
+    body = {"model": "qwen3", "stream": True, "stream_options": {"include_usage": True},
+            "max_tokens": 8, "temperature": 0,
+            "messages": [{"role": "system", "content": DOCUMENT},
+                         {"role": "user", "content": question}], **extra}
+    text, usage = "", None
+    with httpx.stream("POST", app.v1 + "/chat/completions", json=body, headers=auth(app),
+                      timeout=300) as response:
+        assert response.status_code == 200, response.read()
+        replica = response.headers["x-workbench-replica"]
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                event = json.loads(line[6:])
+                assert "error" not in event, event
+                if event.get("usage"):
+                    usage = event["usage"]
+                for choice in event.get("choices", []):
+                    text += choice["delta"].get("content") or ""
+    return text, usage, replica
+
+
+def test_an_engine_with_a_secret_refuses_requests_without_it(cluster):
+    engine = next(iter(cluster.engines))
+    body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    assert httpx.post(engine + "/v1/chat/completions", json=body, timeout=60).status_code == 401
+    wrong = {"Authorization": "Bearer not-the-secret"}
+    assert httpx.post(engine + "/v1/chat/completions", json=body, headers=wrong,
+                      timeout=60).status_code == 401
+    right = {"Authorization": f"Bearer {SECRET}"}
+    assert httpx.post(engine + "/v1/chat/completions", json=body, headers=right,
+                      timeout=60).status_code == 200
+    # Through the router without the secret: refused by the engine too.
+    assert httpx.post(cluster.router_url + "/v1/chat/completions", json=body,
+                      timeout=60).status_code == 401
+
+
+def test_health_lists_every_replica_and_the_context_is_the_smallest(cluster):
+    health = httpx.get(cluster.app.url + "/health", timeout=30).json()
+    assert health["status"] == "ok"
+    assert {r["url"]: r["status"] for r in health["replicas"]} == dict.fromkeys(
+        cluster.engines, "up")
+    assert sorted(r["max_model_len"] for r in health["replicas"]) == [6144, 8192]
+    models = httpx.get(cluster.app.v1 + "/models", headers=auth(cluster.app), timeout=30).json()
+    assert models["data"][0]["max_model_len"] == 6144
+
+
+def test_questions_on_one_document_stay_on_its_replica_and_hit_its_cache(cluster):
+    _, first, replica = ask(cluster.app, "What does section 7 explain?")
+    answers = [ask(cluster.app, q)
+               for q in ("Where are the readings recorded?", "How are the bearings lubricated?")]
+    assert {r for _, _, r in answers} == {replica}
+    assert replica in cluster.engines
+    for _, usage, _ in answers:
+        # The document's tokens come from the replica's prefix cache, as the engine counts them.
+        cached = usage["prompt_tokens_details"]["cached_tokens"]
+        assert cached >= 0.9 * first["prompt_tokens"], (cached, first)
+    # The usage rows hold the engine's own counts.
+    recorded = rows(cluster.app, 3)[-3:]
+    assert [r["prompt_tokens"] for r in recorded] == [first["prompt_tokens"]] + [
+        u["prompt_tokens"] for _, u, _ in answers]
+
+
+def test_a_client_leaving_aborts_the_replicas_request(cluster):
+    body = {"model": "qwen3", "stream": True, "max_tokens": 3000, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Count to ten thousand."}]}
+    with httpx.stream("POST", cluster.app.v1 + "/chat/completions", json=body,
+                      headers=auth(cluster.app), timeout=120) as response:
+        replica = response.headers["x-workbench-replica"]
+        before = generated(replica)
+        for _ in zip(range(20), response.iter_lines()):
+            pass
+    # 3,000 tokens take minutes here; the replica stops generating within seconds.
+    deadline, last = time.monotonic() + 30, -1
+    while (now := generated(replica)) != last and time.monotonic() < deadline:
+        last = now
+        time.sleep(2)
+    assert now == last and now - before < 3000
+
+
+def generated(engine: str) -> int:
+    """The replica's count of tokens generated so far (its own Prometheus counter)."""
+    text = httpx.get(engine + "/metrics", timeout=10).text
+    return int(sum(float(v) for v in re.findall(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)",
+                                                text, re.M)))
+
+
+def test_a_replica_dying_mid_answer(cluster):
+    app = cluster.app
+    body = {"model": "qwen3", "stream": True, "max_tokens": 3000, "ignore_eos": True,
+            "messages": [{"role": "user", "content": "Write a very long story."}]}
+    events, recorded = [], len(rows(app, 0))
+    with httpx.stream("POST", app.v1 + "/chat/completions", json=body, headers=auth(app),
+                      timeout=120) as response:
+        victim = response.headers["x-workbench-replica"]
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            events.append(line[6:])
+            if len(events) == 5:
+                os.killpg(cluster.engines[victim].pid, signal.SIGKILL)  # the host is gone
+    # The text streamed before the replica died reached the client, then the error, then [DONE].
+    assert events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "engine_error" and "stopped in the middle" in error["message"]
+    text = "".join(c["delta"].get("content") or "" for e in events[:-2]
+                   for c in json.loads(e).get("choices", []))
+    assert len(events) >= 7 and text
+    row = rows(app, recorded + 1)[-1]
+    assert (row["status_code"], row["error_code"]) == (200, "engine_error")
+    assert row["completion_tokens"] >= 5
+
+    # New requests succeed on the other replica, whichever the router thought it was sending
+    # them to (a refused connection is retried elsewhere).
+    survivor = next(url for url in cluster.engines if url != victim)
+    for question in ("Where are the readings recorded?", "Anything else?"):
+        _, usage, replica = ask(app, question)
+        assert replica == survivor and usage["completion_tokens"] > 0
+    health = httpx.get(app.url + "/health", timeout=30)
+    assert health.status_code == 200
+    state = {r["url"]: r["status"] for r in health.json()["replicas"]}
+    assert health.json()["status"] == "degraded" and state == {victim: "down", survivor: "up"}
+    metrics = httpx.get(app.url + "/metrics", headers=auth(app), timeout=30).text
+    assert f'workbench_replica_up{{replica="{victim}"}} 0.0' in metrics
+    assert f'workbench_replica_up{{replica="{survivor}"}} 1.0' in metrics
+    assert f'vllm_router_processed_requests_total{{worker="{survivor}"}}' in metrics

@@ -8,7 +8,9 @@ import json
 import os
 import re
 import secrets
+import shlex
 import signal
+import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +20,10 @@ import httpx
 import pytest
 
 from server.engine.router import metrics_port, router_argv, router_binary
+from server.gateway.affinity import PREFIX_CHARS, affinity_key
 from server.settings import Settings
 from tests.conftest import App, app_env
-from tests.harness import ManagedProcess, base_env, free_port, start_app, start_engine
+from tests.harness import REPO, ManagedProcess, base_env, free_port, start_app, start_engine
 from tests.test_gateway_usage import rows
 
 SECRET = "engine-secret-" + secrets.token_hex(8)
@@ -226,3 +229,58 @@ def test_a_replica_dying_mid_answer(cluster):
     assert f'workbench_replica_up{{replica="{victim}"}} 0.0' in metrics
     assert f'workbench_replica_up{{replica="{survivor}"}} 1.0' in metrics
     assert f'vllm_router_processed_requests_total{{worker="{survivor}"}}' in metrics
+
+
+# --- without processes: the plans and the affinity key ------------------------------------------
+
+def plan(*args: str, **env: str) -> subprocess.CompletedProcess:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
+    full.pop("VLLM_API_KEY", None)
+    return subprocess.run([sys.executable, "-m", "server.engine", "plan", *args], cwd=REPO,
+                          env={**full, **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_an_engine_listens_beyond_loopback_only_with_a_secret():
+    refused = plan("--dry-run", WORKBENCH_PROFILE="cpu", WORKBENCH_ENGINE_HOST="0.0.0.0")
+    assert refused.returncode == 2 and "WORKBENCH_ENGINE_KEY" in refused.stderr
+    shown = plan("--dry-run", WORKBENCH_PROFILE="cpu", WORKBENCH_ENGINE_HOST="0.0.0.0",
+                 WORKBENCH_ENGINE_KEY=SECRET, WORKBENCH_ENGINE_PORT="9001")
+    assert shown.returncode == 0, shown.stderr
+    assert SECRET not in shown.stdout and "VLLM_API_KEY=***" in shown.stdout
+    assert "--host 0.0.0.0 --port 9001 --middleware server.engine.replica_header." in shown.stdout
+    # launch.sh's own reading: the secret reaches the engine in its environment, not its argv.
+    shell = plan("--shell", WORKBENCH_PROFILE="h200x4", WORKBENCH_ENGINE_KEY=SECRET)
+    assert f"VLLM_API_KEY={SECRET}" in shell.stdout.split("ENGINE_ENV=")[1]
+    assert SECRET not in shell.stdout.split("ENGINE_ENV=")[0]
+    default = plan("--dry-run", WORKBENCH_PROFILE="cpu")
+    assert "--host 127.0.0.1 --port 8001" in default.stdout and "VLLM_API_KEY" not in default.stdout
+
+
+def test_upstream_urls_start_the_router_and_no_engine():
+    result = plan("--dry-run", WORKBENCH_UPSTREAM_URLS="http://gpu1:8001, http://gpu2:8001/v1")
+    assert result.returncode == 0, result.stderr
+    assert "# engine:" not in result.stdout
+    router = shlex.split(result.stdout.split("# router:\n")[1].splitlines()[0])
+    assert router[0].endswith("/vllm-router")
+    assert router[router.index("--worker-urls") + 1:][:2] == ["http://gpu1:8001", "http://gpu2:8001"]
+    assert router[router.index("--policy") + 1] == "sticky_least_loaded"
+    assert router[router.index("--host") + 1] == "127.0.0.1"
+    assert router[router.index("--port") + 1] == "8002"
+    local = plan("--dry-run", WORKBENCH_PROFILE="cpu", WORKBENCH_UPSTREAM_URLS="http://gpu1:8001")
+    assert local.returncode == 2 and "./launch.sh engine" in local.stderr
+
+
+def test_a_documents_questions_share_a_key_and_conversations_spread():
+    def key(system: str, *turns: str) -> str:
+        roles = ["user", "assistant"] * len(turns)
+        return affinity_key({"messages": [{"role": "system", "content": system}] + [
+            {"role": role, "content": text} for role, text in zip(roles, turns)]})
+
+    assert len(DOCUMENT) > PREFIX_CHARS
+    assert key(DOCUMENT, "First question?") == key(DOCUMENT, "Another one?")
+    assert key(DOCUMENT, "Q") != key(DOCUMENT.replace("[page 1]", "[page 0]"), "Q")
+    # A short system prompt: each conversation keys on its opening, kept over its turns.
+    assert key("Be brief.", "Hello") != key("Be brief.", "Bonjour")
+    assert key("Be brief.", "Hello") == key("Be brief.", "Hello", "Hi!", "And then?")
+    assert affinity_key({"prompt": ["text one", "text two"]}) == affinity_key({"prompt": "text one"})
+    assert affinity_key({"messages": []}) is None

@@ -215,7 +215,7 @@ serve() {
   export WORKBENCH_PROFILE="$ENGINE_PROFILE"
   [[ -n "$ENGINE_MAX_CONTEXT" ]] && export WORKBENCH_MAX_CONTEXT="$ENGINE_MAX_CONTEXT"
   log "starting the app (log: $LOG_DIR/app.log)"
-  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m server
+  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m ui
   APP_PID=$!
   echo "$APP_PID" > "$LOG_DIR/app.pid"
   local url="http://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"

@@ -1,4 +1,7 @@
-"""`python -m server` runs the app; `python -m server keys ...` manages API keys."""
+"""`python -m server` serves the API alone (no UI); `python -m server keys ...` manages API keys.
+
+The workbench and the API together: `python -m ui` (what `./launch.sh` starts).
+"""
 
 import sys
 
@@ -12,18 +15,11 @@ def main(argv: list[str]) -> int:
         print("usage: python -m server [serve] | python -m server keys {create,list,revoke} ...",
               file=sys.stderr)
         return 2
-    import uvicorn
-
-    from server.app import create_app
+    from server.app import create_app, serve
     from server.settings import get_settings
 
     settings = get_settings()
-    uvicorn.run(
-        create_app(settings), host=settings.host, port=settings.port,
-        log_level="info", timeout_graceful_shutdown=5,
-        # Every /v1 request already gets a usage row; the access log costs ≈0.25 ms a request.
-        access_log=False,
-    )
+    serve(create_app(settings), settings)
     return 0
 
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from server.gateway.limits import KeyLimiter, RateLimitExceeded, format_duration
-from tests.test_gateway_errors import assert_error, assert_rate_headers
+from tests.helpers import assert_error, assert_rate_headers
 
 HI = [{"role": "user", "content": "Hi"}]
 

@@ -195,6 +195,12 @@ def m005_cjk_search(db: sqlite_utils.Database) -> None:
         )
 
 
+@migrations()
+def m006_answer_replica(db: sqlite_utils.Database) -> None:
+    """Which engine replica gave an answer (behind vllm-router; NULL with one engine)."""
+    db.execute("ALTER TABLE messages ADD COLUMN replica TEXT")
+
+
 def apply(db: sqlite_utils.Database, *, stop_before: str | None = None) -> None:
     """Apply pending migrations; safe when several processes start at once.
 

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+import sqlite_utils
 
 from server.engine.router import metrics_port, router_argv, router_binary
 from server.gateway.affinity import PREFIX_CHARS, affinity_key
 from server.settings import Settings
-from tests.conftest import App, app_env
+from tests.helpers import App, app_env, wait_until
 from tests.harness import REPO, ManagedProcess, base_env, free_port, start_app, start_engine
-from tests.test_gateway_usage import rows
 
 SECRET = "engine-secret-" + secrets.token_hex(8)
 # Over affinity.PREFIX_CHARS, so the document alone keys the route (18,295 characters), and
@@ -97,6 +97,21 @@ def stop_all(engines) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def usage_rows(app: App) -> list[dict]:
+    db = sqlite_utils.Database(app.data_dir / "workbench.db")
+    try:
+        return list(db.query("SELECT status_code, error_code, prompt_tokens, completion_tokens "
+                             "FROM usage_log ORDER BY id"))
+    finally:
+        db.close()
+
+
+def rows(app: App, count: int) -> list[dict]:
+    """The app's usage rows, once there are `count` (they are written asynchronously)."""
+    return wait_until(lambda: found if len(found := usage_rows(app)) >= count else None,
+                      timeout=10, message=f"fewer than {count} usage rows")
 
 
 def auth(app: App) -> dict[str, str]:
@@ -190,11 +205,29 @@ def generated(engine: str) -> int:
                                                 text, re.M)))
 
 
+def test_the_workbench_shows_which_replica_answered(cluster, page):
+    from playwright.sync_api import expect  # browser tests only (the fast subset runs without)
+
+    from tests.ui_helpers import last_answer, new_conversation, send, sign_in, wait_for_answer
+
+    sign_in(page, cluster.app.url, cluster.app.api_key)
+    new_conversation(page)
+    send(page, "Say hello.")
+    wait_for_answer(page)
+    stats = last_answer(page).locator(".wb-stats")
+    expect(stats).to_contain_text(re.compile(r"replica 127\.0\.0\.1:\d+"))
+    shown = re.search(r"replica (\S+)", stats.inner_text()).group(1)
+    assert f"http://{shown}" in cluster.engines
+    # Kept with the answer: a reload shows it again.
+    page.reload()
+    expect(last_answer(page).locator(".wb-stats")).to_contain_text(f"replica {shown}")
+
+
 def test_a_replica_dying_mid_answer(cluster):
     app = cluster.app
     body = {"model": "qwen3", "stream": True, "max_tokens": 3000, "ignore_eos": True,
             "messages": [{"role": "user", "content": "Write a very long story."}]}
-    events, recorded = [], len(rows(app, 0))
+    events, recorded = [], len(usage_rows(app))
     with httpx.stream("POST", app.v1 + "/chat/completions", json=body, headers=auth(app),
                       timeout=120) as response:
         victim = response.headers["x-workbench-replica"]

@@ -16,6 +16,7 @@ from storage.messages import add_message, delete_message, list_messages, update_
 STATS = {
     "prompt_tokens": 12, "completion_tokens": 34, "cached_tokens": 8, "ttft_ms": 150.0,
     "decode_tps": 22.5, "total_ms": 1660.0, "finish_reason": "stop",
+    "replica": "http://gpu1:8001",
 }
 NO_STATS = dict.fromkeys(STATS)
 

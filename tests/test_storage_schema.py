@@ -21,7 +21,7 @@ EXPECTED_COLUMNS = {
         "id": int, "conversation_id": int, "role": str, "content": str, "model": str,
         "status": str, "error": str, "prompt_tokens": int, "completion_tokens": int,
         "cached_tokens": int, "ttft_ms": float, "decode_tps": float, "total_ms": float,
-        "finish_reason": str, "created_at": float,
+        "finish_reason": str, "created_at": float, "replica": str,
     },
     "conversations_fts": {"title": str},
     "messages_fts": {"content": str},
@@ -45,6 +45,7 @@ EXPECTED_COLUMNS = {
 }
 MIGRATION_NAMES = [
     "m001_initial", "m002_search", "m003_documents", "m004_usage_log", "m005_cjk_search",
+    "m006_answer_replica",
 ]
 # _content: the own copy of the text kept by the *_cjk tables (not external content).
 FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
@@ -162,7 +163,7 @@ def test_database_from_m004_gets_its_cjk_rows_searchable(tmp_path):
     path = tmp_path / "workbench.db"
     old = sqlite_utils.Database(path)
     migrations.apply(old, stop_before="m005_cjk_search")
-    assert applied(old) == MIGRATION_NAMES[:-1]
+    assert applied(old) == MIGRATION_NAMES[:4]
     old["conversations"].insert_all([
         {"id": 1, "owner": "alice", "title": "长文档分析", "created_at": 1.0, "updated_at": 1.0},
         {"id": 2, "owner": "alice", "title": "misc", "created_at": 1.0, "updated_at": 2.0},

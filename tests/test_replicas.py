@@ -248,9 +248,13 @@ def test_a_replica_dying_mid_answer(cluster):
     assert (row["status_code"], row["error_code"]) == (200, "engine_error")
     assert row["completion_tokens"] >= 5
 
-    # New requests succeed on the other replica, whichever the router thought it was sending
-    # them to (a refused connection is retried elsewhere).
+    # New requests succeed on the other replica at once, the dead one's conversation too
+    # (the router still routes it there: the refused connection is retried on the survivor).
     survivor = next(url for url in cluster.engines if url != victim)
+    again = {**body, "stream": False, "max_tokens": 4}
+    retried = httpx.post(app.v1 + "/chat/completions", json=again, headers=auth(app), timeout=120)
+    assert retried.status_code == 200, retried.text
+    assert retried.headers["x-workbench-replica"] == survivor
     for question in ("Where are the readings recorded?", "Anything else?"):
         _, usage, replica = ask(app, question)
         assert replica == survivor and usage["completion_tokens"] > 0

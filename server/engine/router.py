@@ -35,6 +35,11 @@ POLICY = "sticky_least_loaded"
 # would be tried (and retried elsewhere) for 3 minutes. 5 s × 2 takes it out in ≈10 s.
 HEALTH_INTERVAL_SECONDS = 5
 HEALTH_FAILURES = 2
+# A refused connection is retried 5 times (50 ms backoff, doubling); the router's policy picks
+# the same sticky replica again until that replica's circuit breaker opens, after 10 failures by
+# default: more than the retries, so a session on a dead replica would fail until the next
+# health check. 3 opens it on the third retry and the fourth goes to a live replica.
+BREAKER_FAILURES = 3
 # The router cuts any request older than this; a 700k-token prefill plus a long answer on a
 # busy host takes tens of minutes, so its default (1,800 s) is too short.
 REQUEST_TIMEOUT_SECONDS = 6 * 3600
@@ -63,6 +68,7 @@ def router_argv(binary: str, worker_urls: list[str], port: int, prometheus_port:
         "--prometheus-port", str(prometheus_port),
         "--health-check-interval-secs", str(HEALTH_INTERVAL_SECONDS),
         "--health-failure-threshold", str(HEALTH_FAILURES),
+        "--cb-failure-threshold", str(BREAKER_FAILURES),
         "--request-timeout-secs", str(REQUEST_TIMEOUT_SECONDS),
         "--log-level", "warning",
     ]

@@ -23,8 +23,8 @@ import sqlite_utils
 from server.engine.router import metrics_port, router_argv, router_binary
 from server.gateway.affinity import PREFIX_CHARS, affinity_key
 from server.settings import Settings
-from tests.helpers import App, app_env, wait_until
 from tests.harness import REPO, ManagedProcess, base_env, free_port, start_app, start_engine
+from tests.helpers import App, app_env, wait_until
 
 SECRET = "engine-secret-" + secrets.token_hex(8)
 # Over affinity.PREFIX_CHARS, so the document alone keys the route (18,295 characters), and
@@ -202,11 +202,12 @@ def generated(engine: str) -> int:
     """The replica's count of tokens generated so far (its own Prometheus counter)."""
     text = httpx.get(engine + "/metrics", timeout=10).text
     return int(sum(float(v) for v in re.findall(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)",
-                                                text, re.M)))
+                                                text, re.MULTILINE)))
 
 
 def test_the_workbench_shows_which_replica_answered(cluster, page):
-    from playwright.sync_api import expect  # browser tests only (the fast subset runs without)
+    # Browser tests only import Playwright (the fast subset runs without it).
+    from playwright.sync_api import expect
 
     from tests.ui_helpers import last_answer, new_conversation, send, sign_in, wait_for_answer
 
@@ -273,8 +274,9 @@ def test_a_replica_dying_mid_answer(cluster):
 def plan(*args: str, **env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     full.pop("VLLM_API_KEY", None)
-    return subprocess.run([sys.executable, "-m", "server.engine", "plan", *args], cwd=REPO,
-                          env={**full, **env}, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "server.engine", "plan", *args], check=False,
+                          cwd=REPO, env={**full, **env}, capture_output=True, text=True,
+                          timeout=60)
 
 
 def test_an_engine_listens_beyond_loopback_only_with_a_secret():

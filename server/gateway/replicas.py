@@ -96,7 +96,7 @@ class Replicas:
                     else:
                         log.warning("replica %s answered /v1/models with %d (engine secret?)",
                                     replica.url, response.status)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, IndexError):
+        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, IndexError):
             replica.up = False
 
     async def _check_router(self, session: aiohttp.ClientSession) -> None:
@@ -105,7 +105,7 @@ class Replicas:
                                    timeout=CHECK_TIMEOUT) as response:
                 workers = orjson.loads(await response.read())["workers"]
             self.router_up = response.status == 200
-        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError, KeyError, TypeError):
+        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError):
             self.router_up = False
             workers = []
         seen = {w.get("url"): w for w in workers if isinstance(w, dict)}
@@ -120,5 +120,5 @@ class Replicas:
             async with session.get(self.metrics_url + "/metrics",
                                    timeout=CHECK_TIMEOUT) as response:
                 return await response.read() if response.status == 200 else b""
-        except (aiohttp.ClientError, asyncio.TimeoutError):
+        except (TimeoutError, aiohttp.ClientError):
             return b""

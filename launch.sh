@@ -184,7 +184,7 @@ serve() {
       --profile) export WORKBENCH_PROFILE="$2"; shift 2 ;;
       --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
       --dry-run) dry_run=1; shift ;;
-      -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
       *) die "unknown option $1 (see ./launch.sh --help)" ;;
     esac
   done

@@ -269,6 +269,19 @@ def test_a_replica_dying_mid_answer(cluster):
     assert f'vllm_router_processed_requests_total{{worker="{survivor}"}}' in metrics
 
 
+def test_with_no_replica_left_the_host_is_down(cluster):
+    app = cluster.app
+    for proc in cluster.engines.values():
+        if proc.alive():
+            os.killpg(proc.pid, signal.SIGKILL)
+    body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+    refused = httpx.post(app.v1 + "/chat/completions", json=body, headers=auth(app), timeout=120)
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["code"] == "service_unavailable"
+    assert "127.0.0.1" not in refused.text  # the replicas' addresses stay inside
+    assert httpx.get(app.url + "/health", timeout=30).status_code == 503
+
+
 # --- without processes: the plans and the affinity key ------------------------------------------
 
 def plan(*args: str, **env: str) -> subprocess.CompletedProcess:

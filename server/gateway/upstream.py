@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5.0, sock_read=900.0)
 HEALTH_TIMEOUT = aiohttp.ClientTimeout(total=3.0)
 _JSON = {"Content-Type": "application/json"}
+# vllm-router's answer when no replica took the connection ("Request failed: error sending
+# request for url (http://replica/...)").
+_ROUTER_SEND_FAILURE = b"error sending request"
 AFFINITY_HEADER = "x-session-id"  # the first session header vllm-router's policies read
 # vLLM's wording whenever a prompt (or prompt + max_tokens) is over the model's length.
 CONTEXT_MARKERS = ("maximum context length", "max_model_len", "context length")
@@ -199,8 +202,7 @@ class Engine:
         except UPSTREAM_ERRORS as exc:
             raise self._down(exc) from exc
         if response.status >= 400:
-            raise map_upstream_error(response.status, content, self.max_context,
-                                     _prompt_param(path))
+            raise self._refusal(response.status, content, path)
         return content, self._replica(response)
 
     async def open_stream(self, path: str, body: bytes, *,
@@ -218,9 +220,15 @@ class Engine:
                 content = b""
             finally:
                 response.close()
-            raise map_upstream_error(response.status, content, self.max_context,
-                                     _prompt_param(path))
+            raise self._refusal(response.status, content, path)
         return UpstreamStream(response, self._replica(response))
+
+    def _refusal(self, status: int, content: bytes, path: str) -> ApiError:
+        if self.replicas and status >= 500 and _ROUTER_SEND_FAILURE in content:
+            # vllm-router tried every retry and reached no replica; its message names them.
+            log.warning("vllm-router reached no replica: %s", content[:300])
+            return errors.service_unavailable()
+        return map_upstream_error(status, content, self.max_context, _prompt_param(path))
 
     def _down(self, exc: BaseException) -> ApiError:
         log.warning("engine call failed: %r", exc)

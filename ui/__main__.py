@@ -3,7 +3,7 @@
 import sys
 
 from server.app import serve
-from server.settings import get_settings
+from server.settings import settings_or_exit
 from ui.app import create_app
 
 
@@ -11,7 +11,7 @@ def main(argv: list[str]) -> int:
     if argv:
         print("usage: python -m ui   (API keys: ./launch.sh keys ...)", file=sys.stderr)
         return 2
-    settings = get_settings()
+    settings = settings_or_exit("python -m ui")
     serve(create_app(settings), settings)
     return 0
 

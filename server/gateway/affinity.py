@@ -31,9 +31,13 @@ def _text(content: Any) -> str:
 
 
 def affinity_key(body: dict[str, Any]) -> str | None:
-    """The routing key of a chat (`messages`) or legacy (`prompt`) body; None if empty."""
-    head = ""
+    """The routing key of a chat or Messages (`messages`), Responses (`input`) or legacy
+    (`prompt`) body; None if empty."""
+    system = body.get("system") or body.get("instructions")  # Messages, Responses
+    head = f"system\x00{_text(system)}\x00" if system else ""
     messages = body.get("messages")
+    if messages is None and isinstance(body.get("input"), list):
+        messages = body["input"]
     if isinstance(messages, list):
         for message in messages:
             if not isinstance(message, dict):
@@ -42,10 +46,10 @@ def affinity_key(body: dict[str, Any]) -> str | None:
             if message.get("role") == "user" or len(head) >= PREFIX_CHARS:
                 break
     else:
-        prompt = body.get("prompt")
+        prompt = body.get("prompt", body.get("input"))
         if isinstance(prompt, list) and prompt:
             prompt = prompt[0]
-        head = prompt if isinstance(prompt, str) else str(prompt or "")
+        head += prompt if isinstance(prompt, str) else str(prompt or "")
     if not head:
         return None
     return hashlib.sha256(head[:PREFIX_CHARS].encode("utf-8", "replace")).hexdigest()[:32]

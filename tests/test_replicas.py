@@ -336,3 +336,8 @@ def test_a_documents_questions_share_a_key_and_conversations_spread():
     assert key("Be brief.", "Hello") == key("Be brief.", "Hello", "Hi!", "And then?")
     assert affinity_key({"prompt": ["text one", "text two"]}) == affinity_key({"prompt": "text one"})
     assert affinity_key({"messages": []}) is None
+    # The Messages and Responses shapes key on their documents the same way.
+    assert affinity_key({"system": DOCUMENT, "messages": [{"role": "user", "content": "A?"}]}) \
+        == affinity_key({"system": DOCUMENT, "messages": [{"role": "user", "content": "B?"}]})
+    assert affinity_key({"instructions": DOCUMENT, "input": "A?"}) == affinity_key(
+        {"instructions": DOCUMENT, "input": [{"role": "user", "content": "B?"}]})

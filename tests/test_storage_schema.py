@@ -21,7 +21,7 @@ EXPECTED_COLUMNS = {
         "id": int, "conversation_id": int, "role": str, "content": str, "model": str,
         "status": str, "error": str, "prompt_tokens": int, "completion_tokens": int,
         "cached_tokens": int, "ttft_ms": float, "decode_tps": float, "total_ms": float,
-        "finish_reason": str, "created_at": float,
+        "finish_reason": str, "created_at": float, "replica": str,
     },
     "conversations_fts": {"title": str},
     "messages_fts": {"content": str},
@@ -48,7 +48,7 @@ EXPECTED_COLUMNS = {
 }
 MIGRATION_NAMES = [
     "m001_initial", "m002_search", "m003_documents", "m004_usage_log", "m005_cjk_search",
-    "m007_responses",
+    "m006_answer_replica", "m007_responses",
 ]
 # _content: the own copy of the text kept by the *_cjk tables (not external content).
 FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")

@@ -178,6 +178,9 @@ class AnswerStream:
             "decode_tps": decode_tps,
             "total_ms": (end - self.started) * 1000 if self.started is not None else None,
             "finish_reason": self.finish_reason,
+            # Behind vllm-router, the gateway names the replica that answered.
+            "replica": next((v for k, v in self.headers.items()
+                             if k.lower() == "x-workbench-replica"), None),
         }
 
 

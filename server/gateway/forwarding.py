@@ -19,6 +19,7 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from server.gateway import errors
+from server.gateway.affinity import affinity_key
 from server.gateway.accounting import UsageRecorder, UsageRow
 from server.gateway.errors import ApiError
 from server.gateway.limits import KeyLimiter, Lease, RateLimitExceeded, limit_id
@@ -31,6 +32,12 @@ from storage.keys import Key
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 log = logging.getLogger(__name__)
+# Which replica answered (behind vllm-router only): the UI shows it in the stats line.
+REPLICA_RESPONSE_HEADER = "X-Workbench-Replica"
+
+
+def _with_replica(headers: dict[str, str], replica: str | None) -> dict[str, str]:
+    return {**headers, REPLICA_RESPONSE_HEADER: replica} if replica else headers
 
 
 @dataclass
@@ -114,7 +121,8 @@ class Forwarder:
         if plan.stream is not None:
             return await self._stream(key, plan, lease, headers, payload, started)
         try:
-            content = await self.engine.post(plan.endpoint, payload)
+            content, replica = await self.engine.post_answer(
+                plan.endpoint, payload, affinity=affinity_key(plan.body))
         except ApiError as exc:
             await lease.settle(0)
             exc.headers.update(headers)
@@ -134,12 +142,13 @@ class Forwarder:
         await lease.settle(prompt + completion)
         self._record(key, plan, 200, started, prompt, completion)
         await _after(plan, answer)
-        return JsonResult(content, headers)
+        return JsonResult(content, _with_replica(headers, replica))
 
     async def _stream(self, key: Key, plan: Plan, lease: Lease, headers: dict[str, str],
                       payload: bytes, started: float) -> StreamResult:
         try:
-            upstream = await self.engine.open_stream(plan.endpoint, payload)
+            upstream = await self.engine.open_stream(plan.endpoint, payload,
+                                                     affinity=affinity_key(plan.body))
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await lease.settle(0)
@@ -164,7 +173,7 @@ class Forwarder:
         relay = StreamRelay(
             upstream, StreamOutcome(started=started), plan.stream,
             max_context=self.engine.max_context, prompt_param=plan.param, on_end=on_end)
-        return StreamResult(relay, {**headers, **SSE_HEADERS})
+        return StreamResult(relay, _with_replica({**headers, **SSE_HEADERS}, upstream.replica))
 
     def _record(self, key: Key, plan: Plan, status: int, started: float, prompt: int = 0,
                 completion: int = 0, ttft_ms: float | None = None,

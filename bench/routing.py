@@ -41,9 +41,10 @@ from aiohttp import web
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from server.engine.router import router_argv, router_binary
-from server.gateway.affinity import affinity_key
-from tests.harness import ManagedProcess, base_env, free_port
+# The imports below need the sys.path line above.
+from server.engine.router import router_argv, router_binary  # noqa: E402
+from server.gateway.affinity import affinity_key  # noqa: E402
+from tests.harness import ManagedProcess, base_env, free_port  # noqa: E402
 
 CHARS_PER_TOKEN = 4  # English text under Qwen's tokenizer
 POLICIES = ("round_robin", "cache_aware", "consistent_hash", "sticky_least_loaded")

@@ -188,7 +188,7 @@ def test_a_client_leaving_aborts_the_replicas_request(cluster):
                       headers=auth(cluster.app), timeout=120) as response:
         replica = response.headers["x-workbench-replica"]
         before = generated(replica)
-        for _ in zip(range(20), response.iter_lines()):
+        for _ in zip(range(20), response.iter_lines(), strict=False):
             pass
     # 3,000 tokens take minutes here; the replica stops generating within seconds.
     deadline, last = time.monotonic() + 30, -1
@@ -326,7 +326,7 @@ def test_a_documents_questions_share_a_key_and_conversations_spread():
     def key(system: str, *turns: str) -> str:
         roles = ["user", "assistant"] * len(turns)
         return affinity_key({"messages": [{"role": "system", "content": system}] + [
-            {"role": role, "content": text} for role, text in zip(roles, turns)]})
+            {"role": role, "content": text} for role, text in zip(roles, turns, strict=False)]})
 
     assert len(DOCUMENT) > PREFIX_CHARS
     assert key(DOCUMENT, "First question?") == key(DOCUMENT, "Another one?")

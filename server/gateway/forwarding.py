@@ -19,8 +19,8 @@ import orjson
 from pydantic import BaseModel, ValidationError
 
 from server.gateway import errors
-from server.gateway.affinity import affinity_key
 from server.gateway.accounting import UsageRecorder, UsageRow
+from server.gateway.affinity import affinity_key
 from server.gateway.errors import ApiError
 from server.gateway.limits import KeyLimiter, Lease, RateLimitExceeded, limit_id
 from server.gateway.metrics import GatewayMetrics

@@ -106,6 +106,20 @@ install_node_sdk() {  # the official OpenAI Node SDK, exactly as package-lock.js
   echo "$stamp" > "$dir/node_modules/.installed"
 }
 
+install_agents() {  # the coding agents tests/test_agents.py runs: npm's builds and aider from PyPI
+  local dir="$ROOT/tests/agents" stamp
+  stamp="$(stamp_of "$dir/package-lock.json")"
+  if [[ ! -f "$dir/node_modules/.installed" || "$(cat "$dir/node_modules/.installed")" != "$stamp" ]]; then
+    log "installing Claude Code, Codex and Qwen Code into $dir/node_modules"
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+    echo "$stamp" > "$dir/node_modules/.installed"
+  fi
+  # aider pins its own dependencies, which clash with the app's: it gets its own virtualenv.
+  ensure_venv "$ROOT/.venv/aider" "$(stamp_of "$dir/requirements-aider.txt")" install_aider
+}
+
+install_aider() { "$1/bin/pip" install -q -r "$ROOT/tests/agents/requirements-aider.txt"; }
+
 # --- processes ---------------------------------------------------------------------------------
 
 start_bg() {  # start_bg LOGFILE CMD...  → own process group, PID in $!
@@ -318,6 +332,7 @@ run_tests() {
   [[ "$marks" == *"not browser"* ]] || install_browser
   if [[ "$marks" != *"not engine"* ]]; then
     install_node_sdk  # its only test talks to an app in front of the engine
+    install_agents  # so do the agents'
     install_engine cpu
     prepare_embedded_model
   fi

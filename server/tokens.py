@@ -30,6 +30,8 @@ import jinja2.ext
 import tiktoken
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from server.template_inputs import template_messages, template_tools
+
 # The split regex that GPT-2's ByteLevel pre-tokenizer applies when `use_regex` is true.
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 # Digits(individual_digits) followed by the GPT-2 regex (SmolLM2, StarCoder), as one regex:
@@ -300,13 +302,15 @@ class TokenCounter:
         add_generation_prompt: bool = True,
         **template_kwargs: Any,
     ) -> str:
-        """The prompt text the chat template produces (content parts flattened to text)."""
-        flat = [{**m, "content": _flatten_content(m.get("content"))} for m in messages]
+        """The prompt text the chat template produces (content parts flattened to text; tool
+        calls and tools shaped as vLLM renders them)."""
+        flat = [{**m, "content": _flatten_content(m.get("content"))}
+                for m in template_messages(messages)]
         return self._template.render(
             **self._template_vars,
             **template_kwargs,
             messages=flat,
-            tools=tools,
+            tools=template_tools(tools),
             add_generation_prompt=add_generation_prompt,
         )
 

@@ -135,10 +135,11 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_engine(model_dir: Path, log_dir: Path, max_context: int = 8192,
+def start_engine(model_dir: Path, log_dir: Path, max_context: int | None = None,
                  engine_key: str | None = None) -> tuple[ManagedProcess, str]:
     """Start the real vLLM CPU engine with the embedded model, exactly as launch.sh does
-    (requiring `engine_key`, the engine secret, when given)."""
+    (with the `cpu` profile's context unless told otherwise; requiring `engine_key`, the
+    engine secret, when given)."""
     from server.engine.profiles import cpu_plan
     from server.settings import Settings
 

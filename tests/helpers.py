@@ -47,6 +47,12 @@ class App:
         return self.url + "/v1"
 
 
+# The session's engine serves the `cpu` profile's 32,768 tokens (a coding agent's first request
+# needs them); apps enforce less unless a test asks, so a prompt over the context is a quick
+# count, not a 32k-token prefill on two cores.
+APP_CONTEXT = 8192
+
+
 def app_env(data_dir: Path, engine_url: str, model_dir: Path, api_key: str, **extra) -> dict:
     """The environment of an app that points at the session's engine."""
     env = {
@@ -55,6 +61,7 @@ def app_env(data_dir: Path, engine_url: str, model_dir: Path, api_key: str, **ex
         "WORKBENCH_PROFILE": "external",
         "WORKBENCH_UPSTREAM_URL": engine_url,
         "WORKBENCH_TOKENIZER_PATH": str(model_dir),
+        "WORKBENCH_MAX_CONTEXT": str(APP_CONTEXT),
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env

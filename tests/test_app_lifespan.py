@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
+from server.engine.profiles import EMBEDDED_CONTEXT
 from server.gateway.metrics import GatewayMetrics
 from server.remote_tokens import RemoteTokenCounter
 from server.settings import Settings
@@ -30,7 +31,7 @@ def test_create_app_connects_to_nothing_and_the_lifespan_owns_its_resources(sett
         store = services.store
         assert settings.db_path.exists()
         assert isinstance(services.counter, TokenCounter)
-        # Discovered from the engine's max_model_len (8192), capped by WORKBENCH_MAX_CONTEXT.
+        # Discovered from the engine's max_model_len (32,768), capped by WORKBENCH_MAX_CONTEXT.
         assert services.engine.max_context == 4096
         assert services.engine.healthy is True
         assert services.settings.self_url == "http://127.0.0.1:8000/v1"
@@ -109,7 +110,8 @@ def test_external_engine_without_tokenizer_files_counts_through_its_tokenize(
         usage = response.json()["usage"]
         state = client.get("/v1/models", headers=headers).headers
         assert int(state["x-ratelimit-remaining-tokens"]) == 100_000 - usage["total_tokens"]
-        body["messages"] = [{"role": "user", "content": "hello " * 9000}]
+        # Over the engine's own max_model_len, discovered through /tokenize.
+        body["messages"] = [{"role": "user", "content": "hello " * (EMBEDDED_CONTEXT + 100)}]
         assert_error(client.post("/v1/chat/completions", json=body, headers=headers), 400,
                      "invalid_request_error", "context_length_exceeded", "messages",
-                     "Request exceeds maximum context length of 8192 tokens")
+                     f"Request exceeds maximum context length of {EMBEDDED_CONTEXT} tokens")

@@ -120,10 +120,27 @@ def test_cpu_plan_serves_the_embedded_model_as_qwen3(tmp_path):
     assert flag(plan.argv, "--model") == str(tmp_path.resolve() / "models" / "SmolLM2-135M-Instruct")
     assert flag(plan.argv, "--served-model-name") == "qwen3"
     assert flag(plan.argv, "--port") == "9123"
-    assert flag(plan.argv, "--max-model-len") == "8192"
+    assert flag(plan.argv, "--max-model-len") == "32768"
     assert "--enforce-eager" in plan.argv
     assert plan.env["VLLM_CPU_KVCACHE_SPACE"] == "1" and plan.env["HF_HUB_OFFLINE"] == "1"
-    assert plan.max_context == 8192
+    assert plan.max_context == 32768
+    # Tool choice is served (named and `required` through the JSON-schema path).
+    assert "--enable-auto-tool-choice" in plan.argv
+    assert flag(plan.argv, "--tool-call-parser") == "hermes"
+    assert plan.env["VLLM_ENFORCE_STRICT_TOOL_CALLING"] == "0"
+    # SmolLM2's 8,192-token window stretched 4× with YaRN.
+    rope = json.loads(flag(plan.argv, "--hf-overrides"))
+    assert rope["max_position_embeddings"] == 32768
+    assert rope["rope_parameters"] == {"rope_type": "yarn", "factor": 4.0,
+                                       "original_max_position_embeddings": 8192,
+                                       "rope_theta": 100_000}
+
+
+def test_cpu_plan_within_the_native_window_needs_no_yarn(tmp_path):
+    plan = cpu_plan(Settings(profile="cpu", data_dir=tmp_path, max_context=8192), "python")
+    assert flag(plan.argv, "--max-model-len") == "8192" and "--hf-overrides" not in plan.argv
+    capped = cpu_plan(Settings(profile="cpu", data_dir=tmp_path, max_context=100_000), "python")
+    assert capped.max_context == 32768
 
 
 def test_external_profile_needs_an_upstream():

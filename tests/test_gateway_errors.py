@@ -8,6 +8,7 @@ import httpx
 import openai
 import pytest
 
+from server.engine.profiles import EMBEDDED_CONTEXT
 from server.gateway.auth import CACHE_SECONDS
 from server.gateway.upstream import map_upstream_error
 from storage import Store
@@ -140,7 +141,8 @@ def test_a_prompt_over_the_context_is_context_length_exceeded(client):
 def test_vllm_refusing_a_long_prompt_maps_to_context_length_exceeded(engine_url):
     # The engine's own refusal (what reaches us if our count ever disagrees with vLLM's).
     raw = httpx.post(engine_url + "/v1/chat/completions", timeout=60, json={
-        "model": "qwen3", "messages": [{"role": "user", "content": "hello " * 9000}]})
+        "model": "qwen3",
+        "messages": [{"role": "user", "content": "hello " * (EMBEDDED_CONTEXT + 100)}]})
     assert raw.status_code == 400
     error = map_upstream_error(raw.status_code, raw.content, 8192)
     assert error.body() == {"error": {

@@ -149,3 +149,17 @@ def test_client_leaving_a_complete_request_aborts_the_engine_request(make_app, f
     row = wait_until(
         lambda: [r for r in usage_rows(app) if r["status_code"] == 499], message="no 499 row")[-1]
     assert row["error_code"] == "client_disconnected"
+
+
+def test_a_client_closing_after_the_terminal_event_has_been_answered(make_app):
+    # Codex closes its connection as soon as `response.completed` arrives.
+    app = make_app()
+    body = {"model": "qwen3", "input": "Say hello.", "max_output_tokens": 5, "stream": True}
+    with httpx.stream("POST", app.v1 + "/responses", json=body, timeout=120,
+                      headers={"Authorization": f"Bearer {app.api_key}"}) as response:
+        for line in response.iter_lines():
+            if line == "event: response.completed":
+                break
+    [row] = wait_until(lambda: usage_rows(app, "/v1/responses"), message="no usage row")
+    assert (row["status_code"], row["error_code"]) == (200, None)
+    assert row["completion_tokens"] > 0

@@ -22,8 +22,11 @@ PRODUCTION_MODEL = "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"
 PRODUCTION_CONTEXT = 700_000
 PRODUCTION_ROPE_THETA = 10_000_000
 EMBEDDED_MODEL_DIRNAME = "SmolLM2-135M-Instruct"
-# SmolLM2-135M's trained window; the engine refuses longer prompts by itself.
-EMBEDDED_CONTEXT = 8192
+# SmolLM2-135M's trained window, stretched with YaRN to what a coding agent's first request
+# needs: Claude Code's is about 24k tokens (its system prompt and tool definitions).
+EMBEDDED_NATIVE_CONTEXT = 8192
+EMBEDDED_ROPE_THETA = 100_000
+EMBEDDED_CONTEXT = 32_768
 REPLICA_MIDDLEWARE = "server.engine.replica_header.ReplicaHeader"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -206,9 +209,32 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
         "--enable-prefix-caching",
         "--enable-prompt-tokens-details",
         "--disable-uvicorn-access-log",
+        # Tool calls: SmolLM2 writes Hermes-style <tool_call> JSON; named and `required` tool
+        # choice are constrained by structured outputs either way.
+        "--enable-auto-tool-choice",
+        "--tool-call-parser", "hermes",
     ]
+    factor = yarn_factor(context, EMBEDDED_NATIVE_CONTEXT)
+    if factor is not None:
+        # As for h200x4: the scaled window in max_position_embeddings, the trained one in
+        # the rope parameters (32,768 = factor 4 over 8,192).
+        rope = {
+            "max_position_embeddings": int(EMBEDDED_NATIVE_CONTEXT * factor),
+            "rope_parameters": {
+                "rope_type": "yarn",
+                "factor": factor,
+                "original_max_position_embeddings": EMBEDDED_NATIVE_CONTEXT,
+                "rope_theta": EMBEDDED_ROPE_THETA,
+            },
+        }
+        argv += ["--hf-overrides", json.dumps(rope, separators=(",", ":"))]
     env = {
+        # 1 GiB holds 46,000 tokens of SmolLM2's KV cache (30 layers × 3 KV heads × 64 × 2 ×
+        # bf16 = 23,040 bytes a token): one full 32,768-token request and change.
         "VLLM_CPU_KVCACHE_SPACE": "1",
+        # Named and `required` tool choice through vLLM's strict structural tags made the
+        # arguments a bare string ("Paris"); the JSON-schema path gives {"city": "Paris"}.
+        "VLLM_ENFORCE_STRICT_TOOL_CALLING": "0",
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "VLLM_NO_USAGE_STATS": "1",

@@ -27,6 +27,7 @@ from server.gateway.metrics import GatewayMetrics
 from server.gateway.protocol import DEFAULTS, ChatCompletionRequest, CompletionRequest
 from server.gateway.sizing import PromptCounter, completion_prompts, max_tokens_for
 from server.gateway.streaming import ChatStream
+from server.gateway.tool_calls import string_arguments
 from server.gateway.upstream import Engine
 from storage import Store
 from storage.keys import Key
@@ -66,8 +67,8 @@ class CompletionService(Forwarder):
     async def _plan_chat(self, body: dict[str, Any]) -> Plan:
         request = validate(ChatCompletionRequest, body)
         await self.check_model(request.model)
-        messages_ = await self.documents.expand(body["messages"])
-        prompt_tokens = await self.counter.messages(messages_, request.tools)
+        messages_ = string_arguments(await self.documents.expand(body["messages"]))
+        prompt_tokens = await self.counter.messages(messages_, body.get("tools"))
         requested = request.max_completion_tokens or request.max_tokens
         max_tokens = max_tokens_for(requested, DEFAULTS["max_tokens"], prompt_tokens,
                                     self.engine.max_context, "messages")

@@ -10,7 +10,14 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from server.sampling import DEFAULT_PARAMS, MAX_STOP_SEQUENCES
@@ -41,18 +48,67 @@ class StreamOptions(_Wire):
     include_usage: bool | None = None
 
 
+class FunctionCall(_Wire):
+    name: str
+    # OpenAI documents a JSON string; a mapping is accepted too, and forwarded as its JSON
+    # text (vLLM accepts only the string; see server.gateway.tool_calls).
+    arguments: str | dict[str, Any]
+
+
+class ToolCall(_Wire):
+    """A tool call of an earlier assistant turn, replayed as history (a function call, or a
+    custom tool's `{"name", "input"}`)."""
+
+    id: str
+    type: Literal["function", "custom"] = "function"
+    function: FunctionCall | None = None
+    custom: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _has_its_call(self) -> ToolCall:
+        if getattr(self, self.type) is None:
+            raise PydanticCustomError("missing", "Field required", {"field": self.type})
+        return self
+
+
 class ChatMessage(_Wire):
     """One message; content is text or a list of content parts (text, image_url, file)."""
 
     role: Literal["system", "user", "assistant", "tool", "developer"]
     content: str | list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     @model_validator(mode="after")
-    def _content_unless_assistant(self) -> ChatMessage:
+    def _required_fields(self) -> ChatMessage:
         # Only an assistant message may leave content out (it carries tool_calls instead).
         if self.content is None and self.role != "assistant":
             raise PydanticCustomError("missing", "Field required", {"field": "content"})
+        if self.role == "tool" and self.tool_call_id is None:
+            raise PydanticCustomError("missing", "Field required", {"field": "tool_call_id"})
         return self
+
+
+class FunctionDefinition(_Wire):
+    # OpenAI's rule for function names; it also keeps them parseable in tool-call markup.
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]+$", min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None  # a JSON Schema object
+    strict: bool | None = None
+
+
+class Tool(_Wire):
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(_Wire):
+    name: str
+
+
+class NamedToolChoice(_Wire):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class _Sampling(_Wire):
@@ -76,7 +132,25 @@ class ChatCompletionRequest(_Sampling):
 
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    tools: list[dict[str, Any]] | None = None
+    tools: list[Tool] | None = Field(default=None, min_length=1)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _tool_choice_names_a_tool(cls, choice: Any, info: ValidationInfo) -> Any:
+        if choice is None or choice == "none":
+            return choice
+        tools = info.data.get("tools")
+        if not tools:
+            raise PydanticCustomError(
+                "tool_choice_without_tools", "only allowed when 'tools' are specified")
+        if isinstance(choice, NamedToolChoice) and choice.function.name not in {
+                t.function.name for t in tools}:
+            raise PydanticCustomError(
+                "unknown_tool", "no function named '{name}' in 'tools'",
+                {"name": choice.function.name})
+        return choice
 
 
 class CompletionRequest(_Sampling):

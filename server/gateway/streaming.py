@@ -191,7 +191,9 @@ class StreamRelay:
             failure = errors.engine_error("The engine stopped in the middle of the response.")
             yield dialect.failure(failure, self)
         except BaseException:
-            self.outcome.disconnected = True
+            # A client that leaves after the terminal event (Codex closes the connection on
+            # `response.completed`) has had the whole answer: not a disconnect.
+            self.outcome.disconnected = not done
             raise
         finally:
             await self.aclose()

@@ -21,8 +21,9 @@ from server.services import Services
 from server.settings import Settings, get_settings
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the app for these settings (default: the environment's)."""
+def create_app(settings: Settings | None = None, ui: bool = True) -> FastAPI:
+    """Build the app for these settings (default: the environment's); `ui=False` builds an
+    API-only worker (`/v1`, `/health`, `/metrics`: what the proxy sends to the workers)."""
     settings = settings or get_settings()
     engine = Engine(settings)
     metrics = GatewayMetrics()
@@ -30,7 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_gateway(settings, engine, metrics) as gateway:
+        async with open_gateway(settings, engine, metrics, writes_answers=ui) as gateway:
             app.state.gateway = gateway
             services.store, services.counter = gateway.store, gateway.counter
             try:
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Order matters: /v1, /health and /metrics must match before the UI's catch-all mount.
     app.include_router(ops)
     app.include_router(v1)
-    _mount_ui(app, services)
+    if ui:
+        _mount_ui(app, services)
     return app
 
 

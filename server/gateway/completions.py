@@ -7,6 +7,7 @@ settle the limits and record usage. Routes only translate HTTP to these calls an
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 from server.gateway import errors
 from server.gateway.documents import DocumentExpander
 from server.gateway.errors import ApiError
-from server.gateway.limits import KeyLimiter, Lease, RateLimitExceeded, limit_id
+from server.gateway.limits import (
+    KeyLimiter, Lease, LimitsUnavailable, RateLimitExceeded, limit_id)
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.prompts import PromptCounter, completion_prompts, max_tokens_for
 from server.gateway.protocol import DEFAULTS, ChatCompletionRequest, CompletionRequest
@@ -27,6 +29,8 @@ from server.gateway.upstream import Engine
 from server.gateway.usage import UsageRecorder, UsageRow
 from server.settings import SERVED_MODEL_NAME
 from storage.keys import Key
+
+log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -157,6 +161,11 @@ class CompletionService:
         except RateLimitExceeded as exc:
             self.metrics.rejections.labels(exc.limit).inc()
             raise errors.rate_limited(exc.message, exc.headers()) from None
+        except LimitsUnavailable as exc:
+            log.warning("limits store unreachable, request refused: %s", exc)
+            self.metrics.limits_store_up.set(0)
+            raise errors.limits_unavailable() from None
+        self.metrics.limits_store_up.set(1)
         return lease, state.headers()
 
     async def _forward(self, key: Key, plan: _Plan, started: float):

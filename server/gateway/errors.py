@@ -127,6 +127,12 @@ def internal_error(message: str = "The server had an error while processing your
     return ApiError(500, message, "internal_server_error", code)
 
 
+def limits_unavailable() -> ApiError:
+    """The shared limits store (Redis) is unreachable: requests are refused (fail closed)."""
+    return service_unavailable(
+        "Rate limits cannot be checked right now (the limits store is unreachable); retry later.")
+
+
 def service_unavailable(message: str = "The engine is not available; retry later.") -> ApiError:
     return ApiError(503, message, "service_unavailable", "service_unavailable")
 

@@ -45,6 +45,11 @@ class GatewayMetrics:
                                registry=r)
         self.engine_up = Gauge("workbench_engine_up", "1 if the engine answered its last check",
                                registry=r)
+        self.limits_store_up = Gauge(
+            "workbench_limits_store_up",
+            "1 if the rate limits' store answered the last admission (always 1 in memory)",
+            registry=r)
+        self.limits_store_up.set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -15,6 +15,7 @@ from server.gateway.auth import Authenticator
 from server.gateway.completions import CompletionService
 from server.gateway.documents import DocumentExpander
 from server.gateway.limits import KeyLimiter
+from server.gateway.limits_redis import RedisBackend
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.prompts import PromptCounter
 from server.gateway.upstream import Engine
@@ -60,28 +61,32 @@ def load_counter(settings: Settings) -> TokenCounter | RemoteTokenCounter:
 
 
 @asynccontextmanager
-async def open_gateway(settings: Settings, engine: Engine,
-                       metrics: GatewayMetrics) -> AsyncIterator[Gateway]:
+async def open_gateway(settings: Settings, engine: Engine, metrics: GatewayMetrics,
+                       writes_answers: bool = True) -> AsyncIterator[Gateway]:
     """Open the store, the engine client and the token counter; close them all on exit.
 
-    Answers the last run left half-written are marked failed here: only this process
-    writes answers, so none of them can still be streaming.
+    The process that writes answers (the one with the UI) marks the answers the last run left
+    half-written as failed: only it writes answers, so none of them can still be streaming.
+    API-only workers leave them alone (the UI process may be streaming them right now).
     """
     store = await anyio.to_thread.run_sync(Store, settings.db_path)
     recorder = None
     counter = None
+    limiter = None
     try:
-        interrupted = await anyio.to_thread.run_sync(finish_interrupted_answers, store.db)
-        if interrupted:
-            log.warning("%d answer(s) were being written when the server last stopped: "
-                        "kept as far as they got, marked failed", interrupted)
+        if writes_answers:
+            interrupted = await anyio.to_thread.run_sync(finish_interrupted_answers, store.db)
+            if interrupted:
+                log.warning("%d answer(s) were being written when the server last stopped: "
+                            "kept as far as they got, marked failed", interrupted)
         if settings.vllm_api_key:
             await anyio.to_thread.run_sync(
                 lambda: ensure_key(store.db, BOOTSTRAP_KEY_NAME, settings.vllm_api_key, admin=True))
         await engine.open()
         counter = await anyio.to_thread.run_sync(load_counter, settings)
         metrics.engine_up.set(1 if await engine.check_health() else 0)
-        limiter = KeyLimiter(settings.rpm, settings.tpm, settings.max_concurrent)
+        limiter = KeyLimiter(settings.rpm, settings.tpm, settings.max_concurrent,
+                             RedisBackend(settings.redis_url) if settings.redis_url else None)
         recorder = UsageRecorder(store, metrics)
         completions = CompletionService(
             engine, PromptCounter(counter), limiter, recorder, metrics,
@@ -91,6 +96,8 @@ async def open_gateway(settings: Settings, engine: Engine,
     finally:
         if recorder is not None:
             await recorder.drain()
+        if limiter is not None:
+            await limiter.aclose()
         if isinstance(counter, RemoteTokenCounter):
             await counter.aclose()
         await engine.aclose()

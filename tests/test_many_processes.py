@@ -32,7 +32,7 @@ from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
 from tests.test_gateway_errors import assert_error
 from tests.ui_helpers import (
     STREAM_TIMEOUT, answer_text, last_answer, new_conversation, open_conversation_id, send,
-    sign_in, stored_messages)
+    sign_in, stored_messages, wait_for_answer)
 
 HI = [{"role": "user", "content": "Hi"}]
 LONG = [{"role": "user", "content": "Write a very long essay about the history of Rome."}]

@@ -218,10 +218,10 @@ serve() {
 
   export WORKBENCH_PROFILE="$ENGINE_PROFILE"
   [[ -n "$ENGINE_MAX_CONTEXT" ]] && export WORKBENCH_MAX_CONTEXT="$ENGINE_MAX_CONTEXT"
-  # More than one API worker: `python -m server` runs them with nginx (and Redis) in front.
+  # More than one API worker: `python -m ui` runs them with nginx (and Redis) in front.
   (( ${WORKBENCH_API_WORKERS:-1} > 1 )) && install_many_processes
   log "starting the app (log: $LOG_DIR/app.log)"
-  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m server
+  start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m ui
   APP_PID=$!
   echo "$APP_PID" > "$LOG_DIR/app.pid"
   local scheme=http; [[ -n "${WORKBENCH_TLS_CERT:-}" ]] && scheme=https

@@ -146,7 +146,7 @@ def _row(name: str, seconds: float, cpu: float | None, pages: int, fid: dict) ->
 
 
 def _ingest(data: bytes, name: str, counter, workers: int) -> tuple[dict, list[str]]:
-    from server.documents.ingest import ingest_pdf
+    from server.workbench.ingest import ingest_pdf
     from storage import Store
     from storage.documents import get_pages
 

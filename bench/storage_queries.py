@@ -22,8 +22,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from storage import Store  # noqa: E402
-from storage.conversations import list_conversations, list_messages, search_conversations  # noqa: E402
-from storage.search import SEARCH_SQL  # noqa: E402
+from storage.conversations import list_conversations  # noqa: E402
+from storage.messages import list_messages  # noqa: E402
+from storage.search import SEARCH_SQL, search_conversations  # noqa: E402
 from storage.search import TITLE_WEIGHT, fts_query  # noqa: E402
 from storage.transactions import write  # noqa: E402
 

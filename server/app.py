@@ -1,17 +1,22 @@
-"""The FastAPI app: `/v1` gateway, `/health`, `/metrics`, and the Gradio UI mounted at `/`.
+"""The API app: `/v1` gateway, `/health` and `/metrics` — everything but the UI.
 
-`create_app(settings)` connects to nothing: the lifespan opens the store, the engine client
-and the token counter when the server starts, and closes them when it stops.
+`create_app(settings)` connects to nothing: the lifespan does the app-wide start-up (opens
+the store, marks the answers the last run left half-written as failed, records the admin
+key, opens the engine client and the token counter), hands the gateway what it needs, and
+closes it all when the server stops. `ui.app` mounts the workbench on this app; an API-only
+process (`python -m server`) serves it as it is.
 """
 
 from __future__ import annotations
 
-import os
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
+from server.counter import load_counter
 from server.gateway.handlers import install_error_handlers
 from server.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from server.gateway.routes import ops, v1
@@ -19,25 +24,29 @@ from server.gateway.runtime import open_gateway
 from server.gateway.upstream import Engine
 from server.services import Services
 from server.settings import Settings, get_settings
+from storage import Store
+from storage.keys import ensure_key
+from storage.messages import finish_interrupted_answers
+
+BOOTSTRAP_KEY_NAME = "admin"
+
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, ui: bool = True) -> FastAPI:
-    """Build the app for these settings (default: the environment's); `ui=False` builds an
-    API-only worker (`/v1`, `/health`, `/metrics`: what the proxy sends to the workers)."""
+def create_app(settings: Settings | None = None, writes_answers: bool = False) -> FastAPI:
+    """Build the API app for these settings (default: the environment's); `writes_answers`
+    for the process that also serves the UI (the only one that writes answers)."""
     settings = settings or get_settings()
-    engine = Engine(settings)
+    services = Services(settings=settings, engine=Engine(settings))
     metrics = GatewayMetrics()
-    services = Services(settings=settings, engine=engine)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_gateway(settings, engine, metrics, writes_answers=ui) as gateway:
-            app.state.gateway = gateway
-            services.store, services.counter = gateway.store, gateway.counter
-            try:
+        async with open_services(services, writes_answers):
+            async with open_gateway(settings, services.store, services.engine, services.counter,
+                                    metrics) as gateway:
+                app.state.gateway = gateway
                 yield
-            finally:
-                services.store = services.counter = None
 
     app = FastAPI(
         title="Qwen Workbench", lifespan=lifespan,
@@ -47,23 +56,56 @@ def create_app(settings: Settings | None = None, ui: bool = True) -> FastAPI:
     app.state.services = services
     install_error_handlers(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
-    # Order matters: /v1, /health and /metrics must match before the UI's catch-all mount.
+    # Order matters: /v1, /health and /metrics must match before a catch-all mount at `/`.
     app.include_router(ops)
     app.include_router(v1)
-    if ui:
-        _mount_ui(app, services)
     return app
 
 
-def _mount_ui(app: FastAPI, services: Services) -> None:
-    # Gradio phones home unless told not to, and reads these at import time.
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-    import gradio as gr
+@asynccontextmanager
+async def open_services(services: Services,
+                        writes_answers: bool = True) -> AsyncIterator[Services]:
+    """App-wide start-up: fill in `services` (store, counter, open engine); undo it on exit.
 
-    from ui import build_ui
+    The process that writes answers (the UI's) marks the answers the last run left
+    half-written as failed: only it writes answers, so none of them can still be streaming.
+    API-only processes leave them alone (the UI process may be writing them right now).
+    """
+    settings = services.settings
+    store = await anyio.to_thread.run_sync(Store, settings.db_path)
+    counter = None
+    try:
+        if writes_answers:
+            interrupted = await anyio.to_thread.run_sync(finish_interrupted_answers, store.db)
+            if interrupted:
+                log.warning("%d answer(s) were being written when the server last stopped: "
+                            "kept as far as they got, marked failed", interrupted)
+        if settings.vllm_api_key:
+            await anyio.to_thread.run_sync(
+                lambda: ensure_key(store.db, BOOTSTRAP_KEY_NAME, settings.vllm_api_key, admin=True))
+        await services.engine.open()
+        counter = await anyio.to_thread.run_sync(load_counter, settings)
+        services.store, services.counter = store, counter
+        yield services
+    finally:
+        services.store = services.counter = None
+        if counter is not None:
+            await counter.aclose()
+        await services.engine.aclose()
+        store.close()
 
-    # Gradio's upload route takes files before any sign-in, so it gets a cap. It sits above the
-    # PDF limit so that a PDF just over it still reaches the Documents tab and its own message.
-    gr.mount_gradio_app(app, build_ui(services), path="/",
-                        max_file_size=2 * services.settings.max_pdf_bytes)
+
+def serve(app: FastAPI, settings: Settings) -> None:
+    """Run `app` with uvicorn where the settings say (HTTPS with WORKBENCH_TLS_CERT/KEY),
+    until SIGINT/SIGTERM."""
+    import uvicorn
+
+    tls = {}
+    if settings.tls:
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
+    uvicorn.run(
+        app, host=settings.host, port=settings.port,
+        log_level="info", timeout_graceful_shutdown=5,
+        # Every /v1 request already gets a usage row; the access log costs ≈0.25 ms a request.
+        access_log=False, **tls,
+    )

@@ -1,14 +1,17 @@
 """Token counting through a running vLLM's `/tokenize`, for the `external` profile (no
-tokenizer files on this host). Same methods and meanings as `server.tokens.TokenCounter`."""
+tokenizer files on this host). Implements `server.counter.Counter`, as `server.tokens.TokenCounter`
+does locally."""
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
 
-def _messages_body(messages: list[dict], add_generation_prompt: bool, tools: Any) -> dict:
+def _messages_body(messages: list[dict], add_generation_prompt: bool,
+                   tools: list[dict] | None) -> dict:
     """A vLLM /tokenize request that applies the chat template."""
     body = {"messages": messages, "add_generation_prompt": add_generation_prompt}
     if tools:
@@ -22,6 +25,8 @@ class RemoteTokenCounter:
     The async methods are for the event loop. The blocking ones (`count_text`,
     `count_texts`, `count_messages`) are for worker threads such as PDF ingestion.
     """
+
+    local = False
 
     def __init__(
         self,
@@ -40,6 +45,7 @@ class RemoteTokenCounter:
         self._client = client or httpx.AsyncClient(timeout=timeout)
         self._timeout = timeout
         self._sync_client: httpx.Client | None = None
+        self._sync_lock = threading.Lock()  # count_texts makes it from several threads
 
     async def _tokenize(self, body: dict) -> dict:
         response = await self._client.post(
@@ -53,11 +59,10 @@ class RemoteTokenCounter:
         result = await self._tokenize({"prompt": text, "add_special_tokens": False})
         return result["count"]
 
-    async def acount_messages(
-        self, messages: list[dict], *, add_generation_prompt: bool = True, **kwargs: Any
-    ) -> int:
+    async def acount_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
+                              add_generation_prompt: bool = True) -> int:
         """Prompt size with the engine's own chat template applied."""
-        body = _messages_body(messages, add_generation_prompt, kwargs.get("tools"))
+        body = _messages_body(messages, add_generation_prompt, tools)
         return (await self._tokenize(body))["count"]
 
     async def amax_model_len(self) -> int:
@@ -65,8 +70,9 @@ class RemoteTokenCounter:
         return (await self._tokenize({"prompt": "", "add_special_tokens": False}))["max_model_len"]
 
     def _tokenize_blocking(self, body: dict) -> dict:
-        if self._sync_client is None:
-            self._sync_client = httpx.Client(timeout=self._timeout)
+        with self._sync_lock:
+            if self._sync_client is None:
+                self._sync_client = httpx.Client(timeout=self._timeout)
         response = self._sync_client.post(
             f"{self.upstream}/tokenize", json={"model": self.model, **body}, headers=self._headers
         )
@@ -77,15 +83,17 @@ class RemoteTokenCounter:
         """Blocking form of `acount_text` (never call it on the event loop)."""
         return self._tokenize_blocking({"prompt": text, "add_special_tokens": False})["count"]
 
-    def count_texts(self, texts: list[str]) -> list[int]:
-        """Blocking counts of many texts, one /tokenize call each."""
-        return [self.count_text(text) for text in texts]
+    def count_texts(self, texts: list[str], *, threads: int = 2) -> list[int]:
+        """Blocking counts of many texts, one /tokenize call each, `threads` at a time."""
+        if len(texts) < 2 or threads < 2:
+            return [self.count_text(text) for text in texts]
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(self.count_text, texts))
 
-    def count_messages(
-        self, messages: list[dict], *, add_generation_prompt: bool = True, **kwargs: Any
-    ) -> int:
+    def count_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
+                       add_generation_prompt: bool = True) -> int:
         """Blocking form of `acount_messages`."""
-        body = _messages_body(messages, add_generation_prompt, kwargs.get("tools"))
+        body = _messages_body(messages, add_generation_prompt, tools)
         return self._tokenize_blocking(body)["count"]
 
     async def aclose(self) -> None:

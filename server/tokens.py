@@ -187,7 +187,12 @@ def _read_chat_template(folder: Path, config: dict) -> str:
 
 
 class TokenCounter:
-    """Counts tokens exactly as the served model's tokenizer and chat template would."""
+    """Counts tokens exactly as the served model's tokenizer and chat template would.
+
+    Implements `server.counter.Counter` in this process.
+    """
+
+    local = True
 
     def __init__(
         self,
@@ -305,17 +310,24 @@ class TokenCounter:
             add_generation_prompt=add_generation_prompt,
         )
 
-    def count_messages(self, messages: list[dict], **kwargs: Any) -> int:
+    def count_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
+                       add_generation_prompt: bool = True) -> int:
         """Exact prompt size of a chat request, generation prompt included."""
-        return self.count_text(self.render_messages(messages, **kwargs))
+        return self.count_text(self.render_messages(
+            messages, tools=tools, add_generation_prompt=add_generation_prompt))
 
     async def acount_text(self, text: str) -> int:
         """Async form of `count_text` (local counting is fast enough to run inline)."""
         return self.count_text(text)
 
-    async def acount_messages(self, messages: list[dict], **kwargs: Any) -> int:
+    async def acount_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
+                              add_generation_prompt: bool = True) -> int:
         """Async form of `count_messages`."""
-        return self.count_messages(messages, **kwargs)
+        return self.count_messages(messages, tools=tools,
+                                   add_generation_prompt=add_generation_prompt)
+
+    async def aclose(self) -> None:
+        """Nothing to release: the tokenizer lives in memory."""
 
 
 def _default_name(folder: Path) -> str:

@@ -1,8 +1,7 @@
 """Conversations, scoped to an owner (the API key's name), and their export and import.
 
 A conversation id under the wrong owner behaves exactly as one that does not exist.
-The message functions and search live in their own modules and are re-exported here,
-so `storage.conversations` is the one place callers look.
+Messages live in `storage.messages`, search in `storage.search`.
 """
 
 import json
@@ -14,17 +13,14 @@ import sqlite_utils
 
 from storage.documents import attach_document, conversation_documents, find_document
 from storage.errors import ImportFormatError
-from storage.messages import (  # noqa: F401  (re-exported: part of this module's API)
+from storage.messages import (
     ROLES,
     STAT_KEYS,
     STAT_TYPES,
     STATUSES,
     STREAMING,
     add_message,
-    delete_message,
-    finish_interrupted_answers,
     list_messages,
-    update_message,
 )
 from storage.ownership import (
     CONVERSATION_COLUMNS,
@@ -32,7 +28,6 @@ from storage.ownership import (
     require_conversation,
     touch_conversation,
 )
-from storage.search import search_conversations  # noqa: F401  (re-exported)
 from storage.transactions import write
 
 EXPORT_FORMAT = "qwen-workbench.conversation"

@@ -1,35 +1,40 @@
-"""Shared fixtures: one real vLLM CPU engine per test session, apps started against it."""
+"""Shared fixtures: one real vLLM CPU engine per test session, apps started against it.
+
+Tests are marked by what their fixtures need, so the fast inner loop can leave them out:
+`engine` (the vLLM CPU engine's install: the engine itself or the model it converts) and
+`browser` (Debian's Chromium through Playwright). `./launch.sh test -m "not engine and not
+browser"` runs the rest without installing either.
+"""
 
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from storage import Store
-from tests.harness import REPO, free_port, log_tail, start_app, start_engine
-from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS
+from tests.harness import ENGINE_PYTHON, free_port, log_tail, start_app, start_engine
+from tests.helpers import MODEL_DIR, App, app_env
 
-MODEL_DIR = Path(
-    os.environ.get("WORKBENCH_TEST_MODEL_DIR", REPO / "data" / "models" / "SmolLM2-135M-Instruct")
-)
-ARTIFACTS = REPO / "tests" / "artifacts"
+ENGINE_FIXTURES = {"engine_url", "model_dir", "engine_python"}
+BROWSER_FIXTURES = {"browser", "page"}
 
 
-@dataclass
-class App:
-    """A running app: where it listens, its admin key, where it keeps its data."""
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "engine: needs the vLLM CPU engine's install (set from the fixtures used)")
+    config.addinivalue_line(
+        "markers", "browser: drives Debian's Chromium (set from the fixtures used)")
 
-    url: str
-    api_key: str
-    data_dir: Path
-    engine_url: str
 
-    @property
-    def v1(self) -> str:
-        return self.url + "/v1"
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these marks
+def pytest_collection_modifyitems(items):
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & ENGINE_FIXTURES:
+            item.add_marker(pytest.mark.engine)
+        if used & BROWSER_FIXTURES:
+            item.add_marker(pytest.mark.browser)
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +43,14 @@ def model_dir() -> Path:
     if not (MODEL_DIR / "tokenizer.json").is_file():
         pytest.fail(f"embedded model missing at {MODEL_DIR}: run ./launch.sh test")
     return MODEL_DIR
+
+
+@pytest.fixture(scope="session")
+def engine_python() -> str:
+    """The engine virtualenv's python (vLLM's own code, for checks of its command line)."""
+    if not Path(ENGINE_PYTHON).is_file():
+        pytest.fail(f"engine virtualenv missing at {ENGINE_PYTHON}: run ./launch.sh test")
+    return ENGINE_PYTHON
 
 
 @pytest.fixture(scope="session")
@@ -55,22 +68,9 @@ def engine_url(model_dir, tmp_path_factory) -> str:
     proc.stop()
 
 
-def app_env(data_dir: Path, engine_url: str, model_dir: Path, api_key: str, **extra) -> dict:
-    """The environment of an app that points at the session's engine."""
-    env = {
-        "VLLM_API_KEY": api_key,
-        "WORKBENCH_DATA_DIR": str(data_dir),
-        "WORKBENCH_PROFILE": "external",
-        "WORKBENCH_UPSTREAM_URL": engine_url,
-        "WORKBENCH_TOKENIZER_PATH": str(model_dir),
-    }
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
 @pytest.fixture(scope="session")
 def app(engine_url, model_dir, tmp_path_factory) -> App:
-    """One app for the session: `python -m server` in front of the real engine."""
+    """One app for the session: `python -m ui` (as launch.sh starts it) in front of the real engine."""
     data_dir = tmp_path_factory.mktemp("app-data")
     key = "test-admin-" + secrets.token_hex(8)
     proc, url = start_app(app_env(data_dir, engine_url, model_dir, key), data_dir / "logs")
@@ -116,6 +116,10 @@ def db(tmp_path):
 # One browser per test module; each test gets its own context (fresh localStorage).
 @pytest.fixture(scope="module")
 def browser():
+    from playwright.sync_api import sync_playwright
+
+    from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS
+
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser

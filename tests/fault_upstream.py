@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import AsyncIterator
 
 import anyio
@@ -27,6 +26,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+
+from tests.helpers import wait_until
 
 MODES = ("die", "error500", "hang")
 
@@ -120,11 +121,8 @@ class FaultUpstream:
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise TimeoutError("fault upstream did not start")
-            time.sleep(0.02)
+        wait_until(lambda: self._server.started, interval=0.02,
+                   message="fault upstream did not start")
         return self
 
     def stop(self) -> None:

@@ -85,20 +85,24 @@ class ManagedProcess:
 
     def wait_http(self, url: str, timeout: float, expect: int = 200) -> None:
         """Poll url until it answers `expect`; raise with the log tail if the process dies."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        from tests.helpers import wait_until
+
+        def answered() -> bool:
             if not self.alive():
                 raise RuntimeError(
                     f"{self.argv[:3]} exited with {self.proc.returncode} while starting:\n"
                     + log_tail(self.log_path)
                 )
             try:
-                if httpx.get(url, timeout=2).status_code == expect:
-                    return
+                return httpx.get(url, timeout=2).status_code == expect
             except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise TimeoutError(f"{url} not ready after {timeout}s:\n" + log_tail(self.log_path))
+                return False
+
+        try:
+            wait_until(answered, timeout=timeout, interval=0.5)
+        except AssertionError:
+            raise TimeoutError(f"{url} not ready after {timeout}s:\n"
+                               + log_tail(self.log_path)) from None
 
     def stop(self, grace: float = 15.0) -> int | None:
         """terminate → wait → kill, for the whole process group."""
@@ -152,11 +156,13 @@ def start_engine(model_dir: Path, log_dir: Path, max_context: int = 8192) -> tup
 
 
 def start_app(env: dict[str, str], log_dir: Path, port: int | None = None,
-              wait_for: str = "/health", expect: int = 200) -> tuple[ManagedProcess, str]:
-    """Start `python -m server` with the given WORKBENCH_* environment on a free port."""
+              wait_for: str = "/health", expect: int = 200,
+              module: str = "ui") -> tuple[ManagedProcess, str]:
+    """Start the app as launch.sh does (`python -m ui`: the workbench and /v1; `module="server"`
+    for the API alone) with the given WORKBENCH_* environment on a free port."""
     port = port or free_port()
     full = base_env(WORKBENCH_PORT=str(port), WORKBENCH_HOST="127.0.0.1", **env)
-    proc = ManagedProcess([APP_PYTHON, "-m", "server"], full, log_dir / f"app-{port}.log")
+    proc = ManagedProcess([APP_PYTHON, "-m", module], full, log_dir / f"app-{port}.log")
     url = f"http://127.0.0.1:{port}"
     try:
         proc.wait_http(url + wait_for, timeout=120, expect=expect)

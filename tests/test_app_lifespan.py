@@ -11,7 +11,8 @@ from server.remote_tokens import RemoteTokenCounter
 from server.settings import Settings
 from server.tokens import TokenCounter
 from storage import StoreClosedError
-from tests.test_gateway_errors import assert_error
+from tests.helpers import assert_error
+from ui.app import create_app as create_ui_app
 
 
 @pytest.fixture
@@ -38,6 +39,16 @@ def test_create_app_connects_to_nothing_and_the_lifespan_owns_its_resources(sett
     assert services.store is None and services.counter is None
     with pytest.raises(StoreClosedError):
         store.db  # noqa: B018 (the closed store refuses new connections)
+
+
+def test_the_api_app_alone_has_no_ui_and_ui_app_mounts_it_behind_the_api(settings):
+    with TestClient(create_app(settings)) as client:
+        assert_error(client.get("/"), 404, "not_found_error", "unknown_url", None,
+                     "Unknown request URL: GET /")
+    with TestClient(create_ui_app(settings)) as client:
+        assert "Qwen Workbench" in client.get("/").text
+        assert client.get("/health").json() == {"status": "ok"}
+        assert client.get("/v1/models").status_code == 401  # the API still answers first
 
 
 def test_bootstrap_key_is_an_admin_and_health_needs_no_key(settings):

@@ -1,11 +1,9 @@
 """Prompt assembly: page-marked documents first, stable bytes, chunk plans, OpenAI file parts."""
 
 import base64
-import io
 from pathlib import Path
 
 import pytest
-from pypdf import PdfReader, PdfWriter
 
 from server.documents.errors import (
     CorruptPdfError,
@@ -16,6 +14,7 @@ from server.documents.errors import (
 )
 from server.documents.extract import PageText, extract_pages
 from server.documents.file_part import InvalidFilePartError
+from tests.helpers import scanned_pages_only
 from server.documents.prompt import (
     DOCUMENTS_INSTRUCTION,
     Chunk,
@@ -211,16 +210,6 @@ def test_file_part_over_the_limit_is_refused_before_decoding():
     with pytest.raises(PdfTooLargeError) as caught:
         file_part_to_text(pdf_part(data), max_bytes=10_000)
     assert caught.value.limit == 10_000
-
-
-def scanned_pages_only() -> bytes:
-    """The two image-only pages of imagemagick-images.pdf as a PDF of their own."""
-    reader, writer = PdfReader(PDFS / "imagemagick-images.pdf"), PdfWriter()
-    for index in (3, 4):
-        writer.add_page(reader.pages[index])
-    out = io.BytesIO()
-    writer.write(out)
-    return out.getvalue()
 
 
 def test_a_file_part_without_any_text_is_refused_and_says_ocr_is_needed():

@@ -11,7 +11,7 @@ import pytest
 from server.engine.kv_cache import plan_kv_cache, yarn_factor
 from server.engine.profiles import ProfileError, cpu_plan, h200x4_plan
 from server.settings import Settings
-from tests.harness import ENGINE_PYTHON, REPO
+from tests.harness import REPO
 
 
 def dry_run(**env) -> subprocess.CompletedProcess:
@@ -114,21 +114,21 @@ def test_profile_error_is_raised_for_impossible_context():
 STAND_IN = str(REPO / "tests" / "qwen3_coder_480b")
 
 
-def _vllm_reads(argv: list[str]) -> subprocess.CompletedProcess:
+def _vllm_reads(engine_python: str, argv: list[str]) -> subprocess.CompletedProcess:
     # Offline, as the engine runs here: nothing may come from a model hub.
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [ENGINE_PYTHON, str(REPO / "tests" / "vllm_args.py"), STAND_IN],
+        [engine_python, str(REPO / "tests" / "vllm_args.py"), STAND_IN],
         input=json.dumps(argv), capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
     )
 
 
-def test_vllm_takes_the_h200x4_command_and_its_700k_context():
+def test_vllm_takes_the_h200x4_command_and_its_700k_context(engine_python):
     """No GPU here: vLLM's CPU build (same CLI and model-config checks) reads the production
     command, with a stand-in config.json of the 480B model's shape."""
     argv = engine_argv(dry_run(WORKBENCH_PROFILE="h200x4").stdout)
     assert argv[1] == "serve"
-    parsed = _vllm_reads(argv[2:])
+    parsed = _vllm_reads(engine_python, argv[2:])
     assert parsed.returncode == 0, parsed.stderr[-2000:]
     assert json.loads(parsed.stdout) == {
         "model_config_max_model_len": 700_000,  # not refused as longer than the model's window
@@ -153,14 +153,14 @@ def test_vllm_takes_the_h200x4_command_and_its_700k_context():
     }
 
 
-def test_vllm_refuses_what_the_command_must_not_contain():
+def test_vllm_refuses_what_the_command_must_not_contain(engine_python):
     """The two checks above can fail: an unknown flag, and YaRN without the scaled window."""
     argv = engine_argv(dry_run(WORKBENCH_PROFILE="h200x4").stdout)[2:]
-    unknown = _vllm_reads([*argv, "--no-such-flag"])
+    unknown = _vllm_reads(engine_python, [*argv, "--no-such-flag"])
     assert unknown.returncode != 0 and "--no-such-flag" in unknown.stderr
     overrides = json.loads(flag(argv, "--hf-overrides"))
     del overrides["max_position_embeddings"]
     argv[argv.index("--hf-overrides") + 1] = json.dumps(overrides)
-    refused = json.loads(_vllm_reads(argv).stdout)
+    refused = json.loads(_vllm_reads(engine_python, argv).stdout)
     assert "model_config_max_model_len" not in refused
     assert "greater than the derived max_model_len" in refused["model_config_refused"]

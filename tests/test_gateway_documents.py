@@ -8,8 +8,7 @@ import httpx
 import pytest
 
 from server.gateway.documents import DocumentExpander
-from tests.test_documents_prompt import scanned_pages_only
-from tests.test_gateway_errors import assert_error
+from tests.helpers import assert_error, scanned_pages_only
 
 PDFS = Path(__file__).parent / "pdfs"
 

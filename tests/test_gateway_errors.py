@@ -1,7 +1,4 @@
-"""The one error shape, case by case, with exact bodies (against the real engine).
-
-`assert_error` is the one helper that checks an error answer; the other gateway tests import it.
-"""
+"""The one error shape, case by case, with exact bodies (against the real engine)."""
 
 import json
 import secrets
@@ -15,36 +12,11 @@ from server.gateway.auth import CACHE_SECONDS
 from server.gateway.upstream import map_upstream_error
 from storage import Store
 from storage.keys import create_key, revoke_key
+from tests.helpers import assert_error, assert_rate_headers
 
-RATE_HEADERS = (
-    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
-    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
-)
 AUTH_BODY = {"error": {"message": "Incorrect API key provided", "type": "authentication_error",
                        "param": None, "code": "invalid_api_key"}}
 HI = [{"role": "user", "content": "Hi"}]
-
-
-def assert_error(response: httpx.Response, status: int, type: str, code: str | None,
-                 param: str | None = None, message: str | None = None) -> dict:
-    """The response is `status` with exactly {"error": {message, type, param, code}}."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert list(body) == ["error"], body
-    error = body["error"]
-    assert list(error) == ["message", "type", "param", "code"], error
-    assert (error["type"], error["code"], error["param"]) == (type, code, param), error
-    assert isinstance(error["message"], str) and error["message"], error
-    if message is not None:
-        assert error["message"] == message
-    return error
-
-
-def assert_rate_headers(response: httpx.Response) -> None:
-    missing = [h for h in RATE_HEADERS if h not in response.headers]
-    assert not missing, f"missing {missing} in {dict(response.headers)}"
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from server.gateway import limits_redis
 from server.gateway.limits import KeyLimiter, LimitsUnavailable, RateLimitExceeded, format_duration
 from server.gateway.limits_redis import RedisBackend
 from tests.harness import free_port
+from tests.helpers import assert_error, assert_rate_headers
 from tests.redis_fixtures import make_limiter, redis_server  # noqa: F401 (fixtures)
-from tests.test_gateway_errors import assert_error, assert_rate_headers
 
 HI = [{"role": "user", "content": "Hi"}]
 

@@ -1,26 +1,26 @@
 """One usage row per /v1 completion request, whatever its outcome."""
 
-import time
-
 import httpx
 import sqlite_utils
+
+from tests.helpers import wait_until
 
 COLUMNS = "key_name, endpoint, model, status_code, user, error_code"
 
 
 def rows(app, count: int, timeout: float = 10.0) -> list[dict]:
     """The app's usage rows, once `count` of them are written (they are written async)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def found() -> list[dict]:
         db = sqlite_utils.Database(app.data_dir / "workbench.db")
         try:
-            found = list(db.query(f"SELECT {COLUMNS}, prompt_tokens, completion_tokens, "
-                                  "latency_ms, ttft_ms FROM usage_log ORDER BY id"))
+            return list(db.query(f"SELECT {COLUMNS}, prompt_tokens, completion_tokens, "
+                                 "latency_ms, ttft_ms FROM usage_log ORDER BY id"))
         finally:
             db.close()
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.05)
+
+    return wait_until(lambda: rows if len(rows := found()) >= count else None,
+                      timeout=timeout, interval=0.05, message=f"fewer than {count} usage rows")
 
 
 def test_every_completion_request_leaves_one_row(make_app):

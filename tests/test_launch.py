@@ -4,7 +4,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -12,6 +11,7 @@ import openai
 import pytest
 
 from tests.harness import REPO, base_env, free_port, log_tail
+from tests.helpers import wait_until
 
 
 def pid_alive(pid: int) -> bool:
@@ -25,12 +25,10 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not pid_alive(pid):
-            return True
-        time.sleep(0.2)
-    return False
+    try:
+        return wait_until(lambda: not pid_alive(pid), timeout=timeout, interval=0.2)
+    except AssertionError:
+        return False
 
 
 class Launch:
@@ -54,17 +52,16 @@ class Launch:
         self.url = f"http://127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout: float = 400) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def healthy() -> bool:
             if self.proc.poll() is not None:
                 pytest.fail(f"launch.sh exited {self.proc.returncode}:\n{log_tail(self.out)}")
             try:
-                if httpx.get(self.url + "/health", timeout=2).status_code == 200:
-                    return
+                return httpx.get(self.url + "/health", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(1)
-        pytest.fail("launch.sh not ready:\n" + log_tail(self.out))
+                return False
+
+        wait_until(healthy, timeout=timeout, interval=1, message="launch.sh not ready:\n"
+                   + log_tail(self.out))
 
     def pids(self) -> tuple[int, int]:
         logs = self.data_dir / "logs"

@@ -27,9 +27,8 @@ from playwright.sync_api import expect
 
 from server.gateway.limits_redis import LEASE_SECONDS
 from server.processes.redis_server import start_redis
-from tests.conftest import app_env
 from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
-from tests.test_gateway_errors import assert_error
+from tests.helpers import app_env, assert_error, wait_until
 from tests.ui_helpers import (
     STREAM_TIMEOUT, answer_text, last_answer, new_conversation, open_conversation_id, send,
     sign_in, stored_messages, wait_for_answer)
@@ -84,7 +83,7 @@ def start_stack(tmp_path: Path, engine_url: str, model_dir: Path, workers: int =
     env = base_env(**app_env(data_dir, engine_url, model_dir, key, WORKBENCH_PORT=port,
                              WORKBENCH_HOST="127.0.0.1", WORKBENCH_API_WORKERS=workers,
                              **settings))
-    proc = ManagedProcess([APP_PYTHON, "-m", "server"], env, data_dir / "logs" / "app.log")
+    proc = ManagedProcess([APP_PYTHON, "-m", "ui"], env, data_dir / "logs" / "app.log")
     url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while True:

@@ -6,11 +6,12 @@ import pytest
 
 from storage import ImportFormatError, NotFoundError
 from storage import conversations as conv
+from storage import messages
 from storage.conversations import (
-    add_message, create_conversation, delete_conversation, delete_message, export_json,
-    export_markdown, get_conversation, import_json, list_conversations, list_messages,
-    rename_conversation, update_conversation_settings, update_message,
+    create_conversation, delete_conversation, export_json, export_markdown, get_conversation,
+    import_json, list_conversations, rename_conversation, update_conversation_settings,
 )
+from storage.messages import add_message, delete_message, list_messages, update_message
 
 STATS = {
     "prompt_tokens": 12, "completion_tokens": 34, "cached_tokens": 8, "ttft_ms": 150.0,
@@ -118,7 +119,8 @@ def test_answer_cut_short_keeps_partial_text_and_the_reason(db):
 def test_answers_a_stopped_server_left_streaming_are_marked_failed_with_their_text(db):
     cid = create_conversation(db, "alice")
     add_message(db, "alice", cid, "user", "Tell a story.")
-    mid = add_message(db, "alice", cid, "assistant", "Once", model="qwen3", status=conv.STREAMING)
+    mid = add_message(db, "alice", cid, "assistant", "Once", model="qwen3",
+                      status=messages.STREAMING)
     update_message(db, "alice", mid, content="Once upon a time")
     # An export taken mid-answer carries the text so far, as a stopped answer (importable).
     exported = export_json(db, "alice", cid)
@@ -128,8 +130,8 @@ def test_answers_a_stopped_server_left_streaming_are_marked_failed_with_their_te
     assert "Once upon a time\n\n> Answer still being written" in export_markdown(db, "alice", cid)
 
     done = add_message(db, "alice", cid, "assistant", "Done.", status="complete")
-    assert conv.finish_interrupted_answers(db) == 1
-    assert conv.finish_interrupted_answers(db) == 0
+    assert messages.finish_interrupted_answers(db) == 1
+    assert messages.finish_interrupted_answers(db) == 0
     by_id = {m["id"]: m for m in list_messages(db, "alice", cid)}
     assert (by_id[mid]["content"], by_id[mid]["status"]) == ("Once upon a time", "error")
     assert by_id[mid]["error"].startswith("The server stopped while this answer")

@@ -3,10 +3,9 @@
 import sqlite_utils
 
 from storage import Store
-from storage.conversations import (
-    add_message, create_conversation, delete_conversation, list_messages,
-)
-from storage.conversations import search_conversations
+from storage.conversations import create_conversation, delete_conversation
+from storage.messages import add_message, list_messages
+from storage.search import search_conversations
 from storage.migrations import migrations
 
 EXPECTED_COLUMNS = {

@@ -2,10 +2,9 @@
 
 import pytest
 
-from storage.conversations import (
-    add_message, create_conversation, delete_conversation, delete_message, rename_conversation,
-    search_conversations, update_message,
-)
+from storage.conversations import create_conversation, delete_conversation, rename_conversation
+from storage.messages import add_message, delete_message, update_message
+from storage.search import search_conversations
 from storage.search import SNIPPET_CHARS, fts_query
 
 

@@ -17,14 +17,14 @@ from types import SimpleNamespace
 import pytest
 from playwright.sync_api import Page, expect
 
-from server.documents.library import Attached
+from server.workbench.library import Attached
 from server.tokens import TokenCounter
 from server.workbench import Fit, Workbench
 from storage import Store
-from storage.conversations import list_messages
+from storage.messages import list_messages
 from storage.documents import list_documents
 from storage.keys import create_key
-from tests.conftest import ARTIFACTS, app_env
+from tests.helpers import ARTIFACTS, app_env
 from tests.harness import start_app
 from ui.document_formatting import document_html, fit_html, no_text_note, page_list
 from tests.ui_helpers import (

@@ -11,12 +11,12 @@ import os
 import re
 import secrets
 import signal
-import time
 
 from playwright.sync_api import expect
 
 from storage import Store
 from storage.keys import create_key
+from tests.helpers import app_env, wait_until
 from tests.ui_helpers import (
     STREAM_TIMEOUT,
     answer_text,
@@ -158,7 +158,6 @@ def test_export_json_then_import_it_back(page, app, tmp_path):
 
 def test_a_server_restart_keeps_the_sign_in_and_the_conversation(page, engine_url, model_dir,
                                                                  tmp_path):
-    from tests.conftest import app_env
     from tests.harness import free_port, start_app
 
     key = "test-admin-" + secrets.token_hex(8)
@@ -191,7 +190,6 @@ def _answer_rows(db_path) -> list[dict]:
 
 
 def test_an_answer_cut_by_a_server_crash_keeps_its_text(page, engine_url, model_dir, tmp_path):
-    from tests.conftest import app_env
     from tests.harness import free_port, start_app
 
     key = "test-admin-" + secrets.token_hex(8)
@@ -205,23 +203,22 @@ def test_an_answer_cut_by_a_server_crash_keeps_its_text(page, engine_url, model_
         send(page, "Tell a very long story about a lighthouse keeper and the sea.")
         expect(last_answer(page)).to_contain_text("▍", timeout=STREAM_TIMEOUT)
         # The row is added at the first token and saved again every few seconds.
-        deadline = time.monotonic() + 60
-        first = None
-        while time.monotonic() < deadline:
+        seen = []  # the streaming answer's texts, as saved
+
+        def checkpointed() -> bool:
             rows = _answer_rows(db_path)
             if rows and rows[-1]["status"] == "streaming":
-                first = first or rows[-1]["content"]
-                if rows[-1]["content"] != first:
-                    break
-            time.sleep(0.3)
-        else:
-            raise AssertionError(f"no checkpoint of the streaming answer: {rows}")
+                seen.append(rows[-1]["content"])
+            return len(set(seen)) > 1
+
+        wait_until(checkpointed, timeout=60, interval=0.3,
+                   message="no checkpoint of the streaming answer")
         os.killpg(proc.pid, signal.SIGKILL)  # no shutdown, no final save
         proc.stop()
     finally:
         proc.stop()
     [kept] = _answer_rows(db_path)
-    assert kept["status"] == "streaming" and len(kept["content"]) > len(first)
+    assert kept["status"] == "streaming" and len(kept["content"]) > len(seen[0])
 
     proc, url = start_app(env, tmp_path / "logs", port=port)
     try:

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from storage import Store
-from tests.conftest import ARTIFACTS
+from tests.helpers import ARTIFACTS, wait_until
 from tests.ui_helpers import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -90,16 +90,11 @@ def test_stop_aborts_the_answer_and_keeps_the_partial(page, app):
     assert (answer["role"], answer["status"]) == ("assistant", "stopped")
     assert 0 < answer["completion_tokens"] < 1500
     # The gateway saw the client go away (it aborts the engine's request then).
-    deadline = time.time() + 10
     with Store(app.data_dir / "workbench.db") as store:
-        while True:
-            rows = list(store.db.query(
-                "SELECT * FROM usage_log WHERE error_code = 'client_disconnected'"
-                " AND created_at >= ?", [sent_at]))
-            if rows or time.time() > deadline:
-                break
-            time.sleep(0.2)
-    assert rows, "the stream was not closed when Stop was clicked"
+        wait_until(lambda: list(store.db.query(
+            "SELECT * FROM usage_log WHERE error_code = 'client_disconnected'"
+            " AND created_at >= ?", [sent_at])), interval=0.2,
+            message="the stream was not closed when Stop was clicked")
     # And after a reload the partial answer is still there, marked as stopped.
     page.reload()
     expect(last_answer(page).locator(".wb-stats")).to_contain_text("stopped by you")
@@ -126,12 +121,10 @@ def test_the_chats_trash_icon_while_an_answer_streams_keeps_the_chat(page, app):
 
 
 def _clipboard_once_it_changes(reader: Page, before: str) -> str:
-    deadline = time.monotonic() + 10
-    while (text := reader.evaluate("navigator.clipboard.readText()")) == before:
-        if time.monotonic() > deadline:
-            break
-        reader.wait_for_timeout(100)
-    return text
+    return wait_until(
+        lambda: (text := reader.evaluate("navigator.clipboard.readText()")) != before and text,
+        message="the clipboard did not change",
+        sleep=lambda seconds: reader.wait_for_timeout(seconds * 1000))
 
 
 @pytest.mark.parametrize("origin", ["http://127.0.0.1:9", "http://workbench.test"])

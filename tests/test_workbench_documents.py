@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from server.documents.errors import EncryptedPdfError, PdfTooLargeError
-from server.documents.library import PAGES_KEY, format_ranges
+from server.workbench.library import PAGES_KEY, format_ranges
 from server.documents.prompt import DOCUMENTS_INSTRUCTION
 from server.tokens import TokenCounter
 from server.workbench import NotFoundError, Workbench

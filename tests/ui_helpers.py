@@ -7,7 +7,7 @@ import secrets
 from playwright.sync_api import Page, expect
 
 from storage import Store
-from storage.conversations import list_messages
+from storage.messages import list_messages
 from storage.keys import authenticate
 
 CHROMIUM = "/usr/bin/chromium"

@@ -1,18 +1,26 @@
 """The browser workbench: a Gradio 6 app that the server mounts at `/`.
 
-`build_ui(services)` lays the page out (ui.layout) and wires each area (session, sidebar,
+`build_ui(services)` (mounted at `/` by `ui.app`) lays the page out (ui.layout) and wires each area (session, sidebar,
 conversation actions, chat, settings, documents, gauge, usage). It reaches the model only through our
 own /v1 (ui.api) and storage only through `server.workbench.Workbench`.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import gradio as gr
 
+from server.services import Services
 from server.workbench import Workbench
-from ui import chat, conversation, documents, gauge, session, settings_panel, sidebar, usage
+from ui import (
+    chat,
+    conversation,
+    documents,
+    gauge,
+    session,
+    settings_panel,
+    sidebar,
+    usage,
+)
 from ui.api import ApiClient
 from ui.layout import build_components
 from ui.streaming import InFlight
@@ -20,7 +28,7 @@ from ui.streaming import InFlight
 __all__ = ["build_ui"]
 
 
-def build_ui(services: Any) -> gr.Blocks:
+def build_ui(services: Services) -> gr.Blocks:
     """The workbench page for the app's services (settings, store, counter, engine)."""
     wb = Workbench(services)
     api = ApiClient(services.settings.self_url, services.settings.tls_cert)

@@ -9,7 +9,7 @@ import html
 import re
 from collections.abc import Mapping
 
-from storage.messages import STREAMING
+from server.workbench import STREAMING
 
 # The HTML blocks shown after an answer's text: not part of the answer when it is copied.
 NOTE_CLASSES = ("wb-stats", "wb-error")

@@ -1,7 +1,7 @@
 """One answer, streamed from /v1 into the chat and stored however it ends.
 
 Two ways to make the request: directly (the conversation's prompt, documents first), or
-after a chunked analysis (`server.documents.analysis`), whose progress shows in the chat
+after a chunked analysis (`server.workbench.analysis`), whose progress shows in the chat
 ("Summarising chunk 2 of 5 …") before the final answer streams in. Either way the answer is
 stored with its stats when it completes, is stopped (the partial kept) or fails (a readable
 message), and Stop can wait for that (`InFlight`). While it streams, its text so far is
@@ -17,7 +17,7 @@ from functools import partial
 import anyio
 import gradio as gr
 
-from server.documents.analysis import AnalysisError
+from server.workbench.analysis import AnalysisError
 from server.settings import SERVED_MODEL_NAME
 from server.workbench import Workbench
 from ui import formatting

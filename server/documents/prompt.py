@@ -13,10 +13,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from server.documents.file_part import file_part_to_text
 from server.documents.render import EMPTY_PAGE_NOTE, document_text, safe_filename
+
+if TYPE_CHECKING:
+    from server.counter import Counter
 
 __all__ = [
     "DOCUMENTS_INSTRUCTION", "Chunk", "chunk_messages", "document_context", "document_text",
@@ -73,7 +76,7 @@ def with_documents(messages: list[dict], context: str) -> list[dict]:
     return [{"role": "system", "content": documents}, *messages]
 
 
-def marker_tokens(page: Mapping[str, Any], counter: Any = None) -> int:
+def marker_tokens(page: Mapping[str, Any], counter: Counter | None = None) -> int:
     """An upper bound of what a page adds to its text's tokens: marker, blank line, and the
     note that stands in for an empty page.
 
@@ -88,7 +91,7 @@ def marker_tokens(page: Mapping[str, Any], counter: Any = None) -> int:
 
 
 def plan_chunks(
-    pages: Sequence[Mapping[str, Any]], budget: int, *, counter: Any = None
+    pages: Sequence[Mapping[str, Any]], budget: int, *, counter: Counter | None = None
 ) -> list[Chunk]:
     """Split pages ({number, text, tokens}) in order into chunks of at most `budget` tokens.
 

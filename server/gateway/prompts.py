@@ -14,9 +14,9 @@ import anyio.to_thread
 import httpx
 import jinja2
 
+from server.counter import Counter
 from server.gateway import errors
 from server.gateway.upstream import upstream_message
-from server.tokens import TokenCounter
 
 # Above this many characters a local count runs in a worker thread (tiktoken releases the
 # GIL), so one huge document does not stall every other request on the event loop.
@@ -37,9 +37,9 @@ def _chars(messages: list[dict[str, Any]]) -> int:
 class PromptCounter:
     """Counts prompts with the served model's tokenizer (local) or the engine's /tokenize."""
 
-    def __init__(self, counter: Any):
+    def __init__(self, counter: Counter):
         self.counter = counter
-        self.local = isinstance(counter, TokenCounter)
+        self.local = counter.local
 
     async def messages(self, messages: list[dict[str, Any]], tools: list | None = None) -> int:
         """Exact prompt size of a chat request, chat template and generation prompt included."""

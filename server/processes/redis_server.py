@@ -1,6 +1,6 @@
 """Debian's redis-server for the limits of a many-process host: loopback, in memory only.
 
-The same start code serves `python -m server` (the supervisor) and the tests.
+The same start code serves the supervisor (server.processes.supervisor) and the tests.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Many processes behind one port: what `python -m server` runs when WORKBENCH_API_WORKERS > 1.
+"""Many processes behind one port: what `python -m ui` runs when WORKBENCH_API_WORKERS > 1.
 
     redis-server (unless WORKBENCH_REDIS_URL names one)   the limits every process shares
-    python -m server worker ui    (loopback)               Gradio's queue and sessions: one process
-    python -m server worker api   × N (loopback)           /v1, /health, /metrics
+    python -m ui      (loopback)                           Gradio's queue and sessions: one process
+    python -m server  × N (loopback)                       /v1, /health, /metrics (API only)
     nginx (WORKBENCH_HOST:WORKBENCH_PORT, TLS if set)      routes between them, unbuffered
 
 All run in the foreground as children of this process, which launch.sh supervises as "the app".
@@ -112,11 +112,11 @@ class Supervisor:
         if not redis_url:
             self._start_redis()
             redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
-        server = [sys.executable, "-m", "server", "worker"]
-        self.children.append(Child("ui", server + ["ui"], ui_port,
+        # Started by module name: server/ never imports ui/.
+        self.children.append(Child("ui", [sys.executable, "-m", "ui"], ui_port,
                                    self._child_env(ui_port, redis_url)))
         for i, port in enumerate(api_ports, 1):
-            self.children.append(Child(f"api-{i}", server + ["api"], port,
+            self.children.append(Child(f"api-{i}", [sys.executable, "-m", "server"], port,
                                        self._child_env(port, redis_url)))
         for child in self.children:
             child.start()

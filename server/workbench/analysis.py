@@ -24,7 +24,13 @@ from typing import Any
 import anyio
 import openai
 
-from server.documents.prompt import Chunk, chunk_messages, plan_chunks, summaries_context
+from server.counter import Counter
+from server.documents.prompt import (
+    Chunk,
+    chunk_messages,
+    plan_chunks,
+    summaries_context,
+)
 
 __all__ = ["AnalysisError", "ChunkedAnalysis", "Step", "Summary", "summary_tokens_for"]
 
@@ -101,7 +107,7 @@ class ChunkedAnalysis:
     """
 
     def __init__(
-        self, client: openai.AsyncOpenAI, *, model: str, counter: Any, max_context: int,
+        self, client: openai.AsyncOpenAI, *, model: str, counter: Counter, max_context: int,
         question: str, documents: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
         system_prompt: str = "", summary_tokens: int = 512, answer_tokens: int = 1024,
         sampling: Mapping[str, Any] | None = None, history: Sequence[Mapping[str, str]] = (),

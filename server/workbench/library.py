@@ -17,13 +17,17 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from server.documents.errors import PdfTooLargeError
-from server.documents.ingest import ingest_pdf
-from server.documents.prompt import DOCUMENTS_INSTRUCTION, document_text, parse_page_ranges
-from storage import documents as docs
+from server.documents.prompt import (
+    DOCUMENTS_INSTRUCTION,
+    document_text,
+    parse_page_ranges,
+)
+from server.services import Services
+from server.workbench.ingest import ingest_pdf
 from storage import conversations as conv
+from storage import documents as docs
 
 __all__ = ["PAGES_KEY", "Attached", "DocumentLibrary", "documents_first", "format_ranges"]
 
@@ -79,7 +83,7 @@ def documents_first(context: str, system_prompt: str, conversation: list[dict]) 
 class DocumentLibrary:
     """Owner-scoped documents: ingestion, attachments, page ranges, the documents block."""
 
-    def __init__(self, services: Any):
+    def __init__(self, services: Services):
         self._services = services
         self._cache: OrderedDict[tuple[int, str], tuple[list[dict], str]] = OrderedDict()
         self._lock = threading.Lock()

@@ -13,12 +13,13 @@ from pathlib import Path
 import openai
 import pytest
 
-from server.documents.analysis import AnalysisError, ChunkedAnalysis, Summary
+from server.workbench.analysis import AnalysisError, ChunkedAnalysis, Summary
 from server.documents.extract import extract_pages
 from server.documents.prompt import chunk_messages
 from server.tokens import TokenCounter
 from storage import Store
 from storage.keys import create_key
+from tests.helpers import wait_until
 
 PDFS = Path(__file__).parent / "pdfs"
 CONTEXT = 1024
@@ -96,9 +97,8 @@ def test_chunks_are_summarised_through_v1_then_the_question_is_answered_over_the
     assert answer.choices[0].message.content
     assert job.note().startswith(f"Answered from summaries of {total} chunks (pdflatex-outline.pdf")
     # Every request went through /v1 with the person's key (usage rows are written in batches).
-    deadline = time.monotonic() + 10
-    while usage_rows(app, name) < total + 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
+    wait_until(lambda: usage_rows(app, name) >= total + 1, interval=0.2,
+               message="usage rows missing")
     assert usage_rows(app, name) == total + 1
 
 

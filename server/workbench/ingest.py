@@ -10,21 +10,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Protocol
 
+from server.counter import Counter
 from server.documents.extract import CHUNK_PAGES, PdfText, check_pdf
 from storage import documents
 from storage.errors import DocumentExistsError
 
 Progress = Callable[[int, int], None]
-
-
-class Counter(Protocol):
-    """What ingestion needs of a token counter (server.tokens.TokenCounter has it)."""
-
-    name: str
-
-    def count_texts(self, texts: list[str]) -> list[int]: ...
 
 
 def sha256_of(data: bytes) -> str:

@@ -1,4 +1,8 @@
-"""The workbench's service facade: everything the browser UI does, on behalf of one owner.
+"""The workbench's services: everything the browser UI does, on behalf of one owner.
+
+`Workbench` (here) is the facade the UI calls; `library` (documents: upload, attach, pages),
+`ingest` (PDF bytes → a stored document) and `analysis` (chunked analysis through our own /v1)
+are its parts.
 
 UI callbacks call these methods and never touch SQLite or `storage` themselves. Every method
 that reads or changes data takes the owner (the signed-in API key's name) and passes it to
@@ -16,18 +20,24 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import anyio
+import openai
 
-from server.documents.analysis import ChunkedAnalysis, summary_tokens_for
-from server.documents.library import DocumentLibrary, documents_first
+from server.counter import Counter
 from server.sampling import DEFAULT_PARAMS, normalize_params
+from server.services import Services
 from server.settings import SERVED_MODEL_NAME
-from storage import ImportFormatError, NotFoundError, Store, keys, usage
+from server.workbench.analysis import ChunkedAnalysis, summary_tokens_for
+from server.workbench.library import DocumentLibrary, documents_first
+from storage import ImportFormatError, NotFoundError, Store, keys, search, usage
 from storage import conversations as conv
+from storage import messages as msgs
 
-__all__ = ["Fit", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
+# The storage names the UI needs, so that it reaches storage only through this package.
+STREAMING = msgs.STREAMING  # the status of an answer still being written
+
+__all__ = ["STREAMING", "Fit", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
 
 @dataclass(frozen=True)
 class Identity:
@@ -86,7 +96,7 @@ class Workbench:
     (the gateway discovers the engine's).
     """
 
-    def __init__(self, services: Any):
+    def __init__(self, services: Services):
         self._services = services
         self.documents = DocumentLibrary(services)
 
@@ -98,8 +108,11 @@ class Workbench:
         return store
 
     @property
-    def counter(self) -> Any:
-        return self._services.counter
+    def counter(self) -> Counter:
+        counter = self._services.counter
+        if counter is None:
+            raise RuntimeError("the app is not running: its token counter is closed")
+        return counter
 
     @property
     def max_context(self) -> int:
@@ -178,11 +191,11 @@ class Workbench:
 
     def messages(self, owner: str, cid: int) -> list[dict]:
         """The conversation's messages in order, with each answer's stats."""
-        return conv.list_messages(self.store.db, owner, cid)
+        return msgs.list_messages(self.store.db, owner, cid)
 
     def add_user_message(self, owner: str, cid: int, content: str) -> int:
         """Store the person's message (before the model is asked, so it is never lost)."""
-        return conv.add_message(self.store.db, owner, cid, "user", content)
+        return msgs.add_message(self.store.db, owner, cid, "user", content)
 
     def begin_answer(self, owner: str, cid: int, content: str, *, model: str | None) -> int:
         """Store an answer that has begun streaming (status "streaming"); returns its id.
@@ -190,12 +203,12 @@ class Workbench:
         Checkpointed with `checkpoint_answer` as it grows, so a server that stops mid-answer
         keeps the text up to the last checkpoint (marked failed at the next start-up).
         """
-        return conv.add_message(self.store.db, owner, cid, "assistant", content, model=model,
-                                status=conv.STREAMING)
+        return msgs.add_message(self.store.db, owner, cid, "assistant", content, model=model,
+                                status=msgs.STREAMING)
 
     def checkpoint_answer(self, owner: str, message_id: int, content: str) -> None:
         """Save the text so far of an answer begun with `begin_answer`."""
-        conv.update_message(self.store.db, owner, message_id, content=content)
+        msgs.update_message(self.store.db, owner, message_id, content=content)
 
     def save_answer(
         self, owner: str, cid: int, content: str, *, model: str | None, stats: dict | None,
@@ -206,12 +219,12 @@ class Workbench:
         With `message_id` (from `begin_answer`) that answer is finished; else one is added.
         """
         stats = {k: v for k, v in (stats or {}).items() if v is not None}
-        if message_id is not None and conv.update_message(
+        if message_id is not None and msgs.update_message(
             self.store.db, owner, message_id, content=content, stats=stats, status=status,
             error=error,
         ):
             return message_id
-        return conv.add_message(
+        return msgs.add_message(
             self.store.db, owner, cid, "assistant", content,
             model=model, stats=stats, status=status, error=error,
         )
@@ -223,7 +236,7 @@ class Workbench:
         """
         messages = self.messages(owner, cid)
         while messages and messages[-1]["role"] == "assistant":
-            conv.delete_message(self.store.db, owner, messages.pop()["id"])
+            msgs.delete_message(self.store.db, owner, messages.pop()["id"])
         return bool(messages) and messages[-1]["role"] == "user"
 
     def edit_last_user_message(self, owner: str, cid: int, message_id: int, content: str) -> bool:
@@ -236,10 +249,10 @@ class Workbench:
         users = [m for m in messages if m["role"] == "user"]
         if not content or not users or users[-1]["id"] != message_id:
             return False
-        conv.update_message(self.store.db, owner, message_id, content=content)
+        msgs.update_message(self.store.db, owner, message_id, content=content)
         for m in messages:
             if m["id"] > message_id:
-                conv.delete_message(self.store.db, owner, m["id"])
+                msgs.delete_message(self.store.db, owner, m["id"])
         return True
 
     def branch_from(self, owner: str, cid: int, message_id: int, content: str) -> int | None:
@@ -290,7 +303,8 @@ class Workbench:
             max_context=self.max_context, documents=sum(a.tokens for a in attached),
             attached=len(attached),
         )
-    def chunked_analysis(self, owner: str, cid: int, client: Any, *, question: str) -> ChunkedAnalysis:
+    def chunked_analysis(self, owner: str, cid: int, client: openai.AsyncOpenAI, *,
+                         question: str) -> ChunkedAnalysis:
         """A chunked analysis of the conversation's documents (their chosen pages) for
         `question`, through `client` (our /v1 with the person's key). Raises NotFoundError
         for a conversation that is not the owner's, AnalysisError without a question."""
@@ -312,25 +326,22 @@ class Workbench:
 
     async def count_prompt(self, messages: list[dict]) -> int:
         """Exact prompt tokens of these chat messages, chat template included."""
-        try:
+        if self.counter.local:
             # The local tokenizer is CPU work: keep it off the event loop.
             return await anyio.to_thread.run_sync(self.counter.count_messages, messages)
-        except NotImplementedError:
-            # A remote counter (vLLM's /tokenize) only counts asynchronously.
-            return await self.counter.acount_messages(messages)
+        return await self.counter.acount_messages(messages)
 
     async def count_text(self, text: str) -> int:
         """Tokens in `text` without chat framing (a partial answer's length)."""
-        try:
+        if self.counter.local:
             return await anyio.to_thread.run_sync(self.counter.count_text, text)
-        except NotImplementedError:
-            return await self.counter.acount_text(text)
+        return await self.counter.acount_text(text)
 
     # Search, export, import ----------------------------------------------------------------
 
     def search(self, owner: str, query: str, *, limit: int = 30) -> list[dict]:
         """Full-text matches in titles and messages, best first (snippets mark hits in **bold**)."""
-        return conv.search_conversations(self.store.db, owner, query, limit=limit)
+        return search.search_conversations(self.store.db, owner, query, limit=limit)
 
     def export_markdown(self, owner: str, cid: int) -> tuple[str, str]:
         """(file name, Markdown text) of a conversation."""

@@ -28,10 +28,11 @@ from playwright.sync_api import expect
 from server.gateway.limits_redis import LEASE_SECONDS
 from server.processes.redis_server import start_redis
 from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
-from tests.helpers import app_env, assert_error, wait_until
+from tests.helpers import app_env, assert_error
 from tests.ui_helpers import (
     STREAM_TIMEOUT, answer_text, last_answer, new_conversation, open_conversation_id, send,
     sign_in, stored_messages, wait_for_answer)
+from ui.api import trust_only
 
 HI = [{"role": "user", "content": "Hi"}]
 LONG = [{"role": "user", "content": "Write a very long essay about the history of Rome."}]
@@ -290,6 +291,8 @@ def test_openai_sdk_over_https_with_the_tests_own_ca(stack_factory, tmp_path, wo
     except httpx.HTTPError:
         plain = None
     assert plain in (None, 400)
+    # The UI process's own /v1 client trusts exactly the server's certificate (no CA needed).
+    assert httpx.get(stack.url + "/health", verify=trust_only(cert)).status_code == 200
     # Without the CA the certificate is refused.
     with pytest.raises(openai.APIConnectionError):
         openai.OpenAI(base_url=stack.url + "/v1", api_key=stack.key,

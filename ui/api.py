@@ -36,7 +36,7 @@ class ApiClient:
             http_client = None
             if self.tls_cert is not None:
                 http_client = openai.DefaultAsyncHttpxClient(
-                    verify=_trust_only(self.tls_cert), timeout=TIMEOUT)
+                    verify=trust_only(self.tls_cert), timeout=TIMEOUT)
             self._client = openai.AsyncOpenAI(
                 base_url=self.base_url, api_key="unset", max_retries=0, timeout=TIMEOUT,
                 http_client=http_client,
@@ -44,7 +44,7 @@ class ApiClient:
         return self._client.with_options(api_key=api_key)
 
 
-def _trust_only(cert: Path) -> ssl.SSLContext:
+def trust_only(cert: Path) -> ssl.SSLContext:
     """TLS to our own server on loopback: trust exactly the certificate it presents (a
     self-signed one too), whatever name it was issued for."""
     context = ssl.create_default_context(cafile=str(cert))

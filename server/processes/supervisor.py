@@ -52,7 +52,7 @@ def free_ports(count: int) -> list[int]:
         low = 32768
     chosen: list[int] = []
     while len(chosen) < count:
-        port = random.randint(20000, low - 1)
+        port = random.randint(20000 if low > 21000 else 1024, low - 1)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

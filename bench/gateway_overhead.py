@@ -178,7 +178,7 @@ def throughput(engine: str | None, workers: list[int], clients: list[int],
     """Requests/s direct and through 1, 2, 4 API workers, as ratios to direct."""
     import asyncio
 
-    from tests.harness import ManagedProcess, base_env, free_port, start_app
+    from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
 
     stub = None
     if engine is None:
@@ -202,8 +202,14 @@ def throughput(engine: str | None, workers: list[int], clients: list[int],
                 model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
                 if (model_dir / "tokenizer.json").is_file():
                     env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
-                proc, url = start_app(env, Path(data) / "logs")
+                port = free_port()
+                # As launch.sh starts it; N + 2 processes take minutes to start on a busy host.
+                proc = ManagedProcess([APP_PYTHON, "-m", "ui"], base_env(
+                    WORKBENCH_PORT=str(port), WORKBENCH_HOST="127.0.0.1", **env),
+                    Path(data) / "logs" / "app.log")
+                url = f"http://127.0.0.1:{port}"
                 try:
+                    proc.wait_http(url + "/health", timeout=600)
                     for n in clients:
                         rates[f"{count} worker(s)", n] = asyncio.run(
                             _requests_per_second(url, key, n, seconds))

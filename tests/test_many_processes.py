@@ -86,7 +86,8 @@ def start_stack(tmp_path: Path, engine_url: str, model_dir: Path, workers: int =
                              **settings))
     proc = ManagedProcess([APP_PYTHON, "-m", "ui"], env, data_dir / "logs" / "app.log")
     url = f"{scheme}://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
+    # Four processes starting at once take minutes on a busy 2-core host.
+    deadline = time.monotonic() + 400
     while True:
         if not proc.alive() or time.monotonic() > deadline:
             proc.stop()

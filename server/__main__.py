@@ -16,9 +16,9 @@ def main(argv: list[str]) -> int:
               file=sys.stderr)
         return 2
     from server.app import create_app, serve
-    from server.settings import get_settings
+    from server.settings import settings_or_exit
 
-    settings = get_settings()
+    settings = settings_or_exit("python -m server")
     serve(create_app(settings), settings)
     return 0
 

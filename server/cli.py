@@ -1,16 +1,17 @@
-"""`python -m server keys ...`: create, list and revoke API keys from the host's shell."""
+"""`./launch.sh keys ...` (`python -m server keys ...`): create, list and revoke API keys from the
+host's shell."""
 
 import argparse
 import sys
 from datetime import datetime
 
-from server.settings import get_settings
+from server.settings import settings_or_exit
 from storage import KeyExistsError, Store
 from storage.keys import create_key, list_keys, revoke_key
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m server")
+    parser = argparse.ArgumentParser(prog="./launch.sh")
     commands = parser.add_subparsers(dest="command", required=True)
     keys = commands.add_parser("keys", help="manage API keys").add_subparsers(
         dest="action", required=True
@@ -31,7 +32,8 @@ def _when(ts: float | None) -> str:
 def _table(rows: list[list[str]]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
     )
 
 
@@ -71,5 +73,5 @@ def _keys(args: argparse.Namespace, store: Store) -> int:
 def main(argv: list[str]) -> int:
     """Run a CLI command; returns the process exit code."""
     args = _parser().parse_args(argv)
-    with Store(get_settings().db_path) as store:
+    with Store(settings_or_exit("launch.sh keys").db_path) as store:
         return _keys(args, store)

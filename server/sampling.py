@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-# Sampling defaults, as documented in ../shared/API.md (stop: none).
+# Sampling defaults, as documented in docs/API.md (stop: none).
 DEFAULT_PARAMS: dict[str, Any] = {
     "temperature": 0.7,
     "top_p": 1.0,
@@ -14,7 +14,7 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "frequency_penalty": 0.0,
     "stop": [],
 }
-# OpenAI accepts at most four stop sequences.
+# OpenAI accepts at most four stop sequences (and so does vLLM).
 MAX_STOP_SEQUENCES = 4
 MIN_TOP_P = 0.01  # /v1 refuses 0 (nothing could be sampled)
 

@@ -4,14 +4,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVED_MODEL_NAME = "qwen3"
 
 
 class Settings(BaseSettings):
-    """Every knob of the host; env var names are the contract in ARCHITECTURE.md."""
+    """Every knob of the host; env var names are the contract in docs/ARCHITECTURE.md."""
 
     model_config = SettingsConfigDict(env_prefix="WORKBENCH_", extra="ignore")
 
@@ -51,6 +51,14 @@ class Settings(BaseSettings):
     def tls(self) -> bool:
         return self.tls_cert is not None
 
+    @field_validator("tokenizer_path")
+    @classmethod
+    def _tokenizer_files_exist(cls, path: Path | None) -> Path | None:
+        if path is not None and not (path / "tokenizer.json").is_file():
+            raise ValueError(f"{path} has no tokenizer.json (it must name a folder holding the "
+                             "served model's tokenizer files)")
+        return path
+
     @property
     def upstream(self) -> str:
         """Base URL of the vLLM server the gateway forwards to (without /v1)."""
@@ -73,3 +81,17 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings; tests call get_settings.cache_clear() after changing env."""
     return Settings()
+
+
+def settings_or_exit(prog: str) -> Settings:
+    """The process-wide settings; a value the environment gets wrong ends the process with one
+    line naming the variable (as launch.sh's other refusals do), not a traceback."""
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else ""
+            variable = "VLLM_API_KEY" if field == "vllm_api_key" else f"WORKBENCH_{field.upper()}"
+            problems.append(f"{variable}: {error['msg'].removeprefix('Value error, ')}")
+        raise SystemExit(f"{prog}: error: " + "; ".join(problems)) from None

@@ -7,7 +7,6 @@ Messages live in `storage.messages`, search in `storage.search`.
 import json
 import math
 import time
-from datetime import datetime, timezone
 
 import sqlite_utils
 
@@ -178,58 +177,6 @@ def export_json(db: sqlite_utils.Database, owner: str, cid: int) -> dict:
         ],
         "messages": messages,
     }
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def _stats_line(message: dict) -> str:
-    parts = []
-    labels = (
-        ("prompt_tokens", "prompt {} tokens"),
-        ("cached_tokens", "cached {} tokens"),
-        ("completion_tokens", "completion {} tokens"),
-        ("ttft_ms", "first token {:.0f} ms"),
-        ("decode_tps", "{:.1f} tokens/s"),
-        ("total_ms", "total {:.0f} ms"),
-        ("finish_reason", "finish: {}"),
-    )
-    for key, label in labels:
-        if message[key] is not None:
-            parts.append(label.format(message[key]))
-    return " · ".join(parts)
-
-
-def export_markdown(db: sqlite_utils.Database, owner: str, cid: int) -> str:
-    """The conversation as Markdown: a heading per message, stats under each answer."""
-    conversation = require_conversation(db, owner, cid)
-    lines = [f"# {conversation['title'] or 'Untitled conversation'}", ""]
-    lines += [f"*Created {_when(conversation['created_at'])}*", ""]
-    if conversation["system_prompt"]:
-        lines += ["## System prompt", "", conversation["system_prompt"], ""]
-    documents = conversation_documents(db, owner, cid)
-    if documents:
-        lines += ["## Documents", ""]
-        lines += [
-            f"- {d['filename']}: {d['page_count']} pages, {d['total_tokens']:,} tokens"
-            for d in documents
-        ]
-        lines.append("")
-    for message in list_messages(db, owner, cid):
-        heading = message["role"].capitalize()
-        if message["model"]:
-            heading += f" ({message['model']})"
-        lines += [f"## {heading}", "", message["content"], ""]
-        if message["status"] == STREAMING:
-            lines += ["> Answer still being written", ""]
-        elif message["status"] != "complete":
-            reason = f": {message['error']}" if message["error"] else ""
-            lines += [f"> Answer {message['status']}{reason}", ""]
-        stats = _stats_line(message)
-        if stats:
-            lines += [f"*{stats}*", ""]
-    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def _fail(message: str):

@@ -44,6 +44,25 @@ def log_request(
         )
 
 
+def usage_by_endpoint(
+    db: sqlite_utils.Database, key_name: str | None, *, since: float, until: float | None = None
+) -> list[dict]:
+    """Totals per endpoint from `since` to `until` (default now), one key or all (None), the
+    busiest first. Each: {endpoint, requests, prompt_tokens, completion_tokens, errors}."""
+    until = time.time() if until is None else until
+    where = "created_at >= ? AND created_at <= ?"
+    params: list = [since, until]
+    if key_name is not None:
+        where += " AND key_name = ?"
+        params.append(key_name)
+    return list(db.query(
+        f"""SELECT endpoint, count(*) AS requests, sum(prompt_tokens) AS prompt_tokens,
+                   sum(completion_tokens) AS completion_tokens, sum(status_code >= 400) AS errors
+            FROM usage_log WHERE {where} GROUP BY endpoint ORDER BY requests DESC, endpoint""",
+        params,
+    ))
+
+
 def usage_series(
     db: sqlite_utils.Database,
     key_name: str | None,

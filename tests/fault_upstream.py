@@ -9,6 +9,8 @@ Each fault lives under its own path prefix, so one server serves them all:
 - `hang`:  streams a role chunk, then goes silent forever (a non-streamed call hangs before
            answering); it records when the gateway closes the connection.
 
+`/v1/responses` and `/v1/messages` stream their own protocol's events in the same modes.
+
 `/health` and `/v1/models` answer like a healthy vLLM (max_model_len 8192), so an app
 starts in front of it normally. Runs uvicorn in a thread of the test process.
 """
@@ -39,6 +41,36 @@ def _chunk(content: str | None = None, role: str | None = None) -> bytes:
         "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
     }
     return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def _typed(kind: str, data: dict) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps({'type': kind, **data})}\n\n".encode()
+
+
+def _responses_chunk(content: str | None = None, role: str | None = None) -> bytes:
+    """The Responses API's events as vLLM streams them (`response.created`, then deltas)."""
+    if role:
+        return _typed("response.created", {"response": {
+            "id": "resp_fault", "object": "response", "created_at": 1, "model": "qwen3",
+            "status": "in_progress", "output": [], "usage": None}, "sequence_number": 0})
+    return _typed("response.output_text.delta", {
+        "item_id": "msg_fault", "output_index": 0, "content_index": 0, "delta": content,
+        "logprobs": [], "sequence_number": 1})
+
+
+def _messages_chunk(content: str | None = None, role: str | None = None) -> bytes:
+    """Anthropic's Messages events as vLLM streams them (`message_start`, then deltas)."""
+    if role:
+        return _typed("message_start", {"message": {
+            "id": "msg_fault", "type": "message", "role": "assistant", "content": [],
+            "model": "qwen3", "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": 7, "output_tokens": 0}}}) + _typed(
+            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+    return _typed("content_block_delta", {
+        "index": 0, "delta": {"type": "text_delta", "text": content}})
+
+
+_PROTOCOL_CHUNKS = {"responses": _responses_chunk, "messages": _messages_chunk}
 
 
 class FaultUpstream:
@@ -85,15 +117,16 @@ class FaultUpstream:
                     await anyio.sleep(0.05)
                 self.closed[mode].set()
             raise RuntimeError("the engine died")
-        return StreamingResponse(self._events(mode), media_type="text/event-stream")
+        chunk = _PROTOCOL_CHUNKS.get(request.url.path.rsplit("/", 1)[-1], _chunk)
+        return StreamingResponse(self._events(mode, chunk), media_type="text/event-stream")
 
-    async def _events(self, mode: str) -> AsyncIterator[bytes]:
-        yield _chunk(role="assistant")
+    async def _events(self, mode: str, chunk=_chunk) -> AsyncIterator[bytes]:
+        yield chunk(role="assistant")
         if mode == "hang":
             await self._hang(mode)
         for word in ("Hello", " there"):
             await anyio.sleep(0.05)
-            yield _chunk(word)
+            yield chunk(word)
         raise RuntimeError("the engine died mid-stream")
 
     async def _hang(self, mode: str) -> None:
@@ -108,6 +141,8 @@ class FaultUpstream:
             Route("/{mode}/v1/models", self._models),
             Route("/{mode}/v1/chat/completions", self._complete, methods=["POST"]),
             Route("/{mode}/v1/completions", self._complete, methods=["POST"]),
+            Route("/{mode}/v1/responses", self._complete, methods=["POST"]),
+            Route("/{mode}/v1/messages", self._complete, methods=["POST"]),
         ])
 
     # --- lifecycle ------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import sqlite_utils
 from pypdf import PdfReader, PdfWriter
 
 from tests.harness import REPO
@@ -106,3 +107,13 @@ def scanned_pages_only() -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
+
+
+def usage_rows(app, endpoint: str | None = None) -> list[dict]:
+    """The app's usage rows in order (only `endpoint`'s when given)."""
+    db = sqlite_utils.Database(app.data_dir / "workbench.db")
+    try:
+        rows = list(db.query("SELECT * FROM usage_log ORDER BY id"))
+    finally:
+        db.close()
+    return [r for r in rows if endpoint is None or r["endpoint"] == endpoint]

@@ -72,7 +72,7 @@ def test_metrics_count_requests_tokens_and_rejections(make_app):
     assert 'workbench_requests_total{endpoint="/v1/chat/completions",status="429"} 1.0' in text
     assert 'workbench_requests_total{endpoint="other",status="404"} 1.0' in text
     assert 'workbench_rate_limit_rejections_total{limit="requests"} 1.0' in text
-    assert 'workbench_tokens_total{kind="prompt"}' in text
+    assert 'workbench_tokens_total{endpoint="/v1/chat/completions",kind="prompt"}' in text
     assert 'workbench_request_duration_seconds_count{endpoint="/v1/chat/completions"} 2.0' in text
     assert "workbench_engine_up 1.0" in text
 

@@ -8,25 +8,25 @@ import pytest
 from server.documents.errors import (
     CorruptPdfError,
     EncryptedPdfError,
-    NoTextLayerError,
     NotAPdfError,
+    NoTextLayerError,
     PdfTooLargeError,
 )
 from server.documents.extract import PageText, extract_pages
 from server.documents.file_part import InvalidFilePartError
-from tests.helpers import scanned_pages_only
 from server.documents.prompt import (
     DOCUMENTS_INSTRUCTION,
     Chunk,
     chunk_messages,
     document_context,
     document_text,
+    documents_first,
     file_part_to_text,
     parse_page_ranges,
     plan_chunks,
     summaries_context,
-    with_documents,
 )
+from tests.helpers import scanned_pages_only
 
 PDFS = Path(__file__).parent / "pdfs"
 LIMIT = 10_000_000
@@ -63,18 +63,15 @@ def test_same_documents_give_identical_bytes_from_storage_or_extraction():
     assert first == document_context([("m.pdf", pages)]).encode()
 
 
-def test_documents_go_first_then_the_unchanged_conversation():
+def test_documents_go_first_then_the_system_prompt_then_the_conversation():
     conversation = [{"role": "user", "content": "What is on page 2?"}]
-    assert with_documents(conversation, "DOCS") == [
-        {"role": "system", "content": f"{DOCUMENTS_INSTRUCTION}\n\nDOCS"},
+    assert documents_first("DOCS", "Be brief.", conversation) == [
+        {"role": "system", "content": f"{DOCUMENTS_INSTRUCTION}\n\nDOCS\n\nBe brief."},
         {"role": "user", "content": "What is on page 2?"},
     ]
-    with_system = [{"role": "system", "content": "Be brief."}, *conversation]
-    assert with_documents(with_system, "DOCS") == [
-        {"role": "system", "content": f"Be brief.\n\n{DOCUMENTS_INSTRUCTION}\n\nDOCS"},
-        {"role": "user", "content": "What is on page 2?"},
-    ]
-    assert with_documents(conversation, "") == conversation
+    assert documents_first("", "Be brief.", conversation) == [
+        {"role": "system", "content": "Be brief."}, *conversation]
+    assert documents_first("", " ", conversation) == conversation
 
 
 def test_second_question_shares_the_whole_documents_prefix():
@@ -82,10 +79,10 @@ def test_second_question_shares_the_whole_documents_prefix():
 
     counter = qwen3_counter()
     docs = document_context([("a.pdf", [PageText(1, "alpha"), PageText(2, "beta")])])
-    first = counter.render_messages(with_documents([{"role": "user", "content": "Q1?"}], docs))
-    second = counter.render_messages(with_documents(
-        [{"role": "user", "content": "Q1?"}, {"role": "assistant", "content": "A1."},
-         {"role": "user", "content": "Q2?"}], docs))
+    first = counter.render_messages(documents_first(docs, "", [{"role": "user", "content": "Q1?"}]))
+    second = counter.render_messages(documents_first(docs, "", [
+        {"role": "user", "content": "Q1?"}, {"role": "assistant", "content": "A1."},
+        {"role": "user", "content": "Q2?"}]))
     prefix = first.split("Q1?")[0]
     assert docs in prefix and second.startswith(prefix)
 

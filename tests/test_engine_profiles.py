@@ -8,8 +8,7 @@ import sys
 
 import pytest
 
-from server.engine.kv_cache import plan_kv_cache, yarn_factor
-from server.engine.profiles import ProfileError, cpu_plan, h200x4_plan
+from server.engine.profiles import ProfileError, cpu_plan, h200x4_memory, h200x4_plan
 from server.settings import Settings
 from tests.harness import REPO
 
@@ -44,7 +43,11 @@ def test_h200x4_dry_run_has_every_production_flag():
     assert flag(argv, "--tensor-parallel-size") == "4"
     assert flag(argv, "--kv-cache-dtype") == "fp8"
     assert flag(argv, "--max-model-len") == "700000"
-    assert flag(argv, "--gpu-memory-utilization") == "0.95"
+    assert flag(argv, "--gpu-memory-utilization") == "0.98"
+    assert flag(argv, "--max-num-batched-tokens") == "4096"
+    assert flag(argv, "--max-num-seqs") == "16"
+    assert json.loads(flag(argv, "--compilation-config")) == {
+        "cudagraph_capture_sizes": [1, 2, 4, 8, 16]}
     assert flag(argv, "--tool-call-parser") == "qwen3_coder"
     for switch in ("--enable-expert-parallel", "--enable-prefix-caching", "--enable-auto-tool-choice"):
         assert switch in argv
@@ -57,33 +60,55 @@ def test_h200x4_dry_run_has_every_production_flag():
             "rope_theta": 10000000,
         }
     }
-    assert "124 KiB" in result.stdout and "fits" in result.stdout
+    # Every term of the memory arithmetic, and the margin, are printed before the command.
+    for term in ("× utilization 0.98", "− weights", "− non-torch", "− activation peak",
+                 "− CUDA-graph estimate", "= KV cache", "− one 700,000-token request"):
+        assert term in result.stdout
+    margin = next(line for line in result.stdout.splitlines() if "= margin" in line)
+    assert float(margin.split()[3]) > 1.5 and margin.endswith("(fits)")
     assert "WORKBENCH_PROFILE=h200x4 WORKBENCH_MAX_CONTEXT=700000" in result.stdout
 
 
 def test_h200x4_refuses_a_context_that_cannot_fit():
     result = dry_run(WORKBENCH_PROFILE="h200x4", WORKBENCH_MAX_CONTEXT="1000000")
     assert result.returncode == 2
-    assert "does not fit on 4×H200" in result.stderr
-    assert "at most 710,325" in result.stderr
     assert result.stdout == ""
+    largest = h200x4_memory(1_000_000).max_tokens
+    assert 700_000 < largest < 1_000_000
+    assert "A context of 1,000,000 tokens does not fit on 4×H200" in result.stderr
+    assert "= margin" in result.stderr and "DOES NOT FIT" in result.stderr
+    # The largest that fits, the exact ways to start with it, and what would give more.
+    assert f"The largest context that fits is {largest:,} tokens" in result.stderr
+    assert f"WORKBENCH_MAX_CONTEXT={largest} ./launch.sh --profile h200x4" in result.stderr
+    assert "--fit-context" in result.stderr and "eight H200s" in result.stderr
+    # That largest context is accepted.
+    ok = dry_run(WORKBENCH_PROFILE="h200x4", WORKBENCH_MAX_CONTEXT=str(largest))
+    assert ok.returncode == 0 and flag(engine_argv(ok.stdout), "--max-model-len") == str(largest)
+    assert dry_run(WORKBENCH_PROFILE="h200x4",
+                   WORKBENCH_MAX_CONTEXT=str(largest + 16)).returncode == 2
+
+
+def test_fit_context_starts_vllm_with_max_model_len_auto():
+    result = subprocess.run(
+        [sys.executable, "-m", "server.engine", "plan", "--dry-run", "--fit-context",
+         "--engine-python", "/opt/engine/bin/python"],
+        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")},
+             "WORKBENCH_PROFILE": "h200x4"},
+    )
+    assert result.returncode == 0, result.stderr
+    argv = engine_argv(result.stdout)
+    assert flag(argv, "--max-model-len") == "auto"
+    # The YaRN window of the 700k profile bounds what vLLM may pick.
+    assert json.loads(flag(argv, "--hf-overrides"))["max_position_embeddings"] == 786_432
+    # No context is exported: the gateway reads the one vLLM chose from the engine.
+    assert "WORKBENCH_MAX_CONTEXT" not in result.stdout
 
 
 def test_native_context_needs_no_yarn():
     argv = h200x4_plan(Settings(profile="h200x4", max_context=200_000)).argv
     assert "--hf-overrides" not in argv
     assert flag(argv, "--max-model-len") == "200000"
-
-
-def test_kv_cache_arithmetic_matches_the_model_facts():
-    fp8 = plan_kv_cache(700_000, "fp8")
-    bf16 = plan_kv_cache(700_000, "bf16")
-    assert fp8.bytes_per_token == 62 * 8 * 128 * 2 == 126_976
-    assert bf16.bytes_per_token == 2 * fp8.bytes_per_token
-    assert round(fp8.total_gib, 1) == 82.8 and round(fp8.per_gpu_gib, 1) == 20.7
-    assert round(bf16.total_gib, 1) == 165.6 and round(bf16.per_gpu_gib, 1) == 41.4
-    assert fp8.fits and not bf16.fits
-    assert yarn_factor(262_144) is None and yarn_factor(262_145) == 2.0 and yarn_factor(700_000) == 3.0
 
 
 def test_cpu_plan_serves_the_embedded_model_as_qwen3(tmp_path):
@@ -138,7 +163,10 @@ def test_vllm_takes_the_h200x4_command_and_its_700k_context(engine_python):
         "enable_expert_parallel": True,
         "kv_cache_dtype": "fp8",
         "max_model_len": 700_000,
-        "gpu_memory_utilization": 0.95,
+        "gpu_memory_utilization": 0.98,
+        "max_num_batched_tokens": 4096,
+        "max_num_seqs": 16,
+        "cudagraph_capture_sizes": [1, 2, 4, 8, 16],
         "enable_prefix_caching": True,
         "hf_overrides": {
             "max_position_embeddings": 786_432,
@@ -164,3 +192,20 @@ def test_vllm_refuses_what_the_command_must_not_contain(engine_python):
     refused = json.loads(_vllm_reads(engine_python, argv).stdout)
     assert "model_config_max_model_len" not in refused
     assert "greater than the derived max_model_len" in refused["model_config_refused"]
+
+
+def test_vllm_takes_the_fit_context_command(engine_python):
+    """`--fit-context`: vLLM reads `--max-model-len auto` as its auto-fit value (-1) and the
+    model config allows up to the YaRN window, which its KV-cache check then shrinks to fit."""
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")},
+           "WORKBENCH_PROFILE": "h200x4"}
+    out = subprocess.run(
+        [sys.executable, "-m", "server.engine", "plan", "--dry-run", "--fit-context",
+         "--engine-python", "/opt/engine/bin/python"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+    ).stdout
+    parsed = _vllm_reads(engine_python, engine_argv(out)[2:])
+    assert parsed.returncode == 0, parsed.stderr[-2000:]
+    read = json.loads(parsed.stdout)
+    assert read["max_model_len"] == -1
+    assert read["model_config_max_model_len"] == 786_432

@@ -13,7 +13,6 @@ from server.gateway.limits import KeyLimiter, LimitsUnavailable, RateLimitExceed
 from server.gateway.limits_redis import RedisBackend
 from tests.harness import free_port
 from tests.helpers import assert_error, assert_rate_headers
-from tests.redis_fixtures import make_limiter, redis_server  # noqa: F401 (fixtures)
 
 HI = [{"role": "user", "content": "Hi"}]
 

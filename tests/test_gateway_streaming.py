@@ -7,10 +7,9 @@ import time
 import httpx
 import openai
 import pytest
-import sqlite_utils
 
 from tests.fault_upstream import FaultUpstream
-from tests.helpers import RATE_HEADERS, wait_until
+from tests.helpers import RATE_HEADERS, usage_rows, wait_until
 
 HI = [{"role": "user", "content": "Count from one to twenty."}]
 ENGINE_STOPPED = {"error": {
@@ -43,13 +42,6 @@ def _events(response) -> list[tuple[float, str]]:
     return events
 
 
-def _usage_rows(app) -> list[dict]:
-    db = sqlite_utils.Database(app.data_dir / "workbench.db")
-    try:
-        return list(db.query("SELECT * FROM usage_log ORDER BY id"))
-    finally:
-        db.close()
-
 
 def test_stream_framing_headers_and_done(app):
     with _stream(app, max_tokens=6) as response:
@@ -76,7 +68,7 @@ def test_stream_usage_chunk_when_asked_and_a_usage_row_with_ttft(make_app):
     assert usage_chunk["choices"] == []
     usage = usage_chunk["usage"]
     assert usage["completion_tokens"] <= 4
-    row = wait_until(lambda: _usage_rows(app), message="no usage row")[-1]
+    row = wait_until(lambda: usage_rows(app), message="no usage row")[-1]
     assert (row["key_name"], row["endpoint"], row["model"], row["status_code"]) == (
         "admin", "/v1/chat/completions", "qwen3", 200)
     assert (row["prompt_tokens"], row["completion_tokens"]) == (
@@ -117,7 +109,7 @@ def test_engine_dying_mid_stream_is_an_error_event_then_done(make_app, fault_ups
     assert json.loads(data[-2]) == ENGINE_STOPPED
     contents = [json.loads(d)["choices"][0]["delta"].get("content") for d in data[1:-2]]
     assert contents == ["Hello", " there"]
-    row = wait_until(lambda: _usage_rows(app), message="no usage row")[-1]
+    row = wait_until(lambda: usage_rows(app), message="no usage row")[-1]
     assert (row["status_code"], row["error_code"]) == (200, "engine_error")
     assert row["completion_tokens"] == 3  # estimated: one per relayed event
     # The official client turns the error event into an exception.
@@ -137,7 +129,7 @@ def test_client_leaving_a_stream_aborts_the_engine_request(make_app, fault_upstr
     # The gateway noticed the client left and closed its connection to the engine.
     assert fault_upstream.closed["hang"].wait(10)
     row = wait_until(
-        lambda: [r for r in _usage_rows(app) if r["status_code"] == 499], message="no 499 row")[-1]
+        lambda: [r for r in usage_rows(app) if r["status_code"] == 499], message="no 499 row")[-1]
     assert row["error_code"] == "client_disconnected"
     # ... and gave the key its concurrency slot back.
     fault_upstream.reset()
@@ -155,5 +147,5 @@ def test_client_leaving_a_complete_request_aborts_the_engine_request(make_app, f
                    json={"model": "qwen3", "messages": HI})
     assert fault_upstream.closed["hang"].wait(10)
     row = wait_until(
-        lambda: [r for r in _usage_rows(app) if r["status_code"] == 499], message="no 499 row")[-1]
+        lambda: [r for r in usage_rows(app) if r["status_code"] == 499], message="no 499 row")[-1]
     assert row["error_code"] == "client_disconnected"

@@ -30,9 +30,17 @@ from server.processes.redis_server import start_redis
 from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
 from tests.helpers import app_env, assert_error
 from tests.ui_helpers import (
-    STREAM_TIMEOUT, answer_text, last_answer, new_conversation, open_conversation_id, send,
-    sign_in, stored_messages, wait_for_answer)
-from ui.api import trust_only
+    STREAM_TIMEOUT,
+    answer_text,
+    last_answer,
+    new_conversation,
+    open_conversation_id,
+    send,
+    sign_in,
+    stored_messages,
+    wait_for_answer,
+)
+from ui.answer_stream import trust_only
 
 HI = [{"role": "user", "content": "Hi"}]
 LONG = [{"role": "user", "content": "Write a very long essay about the history of Rome."}]

@@ -34,7 +34,7 @@ def test_closed_store_refuses_new_connections(tmp_path):
     store = Store(tmp_path / "workbench.db")
     store.close()
     with pytest.raises(StoreClosedError):
-        store.db
+        store.db  # noqa: B018 (the property opens a connection)
 
 
 def test_sixteen_threads_writing_fifty_times_each_never_hit_database_is_locked(tmp_path):

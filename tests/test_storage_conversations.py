@@ -4,12 +4,18 @@ import json
 
 import pytest
 
-from storage import ImportFormatError, NotFoundError
+from server.workbench.markdown import export_markdown
+from storage import ImportFormatError, NotFoundError, messages
 from storage import conversations as conv
-from storage import messages
 from storage.conversations import (
-    create_conversation, delete_conversation, export_json, export_markdown, get_conversation,
-    import_json, list_conversations, rename_conversation, update_conversation_settings,
+    create_conversation,
+    delete_conversation,
+    export_json,
+    get_conversation,
+    import_json,
+    list_conversations,
+    rename_conversation,
+    update_conversation_settings,
 )
 from storage.messages import add_message, delete_message, list_messages, update_message
 
@@ -240,12 +246,12 @@ def test_export_markdown_shows_roles_answers_and_stats(db, clock):
         "## System prompt\n\nAnswer in French.\n\n"
         "## User\n\nWhat is 2+2?\n\n"
         "## Assistant (qwen3)\n\nQuatre.\n\n"
-        "*prompt 12 tokens · cached 8 tokens · completion 34 tokens · first token 150 ms"
-        " · 22.5 tokens/s · total 1660 ms · finish: stop*\n\n"
+        "*TTFT 150 ms · decode 22.5 tok/s · prompt 12 · cached 8 · completion 34"
+        " · total 1,660 ms · finish stop*\n\n"
         "## User\n\nAnd 3+3?\n\n"
         "## Assistant (qwen3)\n\nSi\n\n"
         "> Answer error: engine died\n\n"
-        "*completion 1 tokens*\n"
+        "*completion 1 · failed*\n"
     )
 
 

@@ -3,15 +3,28 @@ and how exports refer to them."""
 
 import pytest
 
+from server.workbench.markdown import export_markdown
 from storage import DocumentExistsError, ImportFormatError, NotFoundError, Store
 from storage import documents as docs
 from storage.conversations import (
-    create_conversation, delete_conversation, export_json, export_markdown, import_json,
+    create_conversation,
+    delete_conversation,
+    export_json,
+    import_json,
     unattached_documents,
 )
 from storage.documents import (
-    add_pages, attach_document, conversation_documents, create_document, detach_document,
-    discard_document, find_document, finish_document, get_document, get_pages, list_documents,
+    add_pages,
+    attach_document,
+    conversation_documents,
+    create_document,
+    detach_document,
+    discard_document,
+    find_document,
+    finish_document,
+    get_document,
+    get_pages,
+    list_documents,
 )
 
 

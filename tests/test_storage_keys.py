@@ -10,8 +10,7 @@ import pytest
 
 from server import cli
 from server.settings import get_settings
-from storage import KeyExistsError, Store
-from storage import keys
+from storage import KeyExistsError, Store, keys
 from storage.keys import Key, authenticate, create_key, ensure_key, list_keys, revoke_key
 
 REPO = Path(__file__).resolve().parents[1]

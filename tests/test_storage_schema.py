@@ -5,8 +5,8 @@ import sqlite_utils
 from storage import Store
 from storage.conversations import create_conversation, delete_conversation
 from storage.messages import add_message, list_messages
-from storage.search import search_conversations
 from storage.migrations import migrations
+from storage.search import search_conversations
 
 EXPECTED_COLUMNS = {
     "api_keys": {

@@ -4,8 +4,7 @@ import pytest
 
 from storage.conversations import create_conversation, delete_conversation, rename_conversation
 from storage.messages import add_message, delete_message, update_message
-from storage.search import search_conversations
-from storage.search import SNIPPET_CHARS, fts_query
+from storage.search import SNIPPET_CHARS, fts_query, search_conversations
 
 
 def ids(hits: list[dict]) -> list[int]:

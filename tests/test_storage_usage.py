@@ -3,7 +3,7 @@
 import pytest
 
 from storage import usage
-from storage.usage import log_request, usage_series
+from storage.usage import log_request, usage_by_endpoint, usage_series
 
 
 def log_at(db, monkeypatch, when: float, **fields) -> None:
@@ -43,3 +43,23 @@ def test_series_buckets_every_interval_with_zeros_and_counts_errors(db, monkeypa
 def test_series_refuses_absurd_bucket_counts(db):
     with pytest.raises(ValueError, match="too many"):
         usage_series(db, "alice", since=0.0, bucket_seconds=1, until=1e9)
+
+
+def test_totals_per_endpoint_for_one_key_or_all(db, monkeypatch):
+    log_at(db, monkeypatch, 1_000.0, endpoint="/v1/messages", prompt_tokens=30,
+           completion_tokens=3)
+    log_at(db, monkeypatch, 1_010.0, endpoint="/v1/messages", status_code=404,
+           error_code="model_not_found")
+    log_at(db, monkeypatch, 1_020.0, endpoint="/v1/responses", prompt_tokens=7,
+           completion_tokens=2)
+    log_at(db, monkeypatch, 1_030.0, endpoint="/v1/responses", key_name="bob", prompt_tokens=5)
+    log_at(db, monkeypatch, 500.0, endpoint="/v1/completions")  # before the range
+    assert usage_by_endpoint(db, "alice", since=900.0, until=1_100.0) == [
+        {"endpoint": "/v1/messages", "requests": 2, "prompt_tokens": 30,
+         "completion_tokens": 3, "errors": 1},
+        {"endpoint": "/v1/responses", "requests": 1, "prompt_tokens": 7,
+         "completion_tokens": 2, "errors": 0},
+    ]
+    everyone = usage_by_endpoint(db, None, since=900.0, until=1_100.0)
+    assert [(e["endpoint"], e["requests"], e["prompt_tokens"]) for e in everyone] == [
+        ("/v1/messages", 2, 30), ("/v1/responses", 2, 12)]

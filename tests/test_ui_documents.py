@@ -17,20 +17,27 @@ from types import SimpleNamespace
 import pytest
 from playwright.sync_api import Page, expect
 
-from server.workbench.library import Attached
 from server.tokens import TokenCounter
-from server.workbench import Fit, Workbench
+from server.workbench import Workbench
+from server.workbench.fit import Fit
+from server.workbench.library import Attached
 from storage import Store
-from storage.messages import list_messages
 from storage.documents import list_documents
 from storage.keys import create_key
-from tests.helpers import ARTIFACTS, app_env
+from storage.messages import list_messages
 from tests.harness import start_app
-from ui.document_formatting import document_html, fit_html, no_text_note, page_list
+from tests.helpers import ARTIFACTS, app_env
 from tests.ui_helpers import (
-    STREAM_TIMEOUT, answer_text, last_answer, new_conversation, open_conversation_id,
-    send, sign_in, wait_for_answer,
+    STREAM_TIMEOUT,
+    answer_text,
+    last_answer,
+    new_conversation,
+    open_conversation_id,
+    send,
+    sign_in,
+    wait_for_answer,
 )
+from ui.document_formatting import document_html, fit_html, no_text_note, page_list
 
 PDFS = Path(__file__).parent / "pdfs"
 SMALL_CONTEXT = 1024

@@ -15,7 +15,10 @@ from playwright.sync_api import expect
 
 from tests.fault_upstream import FaultUpstream
 from tests.ui_helpers import (
-    last_answer, new_conversation, send, sign_in,
+    last_answer,
+    new_conversation,
+    send,
+    sign_in,
 )
 
 

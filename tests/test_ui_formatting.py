@@ -7,8 +7,7 @@ import openai
 import pytest
 
 from ui import formatting
-from ui.api import describe_error
-from ui.streaming import api_params
+from ui.answer_stream import api_params, describe_error
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1:8000/v1/chat/completions")
 
@@ -120,3 +119,28 @@ def test_errors_from_v1_read_as_sentences():
     assert describe_error(mid_stream) == (
         "The engine stopped with an error: The engine stopped in the middle of the answer.")
     assert describe_error(ValueError("odd")) == "Unexpected error (ValueError): odd"
+
+
+# Glyphs beyond ASCII that button labels may use: DejaVu Sans has them, and Debian's Chromium
+# comes with it. Fullwidth forms and emoji need fonts a server's browser often lacks (an empty
+# box is drawn instead).
+LABEL_GLYPHS = set("⇩")
+
+
+def test_button_labels_need_no_extra_fonts():
+    import ast
+
+    from tests.harness import REPO
+
+    labels = []
+    for path in sorted((REPO / "ui").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr.endswith("Button") and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)):
+                labels.append((path.name, node.args[0].value))
+    assert ("layout.py", "+ New conversation") in labels
+    odd = [(name, label) for name, label in labels
+           if any(not ch.isascii() and ch not in LABEL_GLYPHS for ch in label)]
+    assert not odd, odd

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import time
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -304,8 +305,14 @@ def test_usage_tab_plots_the_keys_requests(page, app):
     new_conversation(page, max_tokens=4)
     send(page, "Hi!")
     wait_for_answer(page)
+    # An agent's request under the same key shows in its own row of the per-endpoint table.
+    httpx.post(app.v1 + "/messages", headers={"x-api-key": app.api_key}, timeout=60, json={
+        "model": "qwen3", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]})
     page.get_by_role("tab", name="Usage").click()
     expect(page.locator("#usage-totals")).to_contain_text(re.compile(r"[1-9][\d,]* requests"))
+    totals = page.locator("#usage-totals table")
+    expect(totals).to_contain_text("/v1/chat/completions")
+    expect(totals).to_contain_text("/v1/messages")
     expect(page.locator("#rate-limit-headroom")).to_contain_text(re.compile(r"Requests: [\d,]+ of 60 left"))
     expect(page.locator("#usage-requests canvas, #usage-requests svg").first).to_be_visible()
     page.locator("#usage-range label", has_text="24 h").click()

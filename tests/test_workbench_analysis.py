@@ -13,10 +13,10 @@ from pathlib import Path
 import openai
 import pytest
 
-from server.workbench.analysis import AnalysisError, ChunkedAnalysis, Summary
 from server.documents.extract import extract_pages
 from server.documents.prompt import chunk_messages
 from server.tokens import TokenCounter
+from server.workbench.analysis import AnalysisError, ChunkedAnalysis, Summary
 from storage import Store
 from storage.keys import create_key
 from tests.helpers import wait_until

@@ -11,10 +11,10 @@ from types import SimpleNamespace
 import pytest
 
 from server.documents.errors import EncryptedPdfError, PdfTooLargeError
-from server.workbench.library import PAGES_KEY, format_ranges
-from server.documents.prompt import DOCUMENTS_INSTRUCTION
+from server.documents.prompt import DOCUMENTS_INSTRUCTION, format_ranges
 from server.tokens import TokenCounter
 from server.workbench import NotFoundError, Workbench
+from server.workbench.library import PAGES_KEY
 from storage import Store
 
 PDFS = Path(__file__).parent / "pdfs"
@@ -116,6 +116,18 @@ def test_fit_counts_the_documents_exactly_and_wants_room_for_the_answer(wb, coun
     assert not wb.fit("alice", cid, system_prompt="", max_tokens=8192 - fit.used + 50).fits
     wb.documents.set_pages("alice", cid, document["id"], "3")
     assert wb.fit("alice", cid, system_prompt="").documents < document["total_tokens"] // 5
+
+
+def test_overflow_is_only_for_attached_documents_that_do_not_fit(wb):
+    document = upload(wb, "alice", "multicolumn.pdf")
+    cid = wb.create_conversation("alice")
+    assert wb.overflow("alice", cid, system_prompt="", max_tokens=10**6) is None  # no documents
+    wb.documents.attach("alice", cid, document["id"])
+    assert wb.overflow("alice", cid, system_prompt="", max_tokens=100) is None
+    fit = wb.overflow("alice", cid, system_prompt="", max_tokens=8192, draft="Summarise it.")
+    assert fit is not None and not fit.fits
+    assert fit == wb.fit("alice", cid, system_prompt="", max_tokens=8192, draft="Summarise it.")
+    assert wb.overflow("alice", None, system_prompt="", max_tokens=10**6) is None
 
 
 def test_another_owner_cannot_attach_or_read_someone_elses_documents(wb):

@@ -11,13 +11,8 @@ import pytest
 
 from server.sampling import DEFAULT_PARAMS, normalize_params
 from server.tokens import TokenCounter
-from server.workbench import (
-    Identity,
-    ImportFormatError,
-    NotFoundError,
-    Workbench,
-    prompt_messages,
-)
+from server.workbench import Identity, ImportFormatError, NotFoundError, Resend, Workbench
+from server.workbench.fit import prompt_messages
 from storage import Store
 from storage.keys import create_key, revoke_key
 from storage.usage import log_request
@@ -152,6 +147,22 @@ def test_only_the_last_question_can_be_edited_and_what_followed_goes(wb):
     ]
 
 
+def test_an_edited_question_is_resent_in_place_when_last_else_in_a_branch(wb):
+    cid = conversation_with(wb, "alice", ("q1", "a1", "complete"), ("q2", "a2", "complete"))
+    q1, _, q2, _ = (m["id"] for m in wb.messages("alice", cid))
+    assert wb.resend_edited("alice", cid, q2, "new q2") == Resend(cid, branched=False, title=None)
+    assert [m["content"] for m in wb.messages("alice", cid)] == ["q1", "a1", "new q2"]
+    branch = wb.resend_edited("alice", cid, q1, "new q1")
+    assert branch.branched and branch.cid != cid
+    assert branch.title == wb.get_conversation("alice", branch.cid)["title"]
+    assert branch.title.endswith(" (edited)")
+    assert [m["content"] for m in wb.messages("alice", branch.cid)] == ["new q1"]
+    assert [m["content"] for m in wb.messages("alice", cid)] == ["q1", "a1", "new q2"]
+    assert wb.resend_edited("alice", cid, q1, "  ") is None
+    assert wb.resend_edited("bob", cid, q1, "hijack") is None
+    assert wb.count_conversations("alice") == 2
+
+
 def test_prompt_counts_are_the_tokenizers_with_the_chat_template(wb, counter):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi 你好"}]
     assert asyncio.run(wb.count_prompt(messages)) == counter.count_messages(messages)
@@ -200,6 +211,9 @@ def test_usage_series_counts_only_the_owners_key(wb, store):
     rows = wb.usage_series("alice", window_seconds=600, bucket_seconds=60)
     assert sum(r["requests"] for r in rows) == 2
     assert sum(r["prompt_tokens"] for r in rows) == 15
+    by_endpoint = wb.usage_by_endpoint("alice", window_seconds=600)
+    assert [(e["endpoint"], e["requests"], e["prompt_tokens"]) for e in by_endpoint] == [
+        ("/v1/chat/completions", 2, 15)]
 
 
 def test_the_browser_secret_is_stable_per_data_dir(wb, tmp_path):
@@ -251,7 +265,7 @@ def test_an_answer_begun_while_streaming_is_checkpointed_then_finished_in_place(
 
 async def test_answer_draft_writes_one_at_a_time_and_settles_before_the_final_save(
         wb, monkeypatch):
-    from ui import answer_draft
+    from server.workbench import answer_draft
 
     monkeypatch.setattr(answer_draft, "CHECKPOINT_SECONDS", 0.0)
     cid = conversation_with(wb, "alice")

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 
-from server.workbench import ingest as ingest_module
 from server.documents.errors import (
     CorruptPdfError,
     EncryptedPdfError,
@@ -13,8 +12,9 @@ from server.documents.errors import (
     WrongPasswordError,
 )
 from server.documents.extract import extract_pages
-from server.workbench.ingest import ingest_pdf, sha256_of
 from server.tokens import qwen3_counter
+from server.workbench import ingest as ingest_module
+from server.workbench.ingest import ingest_pdf, sha256_of
 from storage import Store
 from storage.documents import get_document, get_pages, list_documents
 

@@ -7,8 +7,8 @@ import secrets
 from playwright.sync_api import Page, expect
 
 from storage import Store
-from storage.messages import list_messages
 from storage.keys import authenticate
+from storage.messages import list_messages
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

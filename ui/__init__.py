@@ -2,7 +2,7 @@
 
 `build_ui(services)` (mounted at `/` by `ui.app`) lays the page out (ui.layout) and wires each area (session, sidebar,
 conversation actions, chat, settings, documents, gauge, usage). It reaches the model only through our
-own /v1 (ui.api) and storage only through `server.workbench.Workbench`.
+own /v1 (ui.answer_stream) and storage only through `server.workbench.Workbench`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from ui import (
     session,
     settings_panel,
     sidebar,
-    usage,
+    usage_panel,
 )
-from ui.api import ApiClient
+from ui.answer_stream import ApiClient, InFlight
 from ui.layout import build_components
-from ui.streaming import InFlight
 
 __all__ = ["build_ui"]
 
@@ -42,7 +41,7 @@ def build_ui(services: Services) -> gr.Blocks:
         settings_panel.wire(c, wb)
         documents.wire(c, wb)
         gauge.wire(c, wb)
-        usage.wire(c, wb)
+        usage_panel.wire(c, wb)
     # Many people stream at once: the gateway enforces the per-key limits, not the UI queue.
     demo.queue(default_concurrency_limit=32)
     return demo

@@ -7,7 +7,7 @@ With WORKBENCH_API_WORKERS > 1 it supervises the many-process host instead (serv
 import sys
 
 from server.app import serve
-from server.settings import get_settings
+from server.settings import settings_or_exit
 from ui.app import create_app
 
 
@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
     if argv:
         print("usage: python -m ui   (API keys: ./launch.sh keys ...)", file=sys.stderr)
         return 2
-    settings = get_settings()
+    settings = settings_or_exit("python -m ui")
     if settings.api_workers > 1:
         from server.processes.supervisor import run
 

@@ -17,12 +17,11 @@ import anyio
 import gradio as gr
 
 from server.workbench import Workbench
-from ui import formatting, gauge, usage, views
-from ui.api import ApiClient
+from ui import formatting, gauge, usage_panel, views
+from ui.answer_stream import ApiClient, InFlight
 from ui.document_formatting import chunk_progress_message, offer_markdown
 from ui.layout import Components
 from ui.settings_panel import read_settings
-from ui.streaming import InFlight
 from ui.turn import last_question, make_stream
 
 # "Answer in the room left" is offered only when the room is worth an answer.
@@ -53,11 +52,9 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
     def over_context(owner: str, cid: int | None, system_prompt: str, params: dict,
                      draft: str | None = None) -> dict | None:
         """The offer, when documents are attached and the request would not fit."""
-        if cid is None or not wb.documents.attached(owner, cid):
-            return None
-        fit = wb.fit(owner, cid, system_prompt=system_prompt, draft=draft,
-                     max_tokens=params["max_tokens"])
-        if fit.fits:
+        fit = wb.overflow(owner, cid, system_prompt=system_prompt, draft=draft,
+                          max_tokens=params["max_tokens"])
+        if fit is None:
             return None
         return {
             c.offer_row: gr.Column(visible=True),
@@ -114,15 +111,14 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
         system_prompt, params = read_settings(*settings)
         wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
-        if not wb.edit_last_user_message(session.owner, cid, message_id, text):
-            branch = wb.branch_from(session.owner, cid, message_id, text)
-            if branch is None:
-                gr.Warning("Only your own questions can be edited and resent.")
-                return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
-            title = wb.get_conversation(session.owner, branch)["title"]
-            gr.Info(f"The edited question goes on in a new conversation, “{title}”; "
+        resend = wb.resend_edited(session.owner, cid, message_id, text)
+        if resend is None:
+            gr.Warning("Only your own questions can be edited and resent.")
+            return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
+        if resend.branched:
+            gr.Info(f"The edited question goes on in a new conversation, “{resend.title}”; "
                     "the original keeps its later messages.")
-            cid = branch
+        cid = resend.cid
         offer = over_context(session.owner, cid, system_prompt, params)
         if offer:
             return {**views.conversation_view(c, wb, session.owner, cid, query), **offer}
@@ -203,14 +199,14 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             concurrency_limit=None, **common,
         )
         done = stream.then(finish_turn, inputs=context + [c.turn], outputs=outputs, **common)
-        usage.chain(gauge.chain(done, c, wb), c, wb)
+        usage_panel.chain(gauge.chain(done, c, wb), c, wb)
         streams.append(stream)
     # The browser sends the cancel only once the clicked event's own function is done, so the
     # cancel is an event without a function, and the redraw (which waits for the cancelled
     # stream to store its partial answer) follows it.
     stopped = c.stop_btn.click(None, cancels=streams, **common).then(
         stop, inputs=context, outputs=outputs, **common)
-    usage.chain(gauge.chain(stopped, c, wb), c, wb)
+    usage_panel.chain(gauge.chain(stopped, c, wb), c, wb)
     c.offer_pages_btn.click(
         lambda: {c.side_tabs: gr.Tabs(selected="documents"), c.offer_row: gr.Column(visible=False)},
         outputs={c.side_tabs, c.offer_row}, **common)

@@ -8,18 +8,13 @@ from __future__ import annotations
 import html
 from collections.abc import Mapping, Sequence
 
-from server.workbench import Fit
+from server.documents.prompt import format_ranges
+from server.workbench.fit import Fit
 
 
 def page_list(numbers: Sequence[int]) -> str:
     """[3, 4, 5, 8] → "3–5, 8" (runs of consecutive pages joined)."""
-    runs: list[list[int]] = []
-    for n in sorted(set(numbers)):
-        if runs and n == runs[-1][1] + 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    return ", ".join(f"{a}–{b}" if a != b else str(a) for a, b in runs)
+    return format_ranges([(n, n) for n in numbers], dash="–")
 
 
 def no_text_note(empty_pages: Sequence[int], page_count: int) -> str:

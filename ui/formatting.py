@@ -10,6 +10,7 @@ import re
 from collections.abc import Mapping
 
 from server.workbench import STREAMING
+from server.workbench.markdown import stats_items
 
 # The HTML blocks shown after an answer's text: not part of the answer when it is copied.
 NOTE_CLASSES = ("wb-stats", "wb-error")
@@ -30,33 +31,6 @@ def close_fences(text: str) -> str:
     if len(fences) % 2:
         return text.rstrip("\n") + "\n" + fences[-1] + "\n"
     return text
-
-
-def _number(value: float | int | None, fmt: str = "{:,}") -> str | None:
-    return None if value is None else fmt.format(value)
-
-
-def stats_items(message: Mapping) -> list[str]:
-    """The stats of one answer as short labelled items, in reading order."""
-    status = message.get("status", "complete")
-    items = [
-        ("TTFT", _number(message.get("ttft_ms"), "{:,.0f} ms")),
-        ("decode", _number(message.get("decode_tps"), "{:,.1f} tok/s")),
-        ("prompt", _number(message.get("prompt_tokens"))),
-        ("cached", _number(message.get("cached_tokens"))),
-        ("completion", _number(message.get("completion_tokens"))),
-        ("total", _number(message.get("total_ms"), "{:,.0f} ms")),
-    ]
-    out = [f"{label} {value}" for label, value in items if value is not None]
-    if status == "stopped":
-        out.append("stopped by you")
-    elif status == "error":
-        out.append("failed")
-    elif message.get("finish_reason") == "length":
-        out.append("finish length (max tokens)")
-    elif message.get("finish_reason"):
-        out.append(f"finish {message['finish_reason']}")
-    return out
 
 
 def stats_footer(message: Mapping) -> str:

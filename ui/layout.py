@@ -130,7 +130,7 @@ def _signin() -> tuple:
 def _sidebar() -> tuple:
     with gr.Sidebar(visible=False, elem_id="sidebar", width=300) as sidebar:
         gr.Markdown("### Qwen Workbench", elem_id="app-title")
-        new_btn = gr.Button("＋ New conversation", variant="primary", elem_id="new-conversation")
+        new_btn = gr.Button("+ New conversation", variant="primary", elem_id="new-conversation")
         search_box = gr.Textbox(
             placeholder="Search conversations…", show_label=False, elem_id="conversation-search",
             max_lines=1,

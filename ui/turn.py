@@ -17,15 +17,14 @@ from functools import partial
 import anyio
 import gradio as gr
 
-from server.workbench.analysis import AnalysisError
 from server.settings import SERVED_MODEL_NAME
 from server.workbench import Workbench
+from server.workbench.analysis import AnalysisError
+from server.workbench.answer_draft import AnswerDraft
 from ui import formatting
-from ui.answer_draft import AnswerDraft
-from ui.api import ApiClient, describe_error
+from ui.answer_stream import AnswerStream, ApiClient, InFlight, describe_error
 from ui.document_formatting import chunk_progress_message
 from ui.layout import Components
-from ui.streaming import AnswerStream, InFlight
 
 # Redraw at most this often while streaming: fast engines send hundreds of chunks a second.
 REDRAW_SECONDS = 0.05

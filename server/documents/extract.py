@@ -32,7 +32,8 @@ from server.documents.errors import (
     WrongPasswordError,
 )
 
-Engine = Literal["auto", "pypdf"]
+# Which reader extracts the text: pdfium with pypdf where it cannot be trusted, or pypdf alone.
+Extractor = Literal["auto", "pypdf"]
 CHUNK_PAGES = 16  # pages per task: small enough for a smooth progress bar
 # Below this, starting worker processes costs more than reading the pages (~4 ms each).
 MIN_PARALLEL_PAGES = 64
@@ -80,7 +81,7 @@ def _open_pdfium(source: bytes | str, password: str | None) -> pdfium.PdfDocumen
 class _Reader:
     """One open document in one process: pdfium first, pypdf for what pdfium gets wrong."""
 
-    def __init__(self, source: bytes | str, password: str | None, engine: Engine):
+    def __init__(self, source: bytes | str, password: str | None, engine: Extractor):
         """`source`: the PDF's bytes, or the path of a file holding them."""
         self.source, self.password = source, password
         self.document: pdfium.PdfDocument | None = None
@@ -133,7 +134,7 @@ class _Reader:
 _worker_reader: _Reader | None = None
 
 
-def _init_worker(path: str, password: str | None, engine: Engine) -> None:
+def _init_worker(path: str, password: str | None, engine: Extractor) -> None:
     global _worker_reader
     _worker_reader = _Reader(path, password, engine)
 
@@ -178,7 +179,7 @@ class PdfText:
     Use as a context manager (it holds the parsed document).
     """
 
-    def __init__(self, data: bytes, *, password: str | None = None, engine: Engine = "auto"):
+    def __init__(self, data: bytes, *, password: str | None = None, engine: Extractor = "auto"):
         check_pdf(data)
         self._data, self._password, self._engine = data, password, engine
         self._reader: _Reader | None = _Reader(data, password, engine)
@@ -244,7 +245,7 @@ def extract_pages(
     *,
     password: str | None = None,
     workers: int | None = None,
-    engine: Engine = "auto",
+    engine: Extractor = "auto",
 ) -> Iterator[PageText]:
     """Yield every page's text in page order (NFKC-normalised; "" for an image-only page).
 

@@ -13,7 +13,10 @@ import re
 from typing import Any
 
 from server.documents.errors import (
-    DocumentError, NoTextLayerError, NotAPdfError, PdfTooLargeError,
+    DocumentError,
+    NotAPdfError,
+    NoTextLayerError,
+    PdfTooLargeError,
 )
 from server.documents.extract import PdfText, check_pdf
 from server.documents.render import document_text

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DOCUMENTS_INSTRUCTION", "Chunk", "chunk_messages", "document_context", "document_text",
-    "file_part_to_text", "marker_tokens", "parse_page_ranges", "plan_chunks",
-    "summaries_context", "with_documents",
+    "documents_first", "file_part_to_text", "format_ranges", "marker_tokens", "pages_label",
+    "parse_page_ranges", "plan_chunks", "summaries_context",
 ]
 
 DOCUMENTS_INSTRUCTION = (
@@ -58,22 +58,17 @@ def document_context(pages_by_doc: Sequence[tuple[str, Iterable[Any]]]) -> str:
     return "\n\n".join(document_text(name, pages) for name, pages in pages_by_doc)
 
 
-def with_documents(messages: list[dict], context: str) -> list[dict]:
-    """The conversation with the documents first: in the system message, before the rest.
+def documents_first(context: str, system_prompt: str, conversation: list[dict]) -> list[dict]:
+    """The chat messages with the documents first, then the system prompt, then the turns.
 
-    An existing system message keeps its text first (it is as stable as the documents); the
-    conversation after it is unchanged.
+    Documents lead because they are the largest and most stable part: asking again about
+    them, or changing the system prompt, keeps the engine's cached prefix.
     """
     if not context:
-        return list(messages)
-    documents = f"{DOCUMENTS_INSTRUCTION}\n\n{context}"
-    if messages and messages[0].get("role") == "system":
-        system = messages[0].get("content") or ""
-        if not isinstance(system, str):
-            system = "\n".join(p.get("text", "") for p in system if isinstance(p, dict))
-        head = {**messages[0], "content": f"{system}\n\n{documents}" if system else documents}
-        return [head, *messages[1:]]
-    return [{"role": "system", "content": documents}, *messages]
+        head = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
+        return head + conversation
+    parts = [DOCUMENTS_INSTRUCTION, context] + ([system_prompt] if system_prompt.strip() else [])
+    return [{"role": "system", "content": "\n\n".join(parts)}, *conversation]
 
 
 def marker_tokens(page: Mapping[str, Any], counter: Counter | None = None) -> int:
@@ -150,11 +145,8 @@ def _fit_page(page: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
 
 def chunk_messages(filename: str, chunk: Chunk, question: str) -> list[dict]:
     """A request that summarises one chunk with the question in mind (the map step)."""
-    pages = f"pages {chunk.first}-{chunk.last}" if chunk.first != chunk.last else (
-        f"page {chunk.first}"
-    )
     instruction = (
-        f"Below are {pages} of {safe_filename(filename)}. Summarise what they say that helps "
+        f"Below are {pages_label(chunk.first, chunk.last)} of {safe_filename(filename)}. Summarise what they say that helps "
         "answer the question, keeping facts, names, numbers and code exact, and cite each "
         "point's page like [page 12]. If nothing is relevant, say so in one line."
     )
@@ -173,6 +165,26 @@ def summaries_context(summaries: Sequence[tuple[str, Chunk, str]]) -> str:
             f"{summary.strip()}\n</summary>"
         )
     return "\n\n".join(blocks)
+
+
+def format_ranges(ranges: Iterable[tuple[int, int]], dash: str = "-") -> str:
+    """[(7, 7), (1, 3), (2, 4)] → "1-4, 7": sorted, overlaps and neighbours merged.
+
+    The one page-range formatter (the inverse of `parse_page_ranges`); `dash="–"` for text
+    a person reads.
+    """
+    merged: list[list[int]] = []
+    for first, last in sorted(ranges):
+        if merged and first <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], last)
+        else:
+            merged.append([first, last])
+    return ", ".join(f"{a}{dash}{b}" if a != b else str(a) for a, b in merged)
+
+
+def pages_label(first: int, last: int, dash: str = "-") -> str:
+    """"page 3" or "pages 3-5"."""
+    return f"page {first}" if first == last else f"pages {format_ranges([(first, last)], dash)}"
 
 
 def parse_page_ranges(spec: str, page_count: int) -> list[tuple[int, int]]:

@@ -9,7 +9,7 @@ import shlex
 import sys
 
 from server.engine.profiles import ProfileError, make_plan
-from server.settings import get_settings
+from server.settings import settings_or_exit
 
 
 def main(argv: list[str]) -> int:
@@ -18,14 +18,16 @@ def main(argv: list[str]) -> int:
     plan_cmd = sub.add_parser("plan", help="resolve the profile and print the engine command")
     plan_cmd.add_argument("--engine-python", default=sys.executable)
     plan_cmd.add_argument("--app-python", default=sys.executable)
+    plan_cmd.add_argument("--fit-context", action="store_true",
+                          help="h200x4: start vLLM with --max-model-len auto")
     fmt = plan_cmd.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--shell", action="store_true")
     fmt.add_argument("--dry-run", action="store_true")
     args = parser.parse_args(argv)
 
-    settings = get_settings()
+    settings = settings_or_exit("launch.sh")
     try:
-        plan = make_plan(settings, args.engine_python)
+        plan = make_plan(settings, args.engine_python, args.fit_context)
     except ProfileError as exc:
         print(f"launch.sh: {exc}", file=sys.stderr)
         return 2
@@ -49,7 +51,7 @@ def main(argv: list[str]) -> int:
     if plan.max_context:
         app_env.append(f"WORKBENCH_MAX_CONTEXT={plan.max_context}")
     print("# app:")
-    print(" ".join(app_env) + " " + shlex.join([args.app_python, "-m", "server"]))
+    print(" ".join(app_env) + " " + shlex.join([args.app_python, "-m", "ui"]))
     return 0
 
 

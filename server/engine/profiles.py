@@ -7,7 +7,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from server.engine.kv_cache import QWEN3_CODER_480B, plan_kv_cache, yarn_factor
+from server.engine.memory_plan import (
+    GIB,
+    QWEN3_CODER_480B,
+    EngineSettings,
+    Layout,
+    MemoryPlan,
+    plan_memory,
+    yarn_factor,
+)
 from server.settings import SERVED_MODEL_NAME, Settings
 
 PRODUCTION_MODEL = "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8"
@@ -52,32 +60,86 @@ def embedded_model_dir(settings: Settings) -> Path:
     return (settings.data_dir / "models" / EMBEDDED_MODEL_DIRNAME).resolve()
 
 
-def h200x4_plan(settings: Settings, engine_python: str = "vllm") -> EnginePlan:
-    """The production command; refuses a context the four H200s cannot hold."""
+# Four H200s as one engine: tensor parallel 4 with the experts split (TP 8 fails for this FP8
+# checkpoint, 320 not divisible by 128; TP 6 fails on the vocab).
+H200X4_LAYOUT = Layout(tp=4, expert_parallel=True)
+# Eight H200s, for the refusal's "what would give more": the same TP 4 twice, pipelined.
+H200X8_LAYOUT = Layout(tp=4, pp=2, expert_parallel=True)
+# The settings that make 700,000 tokens fit (docs/memory.md has the arithmetic). The lever is
+# the utilization plus smaller transients, not --kv-cache-memory-bytes: with a fixed KV size
+# vLLM skips its own check, so a wrong estimate becomes an out-of-memory error under load,
+# whereas with a utilization vLLM measures the real peak and refuses at start-up with numbers
+# that launch.sh turns into advice (server/engine/startup_failure.py).
+H200X4_SETTINGS = EngineSettings(
+    # The TP 2 × PP 2 report started 707k tokens at 0.98; 2.8 GiB per GPU stay outside vLLM's
+    # budget for the CUDA context, which takes about 0.5 GiB before vLLM measures.
+    utilization=0.98,
+    kv_dtype="fp8",
+    # 4,096 instead of 8,192: the profiling peak falls from 1.45 to 0.72 GiB per GPU
+    # (≈24k more tokens); a 700k prompt is prefilled in 171 chunks instead of 86.
+    max_num_batched_tokens=4096,
+    # The reference's 10 concurrent requests plus room; the sampler's profiling peak is 16 rows
+    # of logits instead of 1,024 (1.74 GiB of fp32 logits per GPU).
+    max_num_seqs=16,
+    # Decode batches up to max_num_seqs: 10 graphs (5 sizes, PIECEWISE and FULL) instead of
+    # vLLM's default 102 (51 sizes up to 512): ≈0.11 GiB instead of ≈1.15 GiB per GPU.
+    capture_sizes=(1, 2, 4, 8, 16),
+)
+
+
+def h200x4_memory(context: int) -> MemoryPlan:
+    """The memory plan of the h200x4 profile for one context."""
+    return plan_memory(context, H200X4_LAYOUT, H200X4_SETTINGS)
+
+
+def _refusal(memory: MemoryPlan) -> str:
+    """Why a context cannot start on four H200s, and what would give more."""
+    eight = plan_memory(memory.context, H200X8_LAYOUT, H200X4_SETTINGS)
+    short = -memory.margin / GIB
+    return (
+        f"A context of {memory.context:,} tokens does not fit on 4×H200: one request needs "
+        f"{memory.kv_needed / GIB:.2f} GiB of KV cache per GPU and {memory.kv_available / GIB:.2f}"
+        f" GiB is left after every reserve ({short:.2f} GiB short).\n"
+        + "\n".join(memory.lines())
+        + f"\nThe largest context that fits is {memory.max_tokens:,} tokens: start with "
+        f"WORKBENCH_MAX_CONTEXT={memory.max_tokens} ./launch.sh --profile h200x4, or with "
+        "./launch.sh --profile h200x4 --fit-context to let vLLM measure and take the longest "
+        f"it can hold. More needs more GPUs: eight H200s ({H200X8_LAYOUT.describe()}) leave KV "
+        f"room for about {eight.max_tokens:,} tokens (the model's card gives 1,000,000 with "
+        "YaRN as its reach)."
+    )
+
+
+def h200x4_plan(settings: Settings, engine_python: str = "vllm", fit: bool = False) -> EnginePlan:
+    """The production command; refuses a context the four H200s cannot hold. `fit` starts vLLM
+    with `--max-model-len auto` instead: it takes the longest context its memory holds (up to
+    the YaRN window) and the gateway reads that length from the engine."""
     context = settings.max_context or PRODUCTION_CONTEXT
-    kv = plan_kv_cache(context, "fp8")
-    if not kv.fits:
-        raise ProfileError(
-            f"A context of {context:,} tokens does not fit on 4×H200 with an fp8 KV cache: "
-            f"{kv.describe()}. Lower WORKBENCH_MAX_CONTEXT to at most {kv.max_tokens:,}."
-        )
+    memory = h200x4_memory(context)
+    if not fit and not memory.fits:
+        raise ProfileError(_refusal(memory))
+    s = H200X4_SETTINGS
     argv = [
         engine_python, "serve", PRODUCTION_MODEL,
         "--served-model-name", SERVED_MODEL_NAME,
         "--host", "127.0.0.1",
         "--port", str(settings.engine_port),
-        "--tensor-parallel-size", "4",
+        "--tensor-parallel-size", str(H200X4_LAYOUT.tp),
         "--enable-expert-parallel",
-        "--kv-cache-dtype", "fp8",
-        "--max-model-len", str(context),
-        "--gpu-memory-utilization", "0.95",
+        "--kv-cache-dtype", s.kv_dtype,
+        "--max-model-len", "auto" if fit else str(context),
+        "--gpu-memory-utilization", str(s.utilization),
+        "--max-num-batched-tokens", str(s.max_num_batched_tokens),
+        "--max-num-seqs", str(s.max_num_seqs),
+        "--compilation-config",
+        json.dumps({"cudagraph_capture_sizes": list(s.capture_sizes)}, separators=(",", ":")),
         "--enable-prefix-caching",
         # Reports cached prompt tokens in usage, so a second question on a document shows the hit.
         "--enable-prompt-tokens-details",
         "--enable-auto-tool-choice",
         "--tool-call-parser", "qwen3_coder",
     ]
-    factor = yarn_factor(context)
+    factor = yarn_factor(PRODUCTION_CONTEXT if fit else context)
     if factor is not None:
         # Transformers' YaRN convention, which vLLM follows: max_position_embeddings is the
         # scaled window (vLLM derives the longest allowed context from it, without applying
@@ -94,7 +156,12 @@ def h200x4_plan(settings: Settings, engine_python: str = "vllm") -> EnginePlan:
             }
         }
         argv += ["--hf-overrides", json.dumps(rope, separators=(",", ":"))]
-    return EnginePlan(profile="h200x4", max_context=context, argv=argv, notes=[kv.describe()])
+    notes = memory.lines()
+    if fit:
+        notes.append("--fit-context: vLLM takes the longest context its measured memory holds "
+                     f"(this plan expects {memory.max_tokens:,} tokens)")
+    return EnginePlan(profile="h200x4", max_context=None if fit else context, argv=argv,
+                      notes=notes)
 
 
 def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
@@ -137,11 +204,13 @@ def external_plan(settings: Settings) -> EnginePlan:
     )
 
 
-def make_plan(settings: Settings, engine_python: str = sys.executable) -> EnginePlan:
-    """Resolve `auto` and build the plan for the chosen profile."""
+def make_plan(
+    settings: Settings, engine_python: str = sys.executable, fit: bool = False
+) -> EnginePlan:
+    """Resolve `auto` and build the plan for the chosen profile (`fit`: see `h200x4_plan`)."""
     profile = settings.profile if settings.profile != "auto" else detect_profile()
     if profile == "h200x4":
-        return h200x4_plan(settings, str(Path(engine_python).with_name("vllm")))
+        return h200x4_plan(settings, str(Path(engine_python).with_name("vllm")), fit)
     if profile == "cpu":
         return cpu_plan(settings, engine_python)
     return external_plan(settings)

@@ -1,4 +1,7 @@
-"""Bearer-key authentication for /v1 and the operator endpoints.
+"""Key authentication for /v1 and the operator endpoints.
+
+A key comes as `Authorization: Bearer <key>` (OpenAI's clients) or `x-api-key: <key>`
+(Anthropic's); Claude Code may send both, so either one that authenticates is accepted.
 
 Keys live hashed in storage (`storage.keys.authenticate`, constant-time compare); the lookup
 is blocking SQLite, so it runs in a worker thread. A missing, unknown or revoked key is the
@@ -21,7 +24,8 @@ from server.gateway import errors
 from storage import Store
 from storage.keys import Key, authenticate, hash_secret
 
-__all__ = ["AdminKey", "ApiKey", "Authenticator", "bearer_secret", "require_admin", "require_key"]
+__all__ = ["AdminKey", "ApiKey", "Authenticator", "bearer_secret", "offered_secrets",
+           "require_admin", "require_key"]
 
 
 def bearer_secret(authorization: str | None) -> str | None:
@@ -68,10 +72,19 @@ class Authenticator:
         return authenticate(self.store.db, secret)
 
 
+def offered_secrets(headers) -> list[str]:
+    """The secrets a request offers, `x-api-key` first (Anthropic's clients), then Bearer."""
+    offered = [headers.get("x-api-key", "").strip(), bearer_secret(headers.get("authorization"))]
+    return list(dict.fromkeys(s for s in offered if s))
+
+
 async def require_key(request: Request) -> Key:
     """Dependency: the caller's key, or 401. Remembered on request.state for error headers."""
-    secret = bearer_secret(request.headers.get("authorization"))
-    key = await request.app.state.gateway.auth.authenticate(secret)
+    auth = request.app.state.gateway.auth
+    key = None
+    for secret in offered_secrets(request.headers):
+        if (key := await auth.authenticate(secret)) is not None:
+            break
     if key is None:
         raise errors.invalid_api_key()
     request.state.key = key

@@ -85,9 +85,7 @@ class DocumentExpander:
                     try:
                         text = self._text(part)
                     except DocumentError as exc:
-                        raise errors.invalid_request(
-                            f"messages[{index}]: {exc}", "messages", "invalid_document"
-                        ) from None
+                        raise errors.invalid_document(f"messages[{index}]: {exc}") from None
                     parts.append({"type": "text", "text": text})
                 else:
                     parts.append(part)

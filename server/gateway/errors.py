@@ -1,28 +1,45 @@
-"""The one error shape of the API: `{"error": {"message", "type", "param", "code"}}`.
+"""The error shapes of the API: every error is one `ApiError`, rendered in the caller's protocol.
 
-Every error a client can see is an `ApiError` built by one of the constructors below, so the
-(status, type, code) triples live in one place:
+- OpenAI (the reference; `/v1` except below): `{"error": {"message", "type", "param", "code"}}`;
+  in a stream, a `data:` event with that body.
+- Anthropic (`/v1/messages*`): `{"type": "error", "error": {"type", "message"}}` with the same
+  status; the type is translated by ANTHROPIC_TYPES; in a stream, an `event: error`.
+- Responses (`/v1/responses`): JSON errors in the OpenAI shape; in a stream, the Responses API's
+  own `error` event `{"type": "error", "code", "message", "param", "sequence_number"}`.
 
-| status | type                    | code                                                     |
-|--------|-------------------------|----------------------------------------------------------|
-| 400    | invalid_request_error   | invalid_json, missing_required_parameter, invalid_type,  |
-|        |                         | invalid_value, request_too_large, context_length_exceeded,|
-|        |                         | invalid_document, invalid_request                        |
-| 401    | authentication_error    | invalid_api_key                                          |
-| 403    | permission_error        | insufficient_permissions                                 |
-| 404    | not_found_error         | model_not_found, unknown_url                             |
-| 405    | invalid_request_error   | method_not_allowed                                       |
-| 429    | rate_limit_error        | rate_limit_exceeded                                      |
-| 500    | internal_server_error   | internal_error, engine_error                             |
-| 503    | service_unavailable     | service_unavailable                                      |
+Every error a client can see is an `ApiError` built by one of the constructors below (other
+modules call them and never build one themselves), so the (status, type, code) triples live in
+one place. `docs/API.md` lists each in its error table; `tests/test_docs.py` checks both.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 from starlette.responses import Response
+
+Dialect = Literal["openai", "anthropic", "responses"]
+
+# Our error types as Anthropic names them (its SDK picks its exception class by status).
+ANTHROPIC_TYPES = {
+    "invalid_request_error": "invalid_request_error",
+    "authentication_error": "authentication_error",
+    "permission_error": "permission_error",
+    "not_found_error": "not_found_error",
+    "rate_limit_error": "rate_limit_error",
+    "internal_server_error": "api_error",
+    "service_unavailable": "overloaded_error",
+}
+
+
+def dialect_of(path: str) -> Dialect:
+    """Which protocol's error shape a request path answers in."""
+    if path.startswith("/v1/messages"):
+        return "anthropic"
+    if path.startswith("/v1/responses"):
+        return "responses"
+    return "openai"
 
 
 class ApiError(Exception):
@@ -45,18 +62,28 @@ class ApiError(Exception):
         self.param = param
         self.headers = dict(headers or {})
 
-    def body(self) -> dict[str, Any]:
-        """The JSON body, keys in the reference's order."""
+    def body(self, dialect: Dialect = "openai") -> dict[str, Any]:
+        """The JSON body, keys in the reference's order (or Anthropic's shape)."""
+        if dialect == "anthropic":
+            kind = ANTHROPIC_TYPES.get(self.type, "api_error")
+            return {"type": "error", "error": {"type": kind, "message": self.message}}
         return error_body(self.message, self.type, self.param, self.code)
 
-    def sse_event(self) -> bytes:
+    def sse_event(self, dialect: Dialect = "openai", sequence_number: int = 0) -> bytes:
         """This error as one server-sent event, for failures inside a stream."""
+        if dialect == "anthropic":
+            return b"event: error\ndata: " + orjson.dumps(self.body("anthropic")) + b"\n\n"
+        if dialect == "responses":
+            event = {"type": "error", "code": self.code, "message": self.message,
+                     "param": self.param, "sequence_number": sequence_number}
+            return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
         return b"data: " + orjson.dumps(self.body()) + b"\n\n"
 
-    def response(self, extra_headers: dict[str, str] | None = None) -> Response:
+    def response(self, extra_headers: dict[str, str] | None = None,
+                 dialect: Dialect = "openai") -> Response:
         headers = {**(extra_headers or {}), **self.headers}
         return Response(
-            orjson.dumps(self.body()), status_code=self.status, headers=headers,
+            orjson.dumps(self.body(dialect)), status_code=self.status, headers=headers,
             media_type="application/json",
         )
 
@@ -77,6 +104,15 @@ def invalid_json(reason: str | None = None) -> ApiError:
         f"We could not parse the JSON body of your request{detail}: it must be one JSON object.",
         code="invalid_json",
     )
+
+
+def invalid_value(message: str, param: str | None) -> ApiError:
+    return invalid_request(message, param, "invalid_value")
+
+
+def invalid_document(message: str, param: str = "messages") -> ApiError:
+    """400 for a PDF that cannot be read (damaged, encrypted, no text, too large)."""
+    return invalid_request(message, param, "invalid_document")
 
 
 def request_too_large(limit: int) -> ApiError:
@@ -107,8 +143,20 @@ def model_not_found(model: str, available: str) -> ApiError:
     )
 
 
-def unknown_url(method: str, path: str) -> ApiError:
-    return ApiError(404, f"Unknown request URL: {method} {path}", "not_found_error", "unknown_url")
+def unsupported_parameter(param: str, message: str) -> ApiError:
+    """400 for a parameter this server accepts by name but cannot honour."""
+    return invalid_request(message, param, "unsupported_parameter")
+
+
+def unknown_url(method: str, path: str, hint: str = "") -> ApiError:
+    """404 for a path nothing serves; `hint` says where the client probably meant."""
+    return ApiError(404, f"Unknown request URL: {method} {path}{hint}", "not_found_error",
+                    "unknown_url")
+
+
+def upstream_not_found(message: str) -> ApiError:
+    """The engine's own 404: it does not serve the model asked for."""
+    return ApiError(404, message, "not_found_error", "model_not_found", "model")
 
 
 def method_not_allowed(method: str, path: str) -> ApiError:
@@ -125,6 +173,11 @@ def rate_limited(message: str, headers: dict[str, str]) -> ApiError:
 def internal_error(message: str = "The server had an error while processing your request.",
                    code: str = "internal_error") -> ApiError:
     return ApiError(500, message, "internal_server_error", code)
+
+
+def engine_error(message: str) -> ApiError:
+    """500 for an engine that failed or broke off its answer."""
+    return internal_error(message, code="engine_error")
 
 
 def limits_unavailable() -> ApiError:

@@ -1,4 +1,5 @@
-"""Exception handlers: whatever goes wrong, the client gets the API's one error shape.
+"""Exception handlers: whatever goes wrong, the client gets the API's error shape (Anthropic's
+on `/v1/messages*`, see `errors`).
 
 FastAPI's defaults (a `detail` object, an HTML 500) never reach a client: validation errors,
 unknown paths, wrong methods and unexpected exceptions are all turned into `ApiError`s here.
@@ -29,14 +30,15 @@ async def _ratelimit_headers(request: Request) -> dict[str, str]:
     gateway = getattr(request.app.state, "gateway", None)
     if key is None or gateway is None:
         return {}
+    anthropic = errors.dialect_of(request.url.path) == "anthropic"
     try:
-        return (await gateway.limiter.snapshot(limit_id(key))).headers()
+        return (await gateway.limiter.snapshot(limit_id(key))).headers(anthropic=anthropic)
     except LimitsUnavailable:
         return {}
 
 
 async def handle_api_error(request: Request, exc: ApiError) -> Response:
-    return exc.response(await _ratelimit_headers(request))
+    return exc.response(await _ratelimit_headers(request), errors.dialect_of(request.url.path))
 
 
 async def handle_validation_error(request: Request, exc: RequestValidationError) -> Response:
@@ -74,13 +76,13 @@ async def handle_limits_unavailable(request: Request, exc: LimitsUnavailable) ->
     gateway = getattr(request.app.state, "gateway", None)
     if gateway is not None:
         gateway.metrics.limits_store_up.set(0)
-    return errors.limits_unavailable().response()
+    return errors.limits_unavailable().response(dialect=errors.dialect_of(request.url.path))
 
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # Logged with its traceback for the operator; the client sees no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return errors.internal_error().response()
+    return errors.internal_error().response(dialect=errors.dialect_of(request.url.path))
 
 
 def install_error_handlers(app: FastAPI) -> None:

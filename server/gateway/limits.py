@@ -37,6 +37,7 @@ import time
 from collections import defaultdict
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from limits import RateLimitItemPerMinute
@@ -74,9 +75,11 @@ class LimitState:
     tokens_remaining: int
     tokens_reset: float  # unix time
 
-    def headers(self, now: float | None = None) -> dict[str, str]:
+    def headers(self, now: float | None = None, anthropic: bool = False) -> dict[str, str]:
+        """Ours and OpenAI's; with `anthropic`, Anthropic's `anthropic-ratelimit-*` too."""
         now = time.time() if now is None else now
-        return {
+        extra = self.anthropic_headers() if anthropic else {}
+        return {**extra,
             "X-RateLimit-Limit": str(self.requests_limit),
             "X-RateLimit-Remaining": str(self.requests_remaining),
             "X-RateLimit-Reset": str(math.ceil(self.requests_reset)),
@@ -87,6 +90,22 @@ class LimitState:
             "x-ratelimit-remaining-tokens": str(self.tokens_remaining),
             "x-ratelimit-reset-tokens": format_duration(self.tokens_reset - now),
         }
+
+    def anthropic_headers(self) -> dict[str, str]:
+        """Anthropic's names for the same limits (resets as RFC 3339 times)."""
+        return {
+            "anthropic-ratelimit-requests-limit": str(self.requests_limit),
+            "anthropic-ratelimit-requests-remaining": str(self.requests_remaining),
+            "anthropic-ratelimit-requests-reset": _rfc3339(self.requests_reset),
+            "anthropic-ratelimit-tokens-limit": str(self.tokens_limit),
+            "anthropic-ratelimit-tokens-remaining": str(self.tokens_remaining),
+            "anthropic-ratelimit-tokens-reset": _rfc3339(self.tokens_reset),
+        }
+
+
+def _rfc3339(unix: float) -> str:
+    moment = datetime.fromtimestamp(math.ceil(unix), tz=UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 class RateLimitExceeded(Exception):
@@ -99,8 +118,8 @@ class RateLimitExceeded(Exception):
         self.retry_after = max(1, math.ceil(retry_after))
         self.state = state
 
-    def headers(self) -> dict[str, str]:
-        return {**self.state.headers(), "Retry-After": str(self.retry_after)}
+    def headers(self, anthropic: bool = False) -> dict[str, str]:
+        return {**self.state.headers(anthropic=anthropic), "Retry-After": str(self.retry_after)}
 
 
 class LimitsUnavailable(Exception):

@@ -15,7 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Label values are bounded: unknown paths are counted as "other".
 ENDPOINTS = frozenset({
-    "/v1/chat/completions", "/v1/completions", "/v1/models", "/health", "/metrics",
+    "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
+    "/v1/messages/count_tokens", "/v1/models", "/health", "/metrics",
 })
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -36,8 +37,9 @@ class GatewayMetrics:
         self.ttft = Histogram("workbench_time_to_first_token_seconds",
                               "Time from request to the first streamed event",
                               ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("workbench_tokens", "Tokens processed, by kind (prompt, completion)",
-                              ["kind"], registry=r)
+        self.tokens = Counter("workbench_tokens",
+                              "Tokens processed, by endpoint and kind (prompt, completion)",
+                              ["endpoint", "kind"], registry=r)
         self.rejections = Counter("workbench_rate_limit_rejections",
                                   "Requests refused by a rate limit, by limit",
                                   ["limit"], registry=r)
@@ -54,11 +56,12 @@ class GatewayMetrics:
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def count_tokens(self, prompt: int, completion: int) -> None:
+    def count_tokens(self, endpoint: str, prompt: int, completion: int) -> None:
+        endpoint = endpoint if endpoint in ENDPOINTS else "other"
         if prompt:
-            self.tokens.labels("prompt").inc(prompt)
+            self.tokens.labels(endpoint, "prompt").inc(prompt)
         if completion:
-            self.tokens.labels("completion").inc(completion)
+            self.tokens.labels(endpoint, "completion").inc(completion)
 
 
 class MetricsMiddleware:

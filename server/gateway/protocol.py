@@ -13,23 +13,24 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
 
+from server.sampling import DEFAULT_PARAMS, MAX_STOP_SEQUENCES
 from server.settings import SERVED_MODEL_NAME
 
 # Defaults of the reference's parameter table, filled in when a request leaves them out (or
-# sends null). `max_tokens` is further capped by what the context leaves after the prompt.
+# sends null); the sampling ones are server.sampling's. `max_tokens` is further capped by what
+# the context leaves after the prompt.
 DEFAULTS: dict[str, Any] = {
-    "max_tokens": 2048,
-    "temperature": 0.7,
-    "top_p": 1.0,
+    "max_tokens": DEFAULT_PARAMS["max_tokens"],
+    "temperature": DEFAULT_PARAMS["temperature"],
+    "top_p": DEFAULT_PARAMS["top_p"],
     "n": 1,
     "stream": False,
-    "stop": None,
-    "presence_penalty": 0.0,
-    "frequency_penalty": 0.0,
+    "stop": None,  # on the wire: no stop sequences
+    "presence_penalty": DEFAULT_PARAMS["presence_penalty"],
+    "frequency_penalty": DEFAULT_PARAMS["frequency_penalty"],
     "user": None,
 }
 MAX_N = 128
-MAX_STOP_SEQUENCES = 4  # OpenAI's limit, and vLLM's
 
 
 class _Wire(BaseModel):

@@ -17,7 +17,25 @@ from server.gateway.auth import AdminKey, ApiKey
 from server.gateway.body import read_json_object
 from server.gateway.completions import JsonResult, StreamResult
 from server.gateway.limits import limit_id
-from server.gateway.protocol import model_card, model_list
+from server.gateway.messages import CountTokensRequest, MessagesRequest
+from server.gateway.openapi import (
+    AnthropicMessageResponse,
+    ChatCompletion,
+    Completion,
+    CountTokensResponse,
+    ModelCard,
+    ModelList,
+    ResponseObject,
+    documented,
+    openapi_document,
+)
+from server.gateway.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    model_card,
+    model_list,
+)
+from server.gateway.responses import ResponsesRequest
 from server.gateway.streaming import RelayResponse
 from server.settings import SERVED_MODEL_NAME
 from storage.keys import Key
@@ -25,7 +43,10 @@ from storage.keys import Key
 v1 = APIRouter(prefix="/v1")
 ops = APIRouter()
 
-KNOWN_V1_PATHS = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/models"})
+# The generating endpoints, all served by CompletionService.serve.
+GENERATING = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
+              "/v1/messages/count_tokens")
+KNOWN_V1_PATHS = frozenset({*GENERATING, "/v1/models", "/v1/openapi.json"})
 
 
 def _started(request: Request) -> float:
@@ -59,7 +80,7 @@ def _respond(result: JsonResult | StreamResult | None) -> Response:
     return Response(result.body, media_type="application/json", headers=result.headers)
 
 
-async def _complete(request: Request, key: Key, endpoint: str, chat: bool) -> Response:
+async def _serve(request: Request, key: Key, endpoint: str) -> Response:
     gateway = request.app.state.gateway
     started = _started(request)
     try:
@@ -67,22 +88,42 @@ async def _complete(request: Request, key: Key, endpoint: str, chat: bool) -> Re
     except errors.ApiError as exc:
         gateway.completions.record_refusal(key, endpoint, None, exc, started)
         raise
-    service = gateway.completions
-    call = service.chat(key, body, started) if chat else service.complete(key, body, started)
+    call = gateway.completions.serve(key, endpoint, body, started)
     return _respond(await _until_disconnected(request, call))
 
 
-@v1.post("/chat/completions")
+@v1.post("/chat/completions", **documented(ChatCompletion, ChatCompletionRequest, stream=True))
 async def chat_completions(request: Request, key: ApiKey) -> Response:
-    return await _complete(request, key, "/v1/chat/completions", chat=True)
+    return await _serve(request, key, "/v1/chat/completions")
 
 
-@v1.post("/completions")
+@v1.post("/completions", **documented(Completion, CompletionRequest, stream=True))
 async def completions(request: Request, key: ApiKey) -> Response:
-    return await _complete(request, key, "/v1/completions", chat=False)
+    return await _serve(request, key, "/v1/completions")
 
 
-@v1.get("/models")
+@v1.post("/responses", **documented(ResponseObject, ResponsesRequest, stream=True))
+async def responses(request: Request, key: ApiKey) -> Response:
+    """OpenAI's Responses API (Codex)."""
+    return await _serve(request, key, "/v1/responses")
+
+
+@v1.post("/messages", **documented(AnthropicMessageResponse, MessagesRequest, stream=True,
+                                   dialect="anthropic"))
+async def messages(request: Request, key: ApiKey) -> Response:
+    """Anthropic's Messages API (Claude Code); `?beta=true` and `anthropic-*` headers are
+    accepted; errors answer in Anthropic's shape."""
+    return await _serve(request, key, "/v1/messages")
+
+
+@v1.post("/messages/count_tokens",
+         **documented(CountTokensResponse, CountTokensRequest, dialect="anthropic"))
+async def count_tokens(request: Request, key: ApiKey) -> Response:
+    """Anthropic's token counting, by the engine's own template and tokenizer."""
+    return await _serve(request, key, "/v1/messages/count_tokens")
+
+
+@v1.get("/models", **documented(ModelList))
 async def list_models(request: Request, key: ApiKey) -> Response:
     gateway = request.app.state.gateway
     await gateway.engine.ensure_ready()
@@ -91,7 +132,7 @@ async def list_models(request: Request, key: ApiKey) -> Response:
     return JSONResponse(body, headers=state.headers())
 
 
-@v1.get("/models/{model_id:path}")
+@v1.get("/models/{model_id:path}", **documented(ModelCard))
 async def retrieve_model(request: Request, model_id: str, key: ApiKey) -> Response:
     """OpenAI's `models.retrieve`: the one model by its name, else 404 `model_not_found`."""
     if model_id != SERVED_MODEL_NAME:
@@ -101,6 +142,15 @@ async def retrieve_model(request: Request, model_id: str, key: ApiKey) -> Respon
     state = await gateway.limiter.snapshot(limit_id(key))
     body = model_card(gateway.engine.created, gateway.engine.max_context)
     return JSONResponse(body, headers=state.headers())
+
+
+@v1.get("/openapi.json", openapi_extra={"security": []})
+async def openapi(request: Request) -> Response:
+    """This description of `/v1` (OpenAPI 3.1); needs no key."""
+    document = getattr(request.app.state, "v1_openapi", None)
+    if document is None:
+        document = request.app.state.v1_openapi = openapi_document(v1.routes)
+    return JSONResponse(document)
 
 
 @v1.api_route("", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
@@ -116,10 +166,8 @@ async def unknown_v1(request: Request, key: ApiKey) -> Response:
 
 async def missing_v1(request: Request) -> Response:
     """OpenAI paths without /v1: a base_url missing its /v1 is the commonest client mistake."""
-    raise errors.ApiError(
-        404, f"Unknown request URL: {request.method} {request.url.path}. The API is under /v1:"
-        f" use base_url {request.base_url}v1", "not_found_error", "unknown_url",
-    )
+    raise errors.unknown_url(request.method, request.url.path,
+                             f". The API is under /v1: use base_url {request.base_url}v1")
 
 
 for _path in ("/chat/completions", "/completions", "/models", "/models/{model_id:path}"):

@@ -7,15 +7,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from server.counter import Counter
+from server.gateway.accounting import UsageRecorder
 from server.gateway.auth import Authenticator
 from server.gateway.completions import CompletionService
 from server.gateway.documents import DocumentExpander
 from server.gateway.limits import KeyLimiter
 from server.gateway.limits_redis import RedisBackend
 from server.gateway.metrics import GatewayMetrics
-from server.gateway.prompts import PromptCounter
+from server.gateway.sizing import PromptCounter
 from server.gateway.upstream import Engine
-from server.gateway.usage import UsageRecorder
 from server.settings import Settings
 from storage import Store
 

@@ -1,11 +1,16 @@
 """The streaming proxy: vLLM's server-sent events relayed to the client as they arrive.
 
-Contract (as vLLM's own server): one `data: {json}\\n\\n` per event, an error inside a stream is
-a data event in the API's error shape, and the stream always ends with `data: [DONE]\\n\\n`.
-Events are forwarded without re-encoding; only an event carrying `"usage":` is parsed (to
-account for it, and to drop it when the client did not ask for usage). Closing the relay —
-normally, on an upstream failure, or because the client went away — closes the upstream
-response, which makes vLLM abort the request.
+Events are forwarded without re-encoding; only the few events that carry usage or an error are
+parsed. Each protocol's stream has its own shape, described by a dialect:
+
+- OpenAI chat and legacy completions (`ChatStream`): one `data: {json}` per event, errors as a
+  data event in the API's error shape, always ended by `data: [DONE]`;
+- the Responses API and Anthropic's Messages API (`TypedStream`): `event: TYPE` + `data: {json}`
+  events, ended by a terminal event (`response.completed` ..., `message_stop`), errors as that
+  protocol's own `error` event.
+
+Closing the relay — normally, on an upstream failure, or because the client went away — closes
+the upstream response, which makes vLLM abort the request.
 """
 
 from __future__ import annotations
@@ -44,15 +49,113 @@ class StreamOutcome:
     disconnected: bool = False
 
 
+class ChatStream:
+    """OpenAI's chat and legacy completion streams: `data:` events up to `data: [DONE]`."""
+
+    dialect: errors.Dialect = "openai"
+
+    def __init__(self, strip_usage: bool):
+        self.strip_usage = strip_usage  # vLLM is always asked for usage; the client may not want it
+
+    def is_first_output(self, event: bytes) -> bool:
+        return event.startswith(b"data: {")
+
+    def is_end(self, event: bytes) -> bool:
+        return event.startswith(DONE)
+
+    def process(self, event: bytes, relay: StreamRelay) -> bytes | None:
+        if event.startswith(_ERROR):
+            return relay.engine_error(orjson.loads(event[6:])).sse_event()
+        if _USAGE in event:
+            return self._usage(event, relay.outcome)
+        if event.startswith(b"data: {"):
+            relay.outcome.events += 1
+        return event
+
+    def _usage(self, event: bytes, outcome: StreamOutcome) -> bytes | None:
+        data = orjson.loads(event[6:])
+        if data.get("usage"):
+            outcome.usage = data["usage"]
+        if not self.strip_usage:
+            return event
+        if not data.get("choices"):
+            return None  # the usage-only chunk the client did not ask for
+        data.pop("usage", None)
+        outcome.events += 1
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def failure(self, error: errors.ApiError, relay: StreamRelay) -> bytes:
+        return error.sse_event() + DONE
+
+
+class TypedStream:
+    """A stream of `event: TYPE` events (Responses API, Anthropic Messages API): it ends with one
+    of `ends`; events of `usage_events` carry usage (where `usage_at` says); a failure ends it
+    with the protocol's own error event."""
+
+    def __init__(self, dialect: errors.Dialect, ends: tuple[bytes, ...], first_output: bytes,
+                 usage_events: dict[bytes, tuple[str, ...]]):
+        self.dialect = dialect
+        self._ends = ends
+        self._first_output = first_output
+        self._usage_events = usage_events
+        self.sent = 0  # events relayed: the next Responses sequence number
+
+    @staticmethod
+    def event_type(event: bytes) -> bytes:
+        if not event.startswith(b"event: "):
+            return b""
+        return event[7:event.find(b"\n")].strip()
+
+    def is_first_output(self, event: bytes) -> bool:
+        return self.event_type(event) == self._first_output
+
+    def is_end(self, event: bytes) -> bool:
+        return self.event_type(event) in self._ends
+
+    def process(self, event: bytes, relay: StreamRelay) -> bytes | None:
+        kind = self.event_type(event)
+        data_at = event.find(b"data: ")
+        if kind == b"error" or event.startswith(_ERROR):
+            data = orjson.loads(event[data_at + 6:])
+            return relay.engine_error(data).sse_event(self.dialect, self.sent)
+        if kind in self._usage_events:
+            data = orjson.loads(event[data_at + 6:])
+            for name in self._usage_events[kind]:
+                data = data.get(name) if isinstance(data, dict) else None
+            if isinstance(data, dict) and data.get("usage"):
+                relay.outcome.usage = data["usage"]
+        if kind.endswith(b"delta"):
+            relay.outcome.events += 1
+        self.sent += 1
+        return event
+
+    def failure(self, error: errors.ApiError, relay: StreamRelay) -> bytes:
+        return error.sse_event(self.dialect, self.sent)
+
+
+def responses_stream() -> TypedStream:
+    """The Responses API: usage in the terminal event's `response`."""
+    ends = (b"response.completed", b"response.incomplete", b"response.failed")
+    return TypedStream("responses", ends, b"response.output_item.added",
+                       {end: ("response",) for end in ends})
+
+
+def messages_stream() -> TypedStream:
+    """Anthropic's Messages API: input usage in `message_start`, the total in `message_delta`."""
+    return TypedStream("anthropic", (b"message_stop",), b"content_block_start",
+                       {b"message_start": ("message",), b"message_delta": ()})
+
+
 class StreamRelay:
     """Iterates one upstream SSE response as client-ready bytes; `aclose()` is idempotent."""
 
-    def __init__(self, upstream: UpstreamStream, outcome: StreamOutcome, *, strip_usage: bool,
-                 max_context: int, prompt_param: str,
+    def __init__(self, upstream: UpstreamStream, outcome: StreamOutcome,
+                 dialect: ChatStream | TypedStream, *, max_context: int, prompt_param: str,
                  on_end: Callable[[StreamOutcome], Awaitable[None]]):
         self.upstream = upstream
         self.outcome = outcome
-        self.strip_usage = strip_usage
+        self.dialect = dialect
         self.max_context = max_context
         self.prompt_param = prompt_param
         self._on_end = on_end
@@ -61,15 +164,18 @@ class StreamRelay:
     async def __aiter__(self) -> AsyncIterator[bytes]:
         buffer = b""
         done = False
+        dialect = self.dialect
         try:
             async for chunk in self.upstream.aiter_raw():
                 buffer += chunk
                 out: list[bytes] = []
                 while (end := buffer.find(b"\n\n")) >= 0:
                     event, buffer = buffer[: end + 2], buffer[end + 2 :]
-                    if event.startswith(DONE):
+                    if dialect.is_end(event):
                         done = True
-                    event = self._process(event)
+                    if self.outcome.ttft_ms is None and dialect.is_first_output(event):
+                        self.outcome.ttft_ms = (time.perf_counter() - self.outcome.started) * 1000
+                    event = dialect.process(event, self)
                     if event:
                         out.append(event)
                 if out:
@@ -79,48 +185,23 @@ class StreamRelay:
         except UPSTREAM_ERRORS:
             # The engine died or cut the stream: tell the client inside the stream, then end it.
             self.outcome.error_code = "engine_error"
-            failure = errors.internal_error(
-                "The engine stopped in the middle of the response.", code="engine_error")
-            yield failure.sse_event() + DONE
+            failure = errors.engine_error("The engine stopped in the middle of the response.")
+            yield dialect.failure(failure, self)
         except BaseException:
             self.outcome.disconnected = True
             raise
         finally:
             await self.aclose()
 
-    def _process(self, event: bytes) -> bytes | None:
-        outcome = self.outcome
-        if outcome.ttft_ms is None and event.startswith(b"data: {"):
-            outcome.ttft_ms = (time.perf_counter() - outcome.started) * 1000
-        if event.startswith(_ERROR):
-            return self._engine_error(event)
-        if _USAGE in event:
-            return self._usage(event)
-        if event.startswith(b"data: {"):
-            outcome.events += 1
-        return event
-
-    def _usage(self, event: bytes) -> bytes | None:
-        data = orjson.loads(event[6:])
-        if data.get("usage"):
-            self.outcome.usage = data["usage"]
-        if not self.strip_usage:
-            return event
-        if not data.get("choices"):
-            return None  # the usage-only chunk the client did not ask for
-        data.pop("usage", None)
-        self.outcome.events += 1
-        return b"data: " + orjson.dumps(data) + b"\n\n"
-
-    def _engine_error(self, event: bytes) -> bytes:
-        # vLLM's in-stream errors carry a numeric code; re-shape them like every other error.
-        data = orjson.loads(event[6:])
-        info = data.get("error") if isinstance(data.get("error"), dict) else {}
+    def engine_error(self, data: dict) -> errors.ApiError:
+        """An error event of the engine, re-shaped like every other error (vLLM's carry a
+        numeric code; its Anthropic ones a type of its own)."""
+        info = data.get("error") if isinstance(data.get("error"), dict) else data
         status = info.get("code") if isinstance(info.get("code"), int) else 500
-        error = map_upstream_error(status, orjson.dumps(data), self.max_context,
+        error = map_upstream_error(status, orjson.dumps({"error": info}), self.max_context,
                                    self.prompt_param)
         self.outcome.error_code = error.code
-        return error.sse_event()
+        return error
 
     @property
     def closed(self) -> bool:

@@ -181,7 +181,10 @@ class Engine:
 
 
 def _prompt_param(path: str) -> str:
-    return "messages" if path.endswith("chat/completions") else "prompt"
+    """Where each endpoint's prompt lives, for naming it in a context error."""
+    if path.endswith("/completions") and not path.endswith("chat/completions"):
+        return "prompt"
+    return "input" if path.endswith("/responses") else "messages"
 
 
 _VALIDATION_DUMP = re.compile(r"^\d+ validation errors?:")
@@ -231,9 +234,9 @@ def map_upstream_error(status: int, content: bytes, max_context: int,
             return errors.context_length_exceeded(max_context, prompt_param)
         return errors.invalid_request(message, param if isinstance(param, str) else None)
     if status == 404:
-        return errors.ApiError(404, message, "not_found_error", "model_not_found", "model")
+        return errors.upstream_not_found(message)
     if status == 503:
         return errors.service_unavailable(message)
     if status == 429:
         return errors.service_unavailable("The engine is overloaded; retry later.")
-    return errors.internal_error(f"The engine failed: {message}", code="engine_error")
+    return errors.engine_error(f"The engine failed: {message}")

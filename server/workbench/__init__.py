@@ -25,11 +25,14 @@ import anyio
 import openai
 
 from server.counter import Counter
+from server.documents.prompt import documents_first
 from server.sampling import DEFAULT_PARAMS, normalize_params
 from server.services import Services
 from server.settings import SERVED_MODEL_NAME
 from server.workbench.analysis import ChunkedAnalysis, summary_tokens_for
-from server.workbench.library import DocumentLibrary, documents_first
+from server.workbench.fit import Fit, prompt_messages
+from server.workbench.library import DocumentLibrary
+from server.workbench.markdown import export_markdown
 from storage import ImportFormatError, NotFoundError, Store, keys, search, usage
 from storage import conversations as conv
 from storage import messages as msgs
@@ -37,7 +40,9 @@ from storage import messages as msgs
 # The storage names the UI needs, so that it reaches storage only through this package.
 STREAMING = msgs.STREAMING  # the status of an answer still being written
 
-__all__ = ["STREAMING", "Fit", "Identity", "ImportFormatError", "NotFoundError", "Workbench"]
+__all__ = ["STREAMING", "Identity", "ImportFormatError", "NotFoundError", "Resend", "Workbench"]
+
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -48,39 +53,12 @@ class Identity:
 
 
 @dataclass(frozen=True)
-class Fit:
-    """Whether a conversation's next request fits the context: prompt and answer budget."""
+class Resend:
+    """Where an edited question is resent: its own conversation, or a new one (a branch)."""
 
-    used: int  # exact prompt tokens (documents, system prompt, history, draft)
-    reserve: int  # max_tokens: the room the answer asks for
-    max_context: int
-    documents: int  # tokens of the attached documents' chosen pages
-    attached: int  # how many documents are attached
-
-    @property
-    def fits(self) -> bool:
-        return self.used + self.reserve <= self.max_context
-
-    @property
-    def room(self) -> int:
-        """Tokens left for the answer."""
-        return max(0, self.max_context - self.used)
-
-
-def prompt_messages(system_prompt: str, messages: list[dict], draft: str | None = None) -> list[dict]:
-    """The chat messages sent to /v1 for a conversation (and the gauge counts the same).
-
-    Failed answers are left out (the model never said them); a stopped answer's partial text
-    stays, as the person saw it.
-    """
-    out = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-    for m in messages:
-        if m["role"] == "assistant" and (m["status"] == "error" or not m["content"]):
-            continue
-        out.append({"role": m["role"], "content": m["content"]})
-    if draft:
-        out.append({"role": "user", "content": draft})
-    return out
+    cid: int
+    branched: bool
+    title: str | None  # the branch's title
 
 
 def _slug(title: str | None) -> str:
@@ -255,6 +233,21 @@ class Workbench:
                 msgs.delete_message(self.store.db, owner, m["id"])
         return True
 
+    def resend_edited(self, owner: str, cid: int, message_id: int, text: str) -> Resend | None:
+        """Edit a question to resend it: the last one in place (what followed is dropped), an
+        earlier one in a copy of the conversation up to it, so no later answer is lost.
+
+        None (nothing changed) if `message_id` is not one of the owner's questions in `cid`,
+        or the text is empty.
+        """
+        if self.edit_last_user_message(owner, cid, message_id, text):
+            return Resend(cid, branched=False, title=None)
+        branch = self.branch_from(owner, cid, message_id, text)
+        if branch is None:
+            return None
+        return Resend(branch, branched=True,
+                      title=conv.get_conversation(self.store.db, owner, branch)["title"])
+
     def branch_from(self, owner: str, cid: int, message_id: int, content: str) -> int | None:
         """A new conversation that goes on from an earlier user message, edited.
 
@@ -303,6 +296,16 @@ class Workbench:
             max_context=self.max_context, documents=sum(a.tokens for a in attached),
             attached=len(attached),
         )
+    def overflow(self, owner: str, cid: int | None, *, system_prompt: str, max_tokens: int,
+                 draft: str | None = None) -> Fit | None:
+        """The fit of the next request when documents are attached and it does not fit (the
+        person then chooses pages, the room left, or a chunked analysis); else None."""
+        if cid is None or not self.documents.attached(owner, cid):
+            return None
+        fit = self.fit(owner, cid, system_prompt=system_prompt, draft=draft,
+                       max_tokens=max_tokens)
+        return None if fit.fits else fit
+
     def chunked_analysis(self, owner: str, cid: int, client: openai.AsyncOpenAI, *,
                          question: str) -> ChunkedAnalysis:
         """A chunked analysis of the conversation's documents (their chosen pages) for
@@ -346,7 +349,7 @@ class Workbench:
     def export_markdown(self, owner: str, cid: int) -> tuple[str, str]:
         """(file name, Markdown text) of a conversation."""
         title = (self.get_conversation(owner, cid) or {}).get("title")
-        return f"{_slug(title)}.md", conv.export_markdown(self.store.db, owner, cid)
+        return f"{_slug(title)}.md", export_markdown(self.store.db, owner, cid)
 
     def export_json(self, owner: str, cid: int) -> tuple[str, str]:
         """(file name, JSON text) of a conversation, in the format import_json reads."""
@@ -373,3 +376,7 @@ class Workbench:
         return usage.usage_series(
             self.store.db, owner, since=time.time() - window_seconds, bucket_seconds=bucket_seconds
         )
+
+    def usage_by_endpoint(self, owner: str, *, window_seconds: int) -> list[dict]:
+        """Requests and tokens of the owner's key per /v1 endpoint over the last window."""
+        return usage.usage_by_endpoint(self.store.db, owner, since=time.time() - window_seconds)

@@ -28,6 +28,7 @@ from server.counter import Counter
 from server.documents.prompt import (
     Chunk,
     chunk_messages,
+    pages_label,
     plan_chunks,
     summaries_context,
 )
@@ -77,8 +78,7 @@ class Step:
     last: int
 
     def describe(self) -> str:
-        pages = f"page {self.first}" if self.first == self.last else (
-            f"pages {self.first}–{self.last}")
+        pages = pages_label(self.first, self.last, dash="–")
         if self.phase == "combine":
             return f"Merging summaries {self.index} of {self.total} ({self.filename}, {pages})"
         return f"Summarising chunk {self.index} of {self.total} ({self.filename}, {pages})"

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from server.documents.errors import PdfTooLargeError
 from server.documents.prompt import (
-    DOCUMENTS_INSTRUCTION,
     document_text,
+    format_ranges,
     parse_page_ranges,
 )
 from server.services import Services
@@ -29,7 +29,7 @@ from server.workbench.ingest import ingest_pdf
 from storage import conversations as conv
 from storage import documents as docs
 
-__all__ = ["PAGES_KEY", "Attached", "DocumentLibrary", "documents_first", "format_ranges"]
+__all__ = ["PAGES_KEY", "Attached", "DocumentLibrary"]
 
 PAGES_KEY = "document_pages"
 # Selections (pages and their text) kept in memory, so the gauge does not re-read a long
@@ -54,30 +54,6 @@ class Attached:
     def tokens(self) -> int:
         """Tokens of the chosen pages' text (as counted at upload, markers not included)."""
         return sum(p["tokens"] for p in self.pages)
-
-
-def format_ranges(ranges: list[tuple[int, int]]) -> str:
-    """[(7, 7), (1, 3), (2, 4)] → "1-4, 7": sorted, overlaps merged (stored and shown so)."""
-    merged: list[list[int]] = []
-    for first, last in sorted(ranges):
-        if merged and first <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], last)
-        else:
-            merged.append([first, last])
-    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in merged)
-
-
-def documents_first(context: str, system_prompt: str, conversation: list[dict]) -> list[dict]:
-    """The chat messages with the documents first, then the system prompt, then the turns.
-
-    Documents lead because they are the largest and most stable part: asking again about
-    them, or changing the system prompt, keeps the engine's cached prefix.
-    """
-    if not context:
-        head = [{"role": "system", "content": system_prompt}] if system_prompt.strip() else []
-        return head + conversation
-    parts = [DOCUMENTS_INSTRUCTION, context] + ([system_prompt] if system_prompt.strip() else [])
-    return [{"role": "system", "content": "\n\n".join(parts)}, *conversation]
 
 
 class DocumentLibrary:

@@ -34,8 +34,8 @@ def frames(rows: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
     )
 
 
-def totals_markdown(rows: list[dict], range_key: str) -> str:
-    """One line of totals over the range."""
+def totals_markdown(rows: list[dict], range_key: str, endpoints: list[dict] = ()) -> str:
+    """One line of totals over the range, then a table of them per endpoint."""
     requests = sum(r["requests"] for r in rows)
     errors = sum(r["errors"] for r in rows)
     prompt = sum(r["prompt_tokens"] for r in rows)
@@ -43,8 +43,18 @@ def totals_markdown(rows: list[dict], range_key: str) -> str:
     failed = f" ({errors:,} failed)" if errors else ""
     return (
         f"**{requests:,}** requests{failed} · **{prompt:,}** prompt + **{completion:,}** "
-        f"completion tokens in the {_LABELS[range_key]}"
+        f"completion tokens in the {_LABELS[range_key]}" + _endpoint_table(endpoints)
     )
+
+
+def _endpoint_table(endpoints: list[dict]) -> str:
+    if not endpoints:
+        return ""
+    lines = ["", "", "| endpoint | requests | failed | prompt tokens | completion tokens |",
+             "|---|--:|--:|--:|--:|"]
+    lines += [f"| `{e['endpoint']}` | {e['requests']:,} | {e['errors']:,} | "
+              f"{e['prompt_tokens']:,} | {e['completion_tokens']:,} |" for e in endpoints]
+    return "\n".join(lines)
 
 
 def make_refresh(c: Components, wb: Workbench):
@@ -56,10 +66,12 @@ def make_refresh(c: Components, wb: Workbench):
         window, bucket = RANGES.get(range_key, RANGES["1h"])
         rows = wb.usage_series(session.owner, window_seconds=window, bucket_seconds=bucket)
         requests, tokens = frames(rows)
+        endpoints = wb.usage_by_endpoint(session.owner, window_seconds=window)
         return {
             c.usage_requests: requests,
             c.usage_tokens: tokens,
-            c.usage_totals: totals_markdown(rows, range_key if range_key in RANGES else "1h"),
+            c.usage_totals: totals_markdown(rows, range_key if range_key in RANGES else "1h",
+                                            endpoints),
         }
 
     return refresh

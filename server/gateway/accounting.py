@@ -49,7 +49,7 @@ class UsageRecorder:
 
     def record(self, row: UsageRow) -> None:
         """Queue the row for writing (within FLUSH_DELAY seconds); returns at once."""
-        self.metrics.count_tokens(row.prompt_tokens, row.completion_tokens)
+        self.metrics.count_tokens(row.endpoint, row.prompt_tokens, row.completion_tokens)
         self._rows.append(row)
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_queued())

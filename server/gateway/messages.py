@@ -1,0 +1,116 @@
+"""`POST /v1/messages` and `/v1/messages/count_tokens` (Anthropic's Messages API, Claude
+Code's only protocol): validate and plan; errors answer in Anthropic's shape (`errors`).
+
+Decisions (README, "The API, beyond the reference"):
+- The model is `qwen3`, as everywhere: a `claude-...` name is a 404 `not_found_error` that names
+  `qwen3` (agents are pointed at it with their model settings, see the README).
+- `max_tokens` is required (as Anthropic's API has it) and lowered to what the context leaves
+  after the prompt.
+- `count_tokens` is answered by the engine (its chat template and tokenizer): it counts as a
+  request in the key's limits and usage, with no tokens.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from pydantic import Field
+
+from server.gateway.forwarding import Plan, validate
+from server.gateway.protocol import _Wire
+from server.gateway.sizing import max_tokens_for
+from server.gateway.streaming import messages_stream
+
+if TYPE_CHECKING:
+    from server.gateway.forwarding import Forwarder
+
+ENDPOINT = "/v1/messages"
+COUNT_ENDPOINT = "/v1/messages/count_tokens"
+
+
+class AnthropicMessage(_Wire):
+    """One turn: text, or content blocks (`text`, `image`, `tool_use`, `tool_result`, ...)."""
+
+    role: Literal["user", "assistant"]
+    content: str | list[dict[str, Any]]
+
+
+class CountTokensRequest(_Wire):
+    """`POST /v1/messages/count_tokens`."""
+
+    model: str
+    messages: list[AnthropicMessage] = Field(min_length=1)
+    system: str | list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+
+
+class MessagesRequest(CountTokensRequest):
+    """`POST /v1/messages`: the fields the gateway reads; the others go to vLLM as sent."""
+
+    max_tokens: int = Field(ge=1)
+    stop_sequences: list[str] | None = None
+    stream: bool | None = None
+    temperature: float | None = Field(default=None, ge=0.0, le=1.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    top_k: int | None = Field(default=None, ge=0)
+    metadata: dict[str, Any] | None = None
+
+
+async def plan(service: Forwarder, body: dict[str, Any]) -> Plan:
+    request = validate(MessagesRequest, body)
+    await service.check_model(request.model)
+    prompt_tokens = await service.counter.messages(chat_messages(request), chat_tools(request))
+    max_tokens = max_tokens_for(request.max_tokens, request.max_tokens, prompt_tokens,
+                                service.engine.max_context, "messages")
+    out = {**body, "max_tokens": max_tokens}
+    stream = messages_stream() if request.stream else None
+    user = (request.metadata or {}).get("user_id")
+    return Plan(ENDPOINT, "messages", out, stream, prompt_tokens, prompt_tokens + max_tokens,
+                user if isinstance(user, str) else None)
+
+
+async def plan_count(service: Forwarder, body: dict[str, Any]) -> Plan:
+    request = validate(CountTokensRequest, body)
+    await service.check_model(request.model)
+    return Plan(COUNT_ENDPOINT, "messages", body, None, 0, 0, None)
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    kind = block.get("type")
+    if kind == "text":
+        return str(block.get("text") or "")
+    if kind == "tool_use":
+        return orjson.dumps({"name": block.get("name"), "arguments": block.get("input")}).decode()
+    if kind == "tool_result":
+        return _text(block.get("content"))
+    if kind == "thinking":
+        return str(block.get("thinking") or "")
+    return ""
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(_block_text(b) for b in content if isinstance(b, dict))
+    return ""
+
+
+def chat_messages(request: CountTokensRequest) -> list[dict[str, str]]:
+    """The request as chat messages, for counting its prompt with the chat template (vLLM
+    renders the same texts; tool calls and results are counted as their JSON and text)."""
+    system = _text(request.system)
+    messages = [{"role": "system", "content": system}] if system else []
+    messages += [{"role": m.role, "content": _text(m.content)} for m in request.messages]
+    return messages
+
+
+def chat_tools(request: CountTokensRequest) -> list[dict[str, Any]] | None:
+    """Anthropic tools in the chat shape the template renders."""
+    if not request.tools:
+        return None
+    return [{"type": "function", "function": {
+        "name": tool.get("name"), "description": tool.get("description"),
+        "parameters": tool.get("input_schema")}} for tool in request.tools]

@@ -120,6 +120,18 @@ install_agents() {  # the coding agents tests/test_agents.py runs: npm's builds 
 
 install_aider() { "$1/bin/pip" install -q -r "$ROOT/tests/agents/requirements-aider.txt"; }
 
+install_many_processes() {  # [all]: Debian's nginx and redis-server, for WORKBENCH_API_WORKERS > 1
+  local missing=()
+  command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+  if [[ "${1:-}" == all || -z "${WORKBENCH_REDIS_URL:-}" ]]; then
+    command -v redis-server >/dev/null || missing+=(redis-server)
+  fi
+  ((${#missing[@]})) || return 0
+  log "installing Debian's ${missing[*]}"
+  local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # --- processes ---------------------------------------------------------------------------------
 
 start_bg() {  # start_bg LOGFILE CMD...  → own process group, PID in $!
@@ -159,7 +171,8 @@ explain_engine_failure() {  # when vLLM refused for lack of KV-cache memory: its
 
 wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE → 0 healthy, 1 failed, 3 engine died
   local name="$1" pid="$2" url="$3" timeout="$4" logfile="$5" waited=0
-  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+  # -k: our own server on loopback, whichever certificate WORKBENCH_TLS_CERT names.
+  until curl -kfsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
       log "$name died while starting; last lines of $logfile:"
       tail -n 30 "$logfile" >&2
@@ -255,11 +268,14 @@ serve() {
 
   export WORKBENCH_PROFILE="$ENGINE_PROFILE"
   [[ -n "$ENGINE_MAX_CONTEXT" ]] && export WORKBENCH_MAX_CONTEXT="$ENGINE_MAX_CONTEXT"
+  # More than one API worker: `python -m ui` runs them with nginx (and Redis) in front.
+  (( ${WORKBENCH_API_WORKERS:-1} > 1 )) && install_many_processes
   log "starting the app (log: $LOG_DIR/app.log)"
   start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m ui
   APP_PID=$!
   echo "$APP_PID" > "$LOG_DIR/app.pid"
-  local url="http://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"
+  local scheme=http; [[ -n "${WORKBENCH_TLS_CERT:-}" ]] && scheme=https
+  local url="$scheme://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"
   local rc=0
   wait_healthy app "$APP_PID" "$url/health" 300 "$LOG_DIR/app.log" || rc=$?
   ((rc == 0)) || exit $((rc == 3 ? 3 : 4))
@@ -330,6 +346,7 @@ run_tests() {
   # `-m "not engine and not browser"` (tests/conftest.py marks) skips what those tests need.
   local marks; marks="$(test_marks "$@")"
   [[ "$marks" == *"not browser"* ]] || install_browser
+  install_many_processes all  # redis-server: the limiter's own tests run over Redis too
   if [[ "$marks" != *"not engine"* ]]; then
     install_node_sdk  # its only test talks to an app in front of the engine
     install_agents  # so do the agents'

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVED_MODEL_NAME = "qwen3"
@@ -46,6 +46,23 @@ class Settings(BaseSettings):
         without replicas."""
         raw = (self.upstream_urls or "").replace(",", " ").split()
         return [url.rstrip("/").removesuffix("/v1") for url in raw]
+    # Many processes (README "More than one process"): N API workers behind nginx, the UI in
+    # its own process, the limits shared in Redis (started for them when no URL is given).
+    api_workers: int = Field(default=1, ge=1, le=64)
+    redis_url: str | None = None
+    # HTTPS for the UI and /v1: nginx terminates it when there is one, else uvicorn itself.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "Settings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("WORKBENCH_TLS_CERT and WORKBENCH_TLS_KEY go together: set both")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @field_validator("tokenizer_path")
     @classmethod
@@ -73,7 +90,7 @@ class Settings(BaseSettings):
     def self_url(self) -> str:
         """Base URL of our own /v1, used by the UI as its API client."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/v1"
 
 
 @lru_cache

@@ -13,9 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import openai
 
@@ -29,8 +31,9 @@ TIMEOUT = openai.Timeout(900.0, connect=10.0)
 class ApiClient:
     """One AsyncOpenAI client for the process; each request carries the caller's own key."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, tls_cert: Path | None = None):
         self.base_url = base_url
+        self.tls_cert = tls_cert  # the certificate our own server presents, when on HTTPS
         self._client: openai.AsyncOpenAI | None = None
 
     def for_key(self, api_key: str) -> openai.AsyncOpenAI:
@@ -38,10 +41,24 @@ class ApiClient:
         if self._client is None:
             # Created lazily, inside the server's event loop; no retries: a 429 must reach the
             # person with its wait, not be retried silently behind a spinner.
+            http_client = None
+            if self.tls_cert is not None:
+                http_client = openai.DefaultAsyncHttpxClient(
+                    verify=trust_only(self.tls_cert), timeout=TIMEOUT)
             self._client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key="unset", max_retries=0, timeout=TIMEOUT
+                base_url=self.base_url, api_key="unset", max_retries=0, timeout=TIMEOUT,
+                http_client=http_client,
             )
         return self._client.with_options(api_key=api_key)
+
+
+def trust_only(cert: Path) -> ssl.SSLContext:
+    """TLS to our own server on loopback: trust exactly the certificate it presents (a
+    self-signed one too), whatever name it was issued for."""
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 def _message(exc: openai.APIError) -> str:

@@ -175,6 +175,12 @@ def engine_error(message: str) -> ApiError:
     return internal_error(message, code="engine_error")
 
 
+def limits_unavailable() -> ApiError:
+    """The shared limits store (Redis) is unreachable: requests are refused (fail closed)."""
+    return service_unavailable(
+        "Rate limits cannot be checked right now (the limits store is unreachable); retry later.")
+
+
 def service_unavailable(message: str = "The engine is not available; retry later.") -> ApiError:
     return ApiError(503, message, "service_unavailable", "service_unavailable")
 

@@ -22,13 +22,15 @@ from server.gateway import errors
 from server.gateway.accounting import UsageRecorder, UsageRow
 from server.gateway.affinity import affinity_key
 from server.gateway.errors import ApiError
-from server.gateway.limits import KeyLimiter, Lease, RateLimitExceeded, limit_id
+from server.gateway.limits import KeyLimiter, Lease, LimitsUnavailable, RateLimitExceeded, limit_id
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.sizing import PromptCounter
 from server.gateway.streaming import ChatStream, StreamOutcome, StreamRelay, TypedStream
 from server.gateway.upstream import Engine
 from server.settings import SERVED_MODEL_NAME
 from storage.keys import Key
+
+log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 log = logging.getLogger(__name__)
@@ -113,6 +115,11 @@ class Forwarder:
         except RateLimitExceeded as exc:
             self.metrics.rejections.labels(exc.limit).inc()
             raise errors.rate_limited(exc.message, exc.headers(anthropic)) from None
+        except LimitsUnavailable as exc:
+            log.warning("limits store unreachable, request refused: %s", exc)
+            self.metrics.limits_store_up.set(0)
+            raise errors.limits_unavailable() from None
+        self.metrics.limits_store_up.set(1)
         return lease, state.headers(anthropic=anthropic)
 
     async def forward(self, key: Key, plan: Plan, started: float) -> JsonResult | StreamResult:

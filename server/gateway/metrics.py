@@ -63,6 +63,11 @@ class GatewayMetrics:
                                   ["replica"], registry=r)
         self.replica_context = Gauge("workbench_replica_max_model_len",
                                      "The replica's max_model_len", ["replica"], registry=r)
+        self.limits_store_up = Gauge(
+            "workbench_limits_store_up",
+            "1 if the rate limits' store answered the last admission (always 1 in memory)",
+            registry=r)
+        self.limits_store_up.set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -2,6 +2,7 @@
 # Qwen Workbench launcher.
 #   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run] [--fit-context]   serve UI + /v1
 #     (--fit-context: h200x4 starts vLLM with --max-model-len auto, the longest context that fits)
+#   ./launch.sh engine [--profile cpu|h200x4]                        only the engine, for a GPU host
 #   ./launch.sh test [pytest args]                                   install test needs, run the suite
 #   ./launch.sh test -m "not engine and not browser"                 the fast subset (installs neither)
 #   ./launch.sh keys create --name NAME | keys list | keys revoke NAME   manage API keys
@@ -15,7 +16,7 @@ ENGINE_VENV="$ROOT/.venv/engine"
 export WORKBENCH_DATA_DIR="$(mkdir -p "${WORKBENCH_DATA_DIR:-$ROOT/data}" && cd "${WORKBENCH_DATA_DIR:-$ROOT/data}" && pwd)"
 LOG_DIR="$WORKBENCH_DATA_DIR/logs"
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-ENGINE_PID="" APP_PID="" PLAN_FLAGS=()
+ENGINE_PID="" APP_PID="" ROUTER_PID="" PLAN_FLAGS=()
 STOP_GRACE_SECONDS=20
 
 log() { printf '[launch] %s\n' "$*" >&2; }
@@ -127,7 +128,7 @@ stop_pid() {  # terminate → wait → kill, by PID (and its process group)
   wait "$pid" 2>/dev/null || true
 }
 
-stop_all() { stop_pid "$APP_PID" app; stop_pid "$ENGINE_PID" engine; }
+stop_all() { stop_pid "$APP_PID" app; stop_pid "$ROUTER_PID" router; stop_pid "$ENGINE_PID" engine; }
 
 engine_died() {  # true (and says so) when an engine was started and is gone
   [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null || return 1
@@ -180,13 +181,22 @@ refuse_taken_ports() {  # before a 30 s engine start, not after it
     log "error: $app_host:$app_port is already in use (another ./launch.sh?); set WORKBENCH_PORT"
     exit 2
   fi
-  if ((${#ENGINE_ARGV[@]})) && port_taken 127.0.0.1 "${WORKBENCH_ENGINE_PORT:-8001}"; then
-    log "error: engine port 127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001} is already in use; set WORKBENCH_ENGINE_PORT"
+  refuse_taken_engine_port
+  if ((${#ROUTER_ARGV[@]})) && port_taken 127.0.0.1 "${WORKBENCH_ROUTER_PORT:-8002}"; then
+    log "error: router port 127.0.0.1:${WORKBENCH_ROUTER_PORT:-8002} is already in use; set WORKBENCH_ROUTER_PORT"
     exit 2
   fi
 }
 
-plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV
+refuse_taken_engine_port() {
+  local host="${WORKBENCH_ENGINE_HOST:-127.0.0.1}" port="${WORKBENCH_ENGINE_PORT:-8001}"
+  if ((${#ENGINE_ARGV[@]})) && port_taken "$host" "$port"; then
+    log "error: engine port $host:$port is already in use; set WORKBENCH_ENGINE_PORT"
+    exit 2
+  fi
+}
+
+plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV, ROUTER_ARGV
   local plan
   plan="$("$APP_VENV/bin/python" -m server.engine plan --shell "${PLAN_FLAGS[@]}" \
           --engine-python "$ENGINE_VENV/bin/python")" || exit 2
@@ -201,7 +211,7 @@ serve() {
       --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
       --dry-run) dry_run=1; shift ;;
       --fit-context) PLAN_FLAGS+=(--fit-context); shift ;;
-      -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
       *) die "unknown option $1 (see ./launch.sh --help)" ;;
     esac
   done
@@ -219,15 +229,14 @@ serve() {
   trap 'stop_all; exit 143' TERM
   trap 'stop_all' EXIT
 
-  if ((${#ENGINE_ARGV[@]})); then
-    install_engine "$ENGINE_PROFILE"
-    [[ "$ENGINE_PROFILE" == cpu ]] && prepare_embedded_model
-    log "starting the $ENGINE_PROFILE engine (log: $LOG_DIR/engine.log)"
-    # vLLM would enforce VLLM_API_KEY itself; the gateway owns auth, the engine listens on loopback.
-    start_bg "$LOG_DIR/engine.log" env -u VLLM_API_KEY "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
-    ENGINE_PID=$!
-    echo "$ENGINE_PID" > "$LOG_DIR/engine.pid"
-    wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log" || exit 3
+  ((${#ENGINE_ARGV[@]})) && { start_engine || exit 3; }
+  if ((${#ROUTER_ARGV[@]})); then
+    log "starting vllm-router in front of $WORKBENCH_UPSTREAM_URLS (log: $LOG_DIR/router.log)"
+    start_bg "$LOG_DIR/router.log" "${ROUTER_ARGV[@]}"
+    ROUTER_PID=$!
+    echo "$ROUTER_PID" > "$LOG_DIR/router.pid"
+    # The router listens once one worker answers its /health: engines may still be loading.
+    wait_healthy router "$ROUTER_PID" "http://127.0.0.1:${WORKBENCH_ROUTER_PORT:-8002}/readiness" 1800 "$LOG_DIR/router.log" || exit 5
   fi
 
   export WORKBENCH_PROFILE="$ENGINE_PROFILE"
@@ -245,10 +254,54 @@ serve() {
   # Whichever child exits first takes the other one down; the exit code says which.
   # `wait -n` returns when one of them exits, or at once when a signal's trap has to run.
   local children=("$APP_PID"); [[ -n "$ENGINE_PID" ]] && children+=("$ENGINE_PID")
+  [[ -n "$ROUTER_PID" ]] && children+=("$ROUTER_PID")
   wait -n "${children[@]}" || true
   engine_died && exit 3
+  if [[ -n "$ROUTER_PID" ]] && ! kill -0 "$ROUTER_PID" 2>/dev/null; then
+    log "the router exited; last lines of $LOG_DIR/router.log:"; tail -n 20 "$LOG_DIR/router.log" >&2
+    exit 5
+  fi
   log "the app exited; last lines of $LOG_DIR/app.log:"; tail -n 20 "$LOG_DIR/app.log" >&2
   exit 4
+}
+
+start_engine() {  # the planned engine, in the background; returns once its /health answers
+  install_engine "$ENGINE_PROFILE"
+  [[ "$ENGINE_PROFILE" == cpu ]] && prepare_embedded_model
+  log "starting the $ENGINE_PROFILE engine on ${WORKBENCH_ENGINE_HOST:-127.0.0.1}:${WORKBENCH_ENGINE_PORT:-8001} (log: $LOG_DIR/engine.log)"
+  # VLLM_API_KEY is the gateway's admin key: never the engine's. ENGINE_ENV sets it to the
+  # engine secret (WORKBENCH_ENGINE_KEY) when there is one.
+  start_bg "$LOG_DIR/engine.log" env -u VLLM_API_KEY "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
+  ENGINE_PID=$!
+  echo "$ENGINE_PID" > "$LOG_DIR/engine.pid"
+  local host="${WORKBENCH_ENGINE_HOST:-127.0.0.1}"
+  [[ "$host" == 0.0.0.0 || "$host" == "::" ]] && host=127.0.0.1
+  [[ "$host" == *:* ]] && host="[$host]"
+  wait_healthy engine "$ENGINE_PID" "http://$host:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log"
+}
+
+serve_engine() {  # ./launch.sh engine: one replica for a gateway elsewhere (README "Several engines")
+  while (($#)); do
+    case "$1" in
+      --profile) export WORKBENCH_PROFILE="$2"; shift 2 ;;
+      --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
+      *) die "unknown option $1 (see ./launch.sh --help)" ;;
+    esac
+  done
+  unset WORKBENCH_UPSTREAM_URL WORKBENCH_UPSTREAM_URLS  # the gateway's settings, not an engine's
+  install_app
+  plan_engine
+  ((${#ENGINE_ARGV[@]})) || die "profile $ENGINE_PROFILE starts no engine; use --profile cpu or h200x4"
+  refuse_taken_engine_port
+  mkdir -p "$LOG_DIR"
+  trap 'stop_all; exit 130' INT
+  trap 'stop_all; exit 143' TERM
+  trap 'stop_all' EXIT
+  start_engine || exit 3
+  log "engine ready: http://${WORKBENCH_ENGINE_HOST:-127.0.0.1}:${WORKBENCH_ENGINE_PORT:-8001}  ·  profile $ENGINE_PROFILE"
+  wait "$ENGINE_PID" || true
+  engine_died
+  exit 3
 }
 
 test_marks() {  # test_marks PYTEST_ARGS... → the -m expression, if any
@@ -281,6 +334,7 @@ main() {
   cd "$ROOT"
   case "${1:-}" in
     test) shift; run_tests "$@" ;;
+    engine) shift; serve_engine "$@" ;;
     keys) shift; keys "$@" ;;
     *) serve "$@" ;;
   esac

@@ -33,6 +33,19 @@ class Settings(BaseSettings):
     max_pdf_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=140 * 1024 * 1024, ge=1024)
     tokenizer_path: Path | None = None
+    # Replicas (README "Several engines"): engine URLs behind vllm-router, separated by
+    # commas or spaces; where an engine listens; the engine secret the gateway sends to them.
+    upstream_urls: str | None = None
+    engine_host: str = "127.0.0.1"
+    engine_key: str | None = None
+    router_port: int = Field(default=8002, ge=1, le=65534)
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """The engines behind the router (WORKBENCH_UPSTREAM_URLS), without /v1; empty
+        without replicas."""
+        raw = (self.upstream_urls or "").replace(",", " ").split()
+        return [url.rstrip("/").removesuffix("/v1") for url in raw]
 
     @field_validator("tokenizer_path")
     @classmethod
@@ -44,7 +57,10 @@ class Settings(BaseSettings):
 
     @property
     def upstream(self) -> str:
-        """Base URL of the vLLM server the gateway forwards to (without /v1)."""
+        """Base URL of the vLLM server the gateway forwards to (without /v1): the router in
+        front of the replicas when there are several."""
+        if self.replica_urls:
+            return f"http://127.0.0.1:{self.router_port}"
         if self.upstream_url:
             return self.upstream_url.rstrip("/").removesuffix("/v1")
         return f"http://127.0.0.1:{self.engine_port}"

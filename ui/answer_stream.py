@@ -11,9 +11,11 @@ from the first token to the last (not averaged over the wait for the first one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import openai
 
@@ -176,7 +178,49 @@ class AnswerStream:
             "decode_tps": decode_tps,
             "total_ms": (end - self.started) * 1000 if self.started is not None else None,
             "finish_reason": self.finish_reason,
+            # Behind vllm-router, the gateway names the replica that answered.
+            "replica": next((v for k, v in self.headers.items()
+                             if k.lower() == "x-workbench-replica"), None),
         }
+
+
+# How often the engine's queue is asked while an answer waits for its first token.
+QUEUE_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Queued:
+    """No token yet, and the engine holds `waiting` requests in its queue."""
+
+    waiting: int
+
+
+async def with_queue_notices(
+    chunks: AsyncIterator[str], waiting: Callable[[], Awaitable[int | None]],
+    every: float = QUEUE_POLL_SECONDS,
+) -> AsyncIterator[str | Queued]:
+    """The chunks; before the first one, a `Queued` whenever the engine says requests wait (one
+    whole-context request takes all of the KV cache: the next one waits inside vLLM)."""
+    first = asyncio.ensure_future(anext(chunks))
+    try:
+        while not (await asyncio.wait({first}, timeout=every))[0]:
+            count = await waiting()
+            if count:
+                yield Queued(count)
+        try:
+            yield first.result()
+        except StopAsyncIteration:
+            return
+        async for text in chunks:
+            yield text
+    finally:
+        if not first.done():
+            first.cancel()
+            with contextlib.suppress(BaseException):
+                await first
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class InFlight:

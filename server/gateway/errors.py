@@ -143,11 +143,6 @@ def model_not_found(model: str, available: str) -> ApiError:
     )
 
 
-def unsupported_parameter(param: str, message: str) -> ApiError:
-    """400 for a parameter this server accepts by name but cannot honour."""
-    return invalid_request(message, param, "unsupported_parameter")
-
-
 def unknown_url(method: str, path: str, hint: str = "") -> ApiError:
     """404 for a path nothing serves; `hint` says where the client probably meant."""
     return ApiError(404, f"Unknown request URL: {method} {path}{hint}", "not_found_error",

@@ -44,7 +44,7 @@ async def open_gateway(settings: Settings, store: Store, engine: Engine, counter
     recorder = UsageRecorder(store, metrics)
     completions = CompletionService(
         engine, PromptCounter(counter), limiter, recorder, metrics,
-        DocumentExpander(settings.max_pdf_bytes))
+        DocumentExpander(settings.max_pdf_bytes), store)
     try:
         yield Gateway(settings, store, engine, counter, Authenticator(store), limiter,
                       recorder, metrics, completions)

@@ -2,6 +2,7 @@
 # Qwen Workbench launcher.
 #   ./launch.sh [--profile auto|h200x4|cpu|external] [--dry-run] [--fit-context]   serve UI + /v1
 #     (--fit-context: h200x4 starts vLLM with --max-model-len auto, the longest context that fits)
+#   ./launch.sh engine [--profile cpu|h200x4]                        only the engine, for a GPU host
 #   ./launch.sh test [pytest args]                                   install test needs, run the suite
 #   ./launch.sh test -m "not engine and not browser"                 the fast subset (installs neither)
 #   ./launch.sh keys create --name NAME | keys list | keys revoke NAME   manage API keys
@@ -15,7 +16,7 @@ ENGINE_VENV="$ROOT/.venv/engine"
 export WORKBENCH_DATA_DIR="$(mkdir -p "${WORKBENCH_DATA_DIR:-$ROOT/data}" && cd "${WORKBENCH_DATA_DIR:-$ROOT/data}" && pwd)"
 LOG_DIR="$WORKBENCH_DATA_DIR/logs"
 export GRADIO_ANALYTICS_ENABLED=False HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-ENGINE_PID="" APP_PID="" PLAN_FLAGS=()
+ENGINE_PID="" APP_PID="" ROUTER_PID="" PLAN_FLAGS=()
 STOP_GRACE_SECONDS=20
 
 log() { printf '[launch] %s\n' "$*" >&2; }
@@ -119,6 +120,18 @@ install_agents() {  # the coding agents tests/test_agents.py runs: npm's builds 
 
 install_aider() { "$1/bin/pip" install -q -r "$ROOT/tests/agents/requirements-aider.txt"; }
 
+install_many_processes() {  # [all]: Debian's nginx and redis-server, for WORKBENCH_API_WORKERS > 1
+  local missing=()
+  command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || missing+=(nginx-light)
+  if [[ "${1:-}" == all || -z "${WORKBENCH_REDIS_URL:-}" ]]; then
+    command -v redis-server >/dev/null || missing+=(redis-server)
+  fi
+  ((${#missing[@]})) || return 0
+  log "installing Debian's ${missing[*]}"
+  local sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
 # --- processes ---------------------------------------------------------------------------------
 
 start_bg() {  # start_bg LOGFILE CMD...  → own process group, PID in $!
@@ -141,7 +154,7 @@ stop_pid() {  # terminate → wait → kill, by PID (and its process group)
   wait "$pid" 2>/dev/null || true
 }
 
-stop_all() { stop_pid "$APP_PID" app; stop_pid "$ENGINE_PID" engine; }
+stop_all() { stop_pid "$APP_PID" app; stop_pid "$ROUTER_PID" router; stop_pid "$ENGINE_PID" engine; }
 
 engine_died() {  # true (and says so) when an engine was started and is gone
   [[ -n "$ENGINE_PID" ]] && ! kill -0 "$ENGINE_PID" 2>/dev/null || return 1
@@ -158,7 +171,8 @@ explain_engine_failure() {  # when vLLM refused for lack of KV-cache memory: its
 
 wait_healthy() {  # wait_healthy NAME PID URL TIMEOUT LOGFILE → 0 healthy, 1 failed, 3 engine died
   local name="$1" pid="$2" url="$3" timeout="$4" logfile="$5" waited=0
-  until curl -fsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
+  # -k: our own server on loopback, whichever certificate WORKBENCH_TLS_CERT names.
+  until curl -kfsS -o /dev/null --max-time 2 "$url" 2>/dev/null; do
     if ! kill -0 "$pid" 2>/dev/null; then
       log "$name died while starting; last lines of $logfile:"
       tail -n 30 "$logfile" >&2
@@ -194,13 +208,22 @@ refuse_taken_ports() {  # before a 30 s engine start, not after it
     log "error: $app_host:$app_port is already in use (another ./launch.sh?); set WORKBENCH_PORT"
     exit 2
   fi
-  if ((${#ENGINE_ARGV[@]})) && port_taken 127.0.0.1 "${WORKBENCH_ENGINE_PORT:-8001}"; then
-    log "error: engine port 127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001} is already in use; set WORKBENCH_ENGINE_PORT"
+  refuse_taken_engine_port
+  if ((${#ROUTER_ARGV[@]})) && port_taken 127.0.0.1 "${WORKBENCH_ROUTER_PORT:-8002}"; then
+    log "error: router port 127.0.0.1:${WORKBENCH_ROUTER_PORT:-8002} is already in use; set WORKBENCH_ROUTER_PORT"
     exit 2
   fi
 }
 
-plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV
+refuse_taken_engine_port() {
+  local host="${WORKBENCH_ENGINE_HOST:-127.0.0.1}" port="${WORKBENCH_ENGINE_PORT:-8001}"
+  if ((${#ENGINE_ARGV[@]})) && port_taken "$host" "$port"; then
+    log "error: engine port $host:$port is already in use; set WORKBENCH_ENGINE_PORT"
+    exit 2
+  fi
+}
+
+plan_engine() {  # sets ENGINE_PROFILE, ENGINE_MAX_CONTEXT, ENGINE_ARGV, ENGINE_ENV, ROUTER_ARGV
   local plan
   plan="$("$APP_VENV/bin/python" -m server.engine plan --shell "${PLAN_FLAGS[@]}" \
           --engine-python "$ENGINE_VENV/bin/python")" || exit 2
@@ -215,7 +238,7 @@ serve() {
       --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
       --dry-run) dry_run=1; shift ;;
       --fit-context) PLAN_FLAGS+=(--fit-context); shift ;;
-      -h|--help) sed -n '2,7p' "$0"; exit 0 ;;
+      -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
       *) die "unknown option $1 (see ./launch.sh --help)" ;;
     esac
   done
@@ -233,24 +256,26 @@ serve() {
   trap 'stop_all; exit 143' TERM
   trap 'stop_all' EXIT
 
-  if ((${#ENGINE_ARGV[@]})); then
-    install_engine "$ENGINE_PROFILE"
-    [[ "$ENGINE_PROFILE" == cpu ]] && prepare_embedded_model
-    log "starting the $ENGINE_PROFILE engine (log: $LOG_DIR/engine.log)"
-    # vLLM would enforce VLLM_API_KEY itself; the gateway owns auth, the engine listens on loopback.
-    start_bg "$LOG_DIR/engine.log" env -u VLLM_API_KEY "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
-    ENGINE_PID=$!
-    echo "$ENGINE_PID" > "$LOG_DIR/engine.pid"
-    wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log" || exit 3
+  ((${#ENGINE_ARGV[@]})) && { start_engine || exit 3; }
+  if ((${#ROUTER_ARGV[@]})); then
+    log "starting vllm-router in front of $WORKBENCH_UPSTREAM_URLS (log: $LOG_DIR/router.log)"
+    start_bg "$LOG_DIR/router.log" "${ROUTER_ARGV[@]}"
+    ROUTER_PID=$!
+    echo "$ROUTER_PID" > "$LOG_DIR/router.pid"
+    # The router listens once one worker answers its /health: engines may still be loading.
+    wait_healthy router "$ROUTER_PID" "http://127.0.0.1:${WORKBENCH_ROUTER_PORT:-8002}/readiness" 1800 "$LOG_DIR/router.log" || exit 5
   fi
 
   export WORKBENCH_PROFILE="$ENGINE_PROFILE"
   [[ -n "$ENGINE_MAX_CONTEXT" ]] && export WORKBENCH_MAX_CONTEXT="$ENGINE_MAX_CONTEXT"
+  # More than one API worker: `python -m ui` runs them with nginx (and Redis) in front.
+  (( ${WORKBENCH_API_WORKERS:-1} > 1 )) && install_many_processes
   log "starting the app (log: $LOG_DIR/app.log)"
   start_bg "$LOG_DIR/app.log" "$APP_VENV/bin/python" -m ui
   APP_PID=$!
   echo "$APP_PID" > "$LOG_DIR/app.pid"
-  local url="http://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"
+  local scheme=http; [[ -n "${WORKBENCH_TLS_CERT:-}" ]] && scheme=https
+  local url="$scheme://${WORKBENCH_HOST:-127.0.0.1}:${WORKBENCH_PORT:-8000}"
   local rc=0
   wait_healthy app "$APP_PID" "$url/health" 300 "$LOG_DIR/app.log" || rc=$?
   ((rc == 0)) || exit $((rc == 3 ? 3 : 4))
@@ -259,10 +284,54 @@ serve() {
   # Whichever child exits first takes the other one down; the exit code says which.
   # `wait -n` returns when one of them exits, or at once when a signal's trap has to run.
   local children=("$APP_PID"); [[ -n "$ENGINE_PID" ]] && children+=("$ENGINE_PID")
+  [[ -n "$ROUTER_PID" ]] && children+=("$ROUTER_PID")
   wait -n "${children[@]}" || true
   engine_died && exit 3
+  if [[ -n "$ROUTER_PID" ]] && ! kill -0 "$ROUTER_PID" 2>/dev/null; then
+    log "the router exited; last lines of $LOG_DIR/router.log:"; tail -n 20 "$LOG_DIR/router.log" >&2
+    exit 5
+  fi
   log "the app exited; last lines of $LOG_DIR/app.log:"; tail -n 20 "$LOG_DIR/app.log" >&2
   exit 4
+}
+
+start_engine() {  # the planned engine, in the background; returns once its /health answers
+  install_engine "$ENGINE_PROFILE"
+  [[ "$ENGINE_PROFILE" == cpu ]] && prepare_embedded_model
+  log "starting the $ENGINE_PROFILE engine on ${WORKBENCH_ENGINE_HOST:-127.0.0.1}:${WORKBENCH_ENGINE_PORT:-8001} (log: $LOG_DIR/engine.log)"
+  # VLLM_API_KEY is the gateway's admin key: never the engine's. ENGINE_ENV sets it to the
+  # engine secret (WORKBENCH_ENGINE_KEY) when there is one.
+  start_bg "$LOG_DIR/engine.log" env -u VLLM_API_KEY "${ENGINE_ENV[@]}" "${ENGINE_ARGV[@]}"
+  ENGINE_PID=$!
+  echo "$ENGINE_PID" > "$LOG_DIR/engine.pid"
+  local host="${WORKBENCH_ENGINE_HOST:-127.0.0.1}"
+  [[ "$host" == 0.0.0.0 || "$host" == "::" ]] && host=127.0.0.1
+  [[ "$host" == *:* ]] && host="[$host]"
+  wait_healthy engine "$ENGINE_PID" "http://$host:${WORKBENCH_ENGINE_PORT:-8001}/health" 1800 "$LOG_DIR/engine.log"
+}
+
+serve_engine() {  # ./launch.sh engine: one replica for a gateway elsewhere (README "Several engines")
+  while (($#)); do
+    case "$1" in
+      --profile) export WORKBENCH_PROFILE="$2"; shift 2 ;;
+      --profile=*) export WORKBENCH_PROFILE="${1#*=}"; shift ;;
+      *) die "unknown option $1 (see ./launch.sh --help)" ;;
+    esac
+  done
+  unset WORKBENCH_UPSTREAM_URL WORKBENCH_UPSTREAM_URLS  # the gateway's settings, not an engine's
+  install_app
+  plan_engine
+  ((${#ENGINE_ARGV[@]})) || die "profile $ENGINE_PROFILE starts no engine; use --profile cpu or h200x4"
+  refuse_taken_engine_port
+  mkdir -p "$LOG_DIR"
+  trap 'stop_all; exit 130' INT
+  trap 'stop_all; exit 143' TERM
+  trap 'stop_all' EXIT
+  start_engine || exit 3
+  log "engine ready: http://${WORKBENCH_ENGINE_HOST:-127.0.0.1}:${WORKBENCH_ENGINE_PORT:-8001}  ·  profile $ENGINE_PROFILE"
+  wait "$ENGINE_PID" || true
+  engine_died
+  exit 3
 }
 
 test_marks() {  # test_marks PYTEST_ARGS... → the -m expression, if any
@@ -277,6 +346,7 @@ run_tests() {
   # `-m "not engine and not browser"` (tests/conftest.py marks) skips what those tests need.
   local marks; marks="$(test_marks "$@")"
   [[ "$marks" == *"not browser"* ]] || install_browser
+  install_many_processes all  # redis-server: the limiter's own tests run over Redis too
   if [[ "$marks" != *"not engine"* ]]; then
     install_node_sdk  # its only test talks to an app in front of the engine
     install_agents  # so do the agents'
@@ -296,6 +366,7 @@ main() {
   cd "$ROOT"
   case "${1:-}" in
     test) shift; run_tests "$@" ;;
+    engine) shift; serve_engine "$@" ;;
     keys) shift; keys "$@" ;;
     *) serve "$@" ;;
   esac

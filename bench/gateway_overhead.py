@@ -16,6 +16,14 @@ measured in turn, then a table puts their ratios side by side. For each, prints:
   (from /proc), which does not depend on how busy the machine is.
 
 Targets (issue 4): < 1 ms added p50, >= 0.95x chunks/s.
+
+    python bench/gateway_overhead.py --throughput [--engine URL] [--workers 1,2,4]
+        [--clients 32,128] [--seconds 10]
+
+--throughput: complete requests per second with 32 and 128 clients, straight to the engine and
+through the gateway with 1, 2 and 4 API workers (`python -m server`, WORKBENCH_API_WORKERS=N:
+nginx and Redis in front from 2 on), each as a ratio to direct, in one run. Without --engine
+it starts bench/stub_engine.py, which answers at once, so the gateway's own cost shows.
 """
 
 from __future__ import annotations
@@ -191,9 +199,99 @@ def run_all(engine: str, gateway: str, key: str, args: argparse.Namespace,
         print(f"  {name:<10} {f.latency_ratio:>11.3f}x {f.added_p50_ms:>+8.2f}ms {chunks:>9}")
 
 
+async def _requests_per_second(base: str, key: str | None, clients: int,
+                               seconds: float) -> float:
+    """Complete requests/s with `clients` concurrent clients, after one second of warm-up."""
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": "qwen3", "messages": MESSAGES, "max_tokens": 1}
+    done = 0
+    counting = False
+    connector = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        async def client(stop: float) -> None:
+            nonlocal done
+            while time.perf_counter() < stop:
+                async with session.post(base + "/v1/chat/completions", json=body) as response:
+                    await response.read()
+                    if response.status != 200:
+                        raise RuntimeError(f"{response.status}: {await response.text()}")
+                if counting:
+                    done += 1
+
+        import asyncio
+
+        stop = time.perf_counter() + 1 + seconds
+        tasks = [asyncio.create_task(client(stop)) for _ in range(clients)]
+        await asyncio.sleep(1)
+        counting, started = True, time.perf_counter()
+        await asyncio.gather(*tasks)
+        return done / (time.perf_counter() - started)
+
+
+def throughput(engine: str | None, workers: list[int], clients: list[int],
+               seconds: float) -> None:
+    """Requests/s direct and through 1, 2, 4 API workers, as ratios to direct."""
+    import asyncio
+
+    from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
+
+    stub = None
+    if engine is None:
+        port = free_port()
+        stub = ManagedProcess([sys.executable, str(REPO / "bench" / "stub_engine.py"),
+                               "--port", str(port)], base_env(),
+                              Path(tempfile.gettempdir()) / f"stub-engine-{port}.log")
+        engine = f"http://127.0.0.1:{port}"
+        stub.wait_http(engine + "/health", timeout=30)
+    rates: dict[tuple[str, int], float] = {}
+    try:
+        for n in clients:
+            rates["direct", n] = asyncio.run(_requests_per_second(engine, None, n, seconds))
+        for count in workers:
+            key = "bench-" + secrets.token_hex(8)
+            with tempfile.TemporaryDirectory() as data:
+                env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": data,
+                       "WORKBENCH_PROFILE": "external", "WORKBENCH_UPSTREAM_URL": engine,
+                       "WORKBENCH_RPM": "100000000", "WORKBENCH_TPM": "1000000000000",
+                       "WORKBENCH_MAX_CONCURRENT": "100000", "WORKBENCH_API_WORKERS": str(count)}
+                model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
+                if (model_dir / "tokenizer.json").is_file():
+                    env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
+                port = free_port()
+                # As launch.sh starts it; N + 2 processes take minutes to start on a busy host.
+                proc = ManagedProcess([APP_PYTHON, "-m", "ui"], base_env(
+                    WORKBENCH_PORT=str(port), WORKBENCH_HOST="127.0.0.1", **env),
+                    Path(data) / "logs" / "app.log")
+                url = f"http://127.0.0.1:{port}"
+                try:
+                    proc.wait_http(url + "/health", timeout=600)
+                    for n in clients:
+                        rates[f"{count} worker(s)", n] = asyncio.run(
+                            _requests_per_second(url, key, n, seconds))
+                finally:
+                    proc.stop()
+    finally:
+        if stub is not None:
+            stub.stop()
+    print(f"complete requests/s (max_tokens=1, {seconds:.0f} s each), ratio to direct")
+    print("  " + "".join(f"{f'{n} clients':>24}" for n in clients))
+    for side in dict.fromkeys(name for name, _ in rates):
+        cells = "".join(f"{rates[side, n]:>14.0f} ({rates[side, n] / rates['direct', n]:.2f}x)"
+                        for n in clients)
+        print(f"  {side:<12}{cells}")
+    print(f"  cores: {os.cpu_count()} (bench clients, engine, nginx, Redis and workers share them)")
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--engine", required=True, help="vLLM base URL (without /v1)")
+    parser.add_argument("--engine", help="vLLM base URL (without /v1)")
+    parser.add_argument("--throughput", action="store_true",
+                        help="requests/s by number of API workers (see above)")
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--clients", default="32,128")
+    parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--gateway", help="the app's base URL; default: start one")
     parser.add_argument("--key", help="API key for --gateway")
     parser.add_argument("--requests", type=int, default=200)
@@ -202,6 +300,13 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--protocols", default="chat,messages,responses",
                         help=f"comma-separated, of {', '.join(PROTOCOLS)}")
     args = parser.parse_args(argv)
+    if args.throughput:
+        throughput(args.engine and args.engine.rstrip("/").removesuffix("/v1"),
+                   [int(n) for n in args.workers.split(",")],
+                   [int(n) for n in args.clients.split(",")], args.seconds)
+        return 0
+    if not args.engine:
+        parser.error("--engine is required (except with --throughput)")
     if unknown := set(args.protocols.split(",")) - set(PROTOCOLS):
         parser.error(f"unknown protocols: {', '.join(sorted(unknown))}")
     engine = args.engine.rstrip("/").removesuffix("/v1")

@@ -33,15 +33,16 @@ BOOTSTRAP_KEY_NAME = "admin"
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the API app for these settings (default: the environment's)."""
+def create_app(settings: Settings | None = None, writes_answers: bool = False) -> FastAPI:
+    """Build the API app for these settings (default: the environment's); `writes_answers`
+    for the process that also serves the UI (the only one that writes answers)."""
     settings = settings or get_settings()
     services = Services(settings=settings, engine=Engine(settings))
     metrics = GatewayMetrics()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_services(services):
+        async with open_services(services, writes_answers):
             async with open_gateway(settings, services.store, services.engine, services.counter,
                                     metrics) as gateway:
                 app.state.gateway = gateway
@@ -62,20 +63,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 @asynccontextmanager
-async def open_services(services: Services) -> AsyncIterator[Services]:
+async def open_services(services: Services,
+                        writes_answers: bool = True) -> AsyncIterator[Services]:
     """App-wide start-up: fill in `services` (store, counter, open engine); undo it on exit.
 
-    Answers the last run left half-written are marked failed here: only this process
-    writes answers, so none of them can still be streaming.
+    The process that writes answers (the UI's) marks the answers the last run left
+    half-written as failed: only it writes answers, so none of them can still be streaming.
+    API-only processes leave them alone (the UI process may be writing them right now).
     """
     settings = services.settings
     store = await anyio.to_thread.run_sync(Store, settings.db_path)
     counter = None
     try:
-        interrupted = await anyio.to_thread.run_sync(finish_interrupted_answers, store.db)
-        if interrupted:
-            log.warning("%d answer(s) were being written when the server last stopped: "
-                        "kept as far as they got, marked failed", interrupted)
+        if writes_answers:
+            interrupted = await anyio.to_thread.run_sync(finish_interrupted_answers, store.db)
+            if interrupted:
+                log.warning("%d answer(s) were being written when the server last stopped: "
+                            "kept as far as they got, marked failed", interrupted)
         if settings.vllm_api_key:
             await anyio.to_thread.run_sync(
                 lambda: ensure_key(store.db, BOOTSTRAP_KEY_NAME, settings.vllm_api_key, admin=True))
@@ -92,12 +96,16 @@ async def open_services(services: Services) -> AsyncIterator[Services]:
 
 
 def serve(app: FastAPI, settings: Settings) -> None:
-    """Run `app` with uvicorn where the settings say, until SIGINT/SIGTERM."""
+    """Run `app` with uvicorn where the settings say (HTTPS with WORKBENCH_TLS_CERT/KEY),
+    until SIGINT/SIGTERM."""
     import uvicorn
 
+    tls = {}
+    if settings.tls:
+        tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
     uvicorn.run(
         app, host=settings.host, port=settings.port,
         log_level="info", timeout_graceful_shutdown=5,
         # Every /v1 request already gets a usage row; the access log costs ≈0.25 ms a request.
-        access_log=False,
+        access_log=False, **tls,
     )

@@ -64,4 +64,5 @@ def load_counter(settings: Settings) -> Counter:
         return TokenCounter.from_dir(embedded_model_dir(settings))
     if profile == "h200x4":
         return TokenCounter.from_dir(qwen3_tokenizer_dir())
-    return RemoteTokenCounter(settings.upstream, model=SERVED_MODEL_NAME)
+    return RemoteTokenCounter(settings.upstream, model=SERVED_MODEL_NAME,
+                              api_key=settings.engine_key)

@@ -4,7 +4,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 SERVED_MODEL_NAME = "qwen3"
@@ -33,6 +33,36 @@ class Settings(BaseSettings):
     max_pdf_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(default=140 * 1024 * 1024, ge=1024)
     tokenizer_path: Path | None = None
+    # Replicas (README "Several engines"): engine URLs behind vllm-router, separated by
+    # commas or spaces; where an engine listens; the engine secret the gateway sends to them.
+    upstream_urls: str | None = None
+    engine_host: str = "127.0.0.1"
+    engine_key: str | None = None
+    router_port: int = Field(default=8002, ge=1, le=65534)
+
+    @property
+    def replica_urls(self) -> list[str]:
+        """The engines behind the router (WORKBENCH_UPSTREAM_URLS), without /v1; empty
+        without replicas."""
+        raw = (self.upstream_urls or "").replace(",", " ").split()
+        return [url.rstrip("/").removesuffix("/v1") for url in raw]
+    # Many processes (README "More than one process"): N API workers behind nginx, the UI in
+    # its own process, the limits shared in Redis (started for them when no URL is given).
+    api_workers: int = Field(default=1, ge=1, le=64)
+    redis_url: str | None = None
+    # HTTPS for the UI and /v1: nginx terminates it when there is one, else uvicorn itself.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "Settings":
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("WORKBENCH_TLS_CERT and WORKBENCH_TLS_KEY go together: set both")
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert is not None
 
     @field_validator("tokenizer_path")
     @classmethod
@@ -44,7 +74,10 @@ class Settings(BaseSettings):
 
     @property
     def upstream(self) -> str:
-        """Base URL of the vLLM server the gateway forwards to (without /v1)."""
+        """Base URL of the vLLM server the gateway forwards to (without /v1): the router in
+        front of the replicas when there are several."""
+        if self.replica_urls:
+            return f"http://127.0.0.1:{self.router_port}"
         if self.upstream_url:
             return self.upstream_url.rstrip("/").removesuffix("/v1")
         return f"http://127.0.0.1:{self.engine_port}"
@@ -57,7 +90,7 @@ class Settings(BaseSettings):
     def self_url(self) -> str:
         """Base URL of our own /v1, used by the UI as its API client."""
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return f"http://{host}:{self.port}/v1"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}/v1"
 
 
 @lru_cache

@@ -21,6 +21,7 @@ STAT_TYPES = {
     "decode_tps": float,
     "total_ms": float,
     "finish_reason": str,
+    "replica": str,
 }
 STAT_KEYS = tuple(STAT_TYPES)
 TITLE_CHARS = 60

@@ -195,6 +195,21 @@ def m005_cjk_search(db: sqlite_utils.Database) -> None:
         )
 
 
+@migrations()
+def m006_answer_replica(db: sqlite_utils.Database) -> None:
+    """Which engine replica gave an answer (behind vllm-router; NULL with one engine)."""
+    db.execute("ALTER TABLE messages ADD COLUMN replica TEXT")
+
+
+@migrations()
+def m007_responses(db: sqlite_utils.Database) -> None:
+    """Stored Responses API responses, so a later request can continue one by its id."""
+    db["responses"].create(
+        {"id": str, "key_name": str, "created_at": float, "input": str, "output": str},
+        pk="id", not_null={"key_name", "created_at", "input", "output"},
+    )
+
+
 def apply(db: sqlite_utils.Database, *, stop_before: str | None = None) -> None:
     """Apply pending migrations; safe when several processes start at once.
 

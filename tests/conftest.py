@@ -106,6 +106,43 @@ def app_without_engine(tmp_path, model_dir):
     proc.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server for the session, started as the many-process host starts it."""
+    from server.processes.redis_server import start_redis
+
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = start_redis(port, workdir, workdir / "redis.log")
+    yield f"redis://127.0.0.1:{port}/0"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def make_limiter(request):
+    """KeyLimiter factory, once in memory (one process) and once over Redis (many)."""
+    import redis
+
+    from server.gateway.limits import KeyLimiter
+    from server.gateway.limits_redis import RedisBackend
+
+    made = []
+    url = None
+    if request.param == "redis":
+        url = request.getfixturevalue("redis_server")
+        redis.Redis.from_url(url).flushdb()
+
+    def _make(rpm: int, tpm: int, max_concurrent: int) -> KeyLimiter:
+        limiter = KeyLimiter(rpm, tpm, max_concurrent, RedisBackend(url) if url else None)
+        made.append(limiter)
+        return limiter
+
+    yield _make
+    for limiter in made:
+        await limiter.aclose()
+
+
 @pytest.fixture
 def db(tmp_path):
     """A fresh, migrated SQLite database file under tmp_path."""

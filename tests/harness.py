@@ -135,16 +135,18 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def start_engine(model_dir: Path, log_dir: Path,
-                 max_context: int | None = None) -> tuple[ManagedProcess, str]:
+def start_engine(model_dir: Path, log_dir: Path, max_context: int | None = None,
+                 engine_key: str | None = None) -> tuple[ManagedProcess, str]:
     """Start the real vLLM CPU engine with the embedded model, exactly as launch.sh does
-    (with the `cpu` profile's context unless told otherwise)."""
+    (with the `cpu` profile's context unless told otherwise; requiring `engine_key`, the
+    engine secret, when given)."""
     from server.engine.profiles import cpu_plan
     from server.settings import Settings
 
     port = free_port()
     settings = Settings(
-        data_dir=model_dir.parents[1], engine_port=port, max_context=max_context, profile="cpu"
+        data_dir=model_dir.parents[1], engine_port=port, max_context=max_context, profile="cpu",
+        engine_key=engine_key,
     )
     plan = cpu_plan(settings, ENGINE_PYTHON)
     proc = ManagedProcess(plan.argv, base_env(**plan.env), log_dir / f"engine-{port}.log")

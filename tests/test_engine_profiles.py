@@ -25,7 +25,10 @@ def dry_run(**env) -> subprocess.CompletedProcess:
 
 def engine_argv(stdout: str) -> list[str]:
     lines = stdout.splitlines()
-    return shlex.split(lines[lines.index("# engine:") + 1])
+    words = shlex.split(lines[lines.index("# engine:") + 1])
+    while "=" in words[0]:  # the engine's environment comes first (PYTHONPATH, ...)
+        words.pop(0)
+    return words
 
 
 def flag(argv: list[str], name: str) -> str:

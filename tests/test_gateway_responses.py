@@ -7,6 +7,9 @@ import pytest
 
 from server.gateway.responses import chat_messages, normalise
 from server.tokens import qwen3_counter
+from storage import Store
+from storage.keys import create_key
+from storage.responses import load_response
 from tests.fault_upstream import FaultUpstream
 from tests.helpers import assert_error, assert_rate_headers, usage_rows, wait_until
 
@@ -103,8 +106,9 @@ def test_normalised_messages_are_all_rendered_by_qwens_template():
 def test_errors_in_the_sdk(client):
     with pytest.raises(openai.BadRequestError) as chained:
         client.responses.create(model="qwen3", input="Hi", previous_response_id="resp_123")
-    assert chained.value.code == "unsupported_parameter"
+    assert chained.value.code == "invalid_value"
     assert chained.value.body["param"] == "previous_response_id"
+    assert "resp_123" in chained.value.message
     with pytest.raises(openai.NotFoundError) as missing:
         client.responses.create(model="gpt-5-codex", input="Hi")
     assert missing.value.code == "model_not_found"
@@ -156,3 +160,36 @@ def test_client_leaving_a_stream_aborts_the_engine_request(make_app):
         assert upstream.closed["hang"].wait(10)
         row = wait_until(lambda: [r for r in _rows(app) if r["status_code"] == 499])[-1]
         assert row["error_code"] == "client_disconnected"
+
+
+def test_stored_responses_continue_by_previous_response_id(make_app):
+    app = make_app()
+    question = "Remember the word: tangerine."
+    with openai.OpenAI(base_url=app.v1, api_key=app.api_key, max_retries=0) as client:
+        first = client.responses.create(model="qwen3", input=question, max_output_tokens=4)
+        alone = client.responses.create(model="qwen3", input="Which word?", max_output_tokens=1,
+                                        store=False)
+        # Streamed, continuing the first: the engine gets the first turn's input and output.
+        with client.responses.stream(model="qwen3", input="Which word?", max_output_tokens=4,
+                                     previous_response_id=first.id) as stream:
+            second = stream.get_final_response()
+        third = client.responses.create(model="qwen3", input="And again?", max_output_tokens=1,
+                                        previous_response_id=second.id)
+        with pytest.raises(openai.BadRequestError) as unstored:
+            client.responses.create(model="qwen3", input="Hi", previous_response_id=alone.id)
+    assert unstored.value.code == "invalid_value"
+    # The question (7 tokens) and the first answer came before the same last turn.
+    assert second.usage.input_tokens >= (
+        alone.usage.input_tokens + 7 + first.usage.output_tokens)
+    assert third.usage.input_tokens > second.usage.input_tokens + second.usage.output_tokens
+    with Store(app.data_dir / "workbench.db") as store:
+        kept = load_response(store.db, "admin", second.id)
+    assert kept["input"][0]["content"] == question
+    assert kept["input"][-1]["content"] == "Which word?"
+    assert kept["output"][0]["content"][0]["text"] == second.output_text
+    # Another key cannot continue it.
+    with Store(app.data_dir / "workbench.db") as store:
+        other = create_key(store.db, "bob")
+    with openai.OpenAI(base_url=app.v1, api_key=other, max_retries=0) as bob, \
+            pytest.raises(openai.BadRequestError):
+        bob.responses.create(model="qwen3", input="Hi", previous_response_id=first.id)

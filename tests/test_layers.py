@@ -118,6 +118,15 @@ def test_test_modules_share_code_through_helper_modules_only():
     assert not offending, "move what is shared to tests/helpers.py:\n" + "\n".join(offending)
 
 
+def test_tests_reach_the_engine_install_through_fixtures():
+    # The fast subset (-m "not engine") runs where the engine is not installed: a test that
+    # runs the engine's python takes the `engine_python` fixture, which marks it `engine`.
+    offending = sorted(
+        path.name for path in sorted((REPO / "tests").glob("test_*.py"))
+        if path != Path(__file__) and "ENGINE_PYTHON" in path.read_text(encoding="utf-8"))
+    assert not offending, offending
+
+
 def test_no_module_is_over_the_size_limit():
     sizes = {
         str(path.relative_to(REPO)): len(path.read_text(encoding="utf-8").splitlines())

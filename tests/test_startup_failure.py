@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from server.engine.startup_failure import advice, parse
-from tests.harness import ENGINE_PYTHON, REPO, ManagedProcess, base_env, free_port
+from tests.harness import REPO, ManagedProcess, base_env, free_port
 
 GIB = 1024**3
 
@@ -26,10 +26,11 @@ except ValueError as exc:
 """
 
 
-def vllm_message(available: int, needed: int, asked: int, estimated: int) -> str:
+def vllm_message(engine_python: str, available: int, needed: int, asked: int,
+                 estimated: int) -> str:
     """The exact text the installed vLLM raises for these numbers."""
     out = subprocess.run(
-        [ENGINE_PYTHON, "-c", _RAISE, json.dumps([available, needed, asked, estimated])],
+        [engine_python, "-c", _RAISE, json.dumps([available, needed, asked, estimated])],
         capture_output=True, text=True, timeout=300, check=True,
     ).stdout.strip()
     assert out, "the installed vLLM did not refuse"
@@ -49,9 +50,9 @@ def as_engine_log(message: str) -> str:
     )
 
 
-def test_the_installed_vllm_message_is_parsed_and_explained():
+def test_the_installed_vllm_message_is_parsed_and_explained(engine_python):
     available, needed = int(19.8 * GIB), 700_000 * 31_744
-    text = vllm_message(available, needed, 700_000, 669_712)
+    text = vllm_message(engine_python, available, needed, 700_000, 669_712)
     refusal = parse(as_engine_log(text))
     assert refusal is not None
     assert (refusal.asked, refusal.needed_gib, refusal.available_gib, refusal.estimated) == (
@@ -64,12 +65,12 @@ def test_the_installed_vllm_message_is_parsed_and_explained():
         assert quoted in paragraph
 
 
-def test_without_an_estimate_or_without_memory_the_advice_says_so():
+def test_without_an_estimate_or_without_memory_the_advice_says_so(engine_python):
     # vLLM leaves out its estimate when not even one token fits.
-    refusal = parse(vllm_message(GIB, 2 * GIB, 700_000, 0))
+    refusal = parse(vllm_message(engine_python, GIB, 2 * GIB, 700_000, 0))
     assert refusal is not None and refusal.estimated == 0 and refusal.needed_gib == 2.0
     assert "no memory is left for the KV cache" in advice(refusal, "h200x4")
-    nothing = parse(vllm_message(0, GIB, 700_000, 0))
+    nothing = parse(vllm_message(engine_python, 0, GIB, 700_000, 0))
     assert nothing is not None and "gpu-memory-utilization" in advice(nothing, "h200x4")
 
 
@@ -83,14 +84,14 @@ def test_other_deaths_get_no_paragraph(tmp_path):
     assert result.returncode == 1 and result.stdout == ""
 
 
-def test_a_real_engine_that_refuses_is_explained(tmp_path, model_dir: Path):
+def test_a_real_engine_that_refuses_is_explained(tmp_path, model_dir: Path, engine_python):
     """The CPU engine with 1 GiB of KV space asked for 100,000 tokens of SmolLM2 (22.5 KiB of
     KV per token: 30 layers × 3 KV heads × 64 × 2 × bf16) refuses exactly as on GPUs."""
     port = free_port()
     log = tmp_path / "engine.log"
     env = base_env(VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     engine = ManagedProcess(
-        [ENGINE_PYTHON, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+        [engine_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
          "--served-model-name", "qwen3", "--host", "127.0.0.1", "--port", str(port),
          "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "100000",
          "--hf-overrides", '{"max_position_embeddings": 100000}'],

@@ -22,6 +22,7 @@ from storage.messages import add_message, delete_message, list_messages, update_
 STATS = {
     "prompt_tokens": 12, "completion_tokens": 34, "cached_tokens": 8, "ttft_ms": 150.0,
     "decode_tps": 22.5, "total_ms": 1660.0, "finish_reason": "stop",
+    "replica": "http://gpu1:8001",
 }
 NO_STATS = dict.fromkeys(STATS)
 
@@ -247,7 +248,7 @@ def test_export_markdown_shows_roles_answers_and_stats(db, clock):
         "## User\n\nWhat is 2+2?\n\n"
         "## Assistant (qwen3)\n\nQuatre.\n\n"
         "*TTFT 150 ms · decode 22.5 tok/s · prompt 12 · cached 8 · completion 34"
-        " · total 1,660 ms · finish stop*\n\n"
+        " · total 1,660 ms · finish stop · replica gpu1:8001*\n\n"
         "## User\n\nAnd 3+3?\n\n"
         "## Assistant (qwen3)\n\nSi\n\n"
         "> Answer error: engine died\n\n"

@@ -21,7 +21,7 @@ EXPECTED_COLUMNS = {
         "id": int, "conversation_id": int, "role": str, "content": str, "model": str,
         "status": str, "error": str, "prompt_tokens": int, "completion_tokens": int,
         "cached_tokens": int, "ttft_ms": float, "decode_tps": float, "total_ms": float,
-        "finish_reason": str, "created_at": float,
+        "finish_reason": str, "created_at": float, "replica": str,
     },
     "conversations_fts": {"title": str},
     "messages_fts": {"content": str},
@@ -39,12 +39,16 @@ EXPECTED_COLUMNS = {
         "status_code": int, "prompt_tokens": int, "completion_tokens": int, "latency_ms": float,
         "ttft_ms": float, "user": str, "error_code": str,
     },
+    "responses": {
+        "id": str, "key_name": str, "created_at": float, "input": str, "output": str,
+    },
     "_sqlite_migrations": {"id": int, "migration_set": str, "name": str, "applied_at": str},
     # SQLite's own bookkeeping for AUTOINCREMENT.
     "sqlite_sequence": {"name": str, "seq": str},
 }
 MIGRATION_NAMES = [
     "m001_initial", "m002_search", "m003_documents", "m004_usage_log", "m005_cjk_search",
+    "m006_answer_replica", "m007_responses",
 ]
 # _content: the own copy of the text kept by the *_cjk tables (not external content).
 FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
@@ -162,7 +166,7 @@ def test_database_from_m004_gets_its_cjk_rows_searchable(tmp_path):
     path = tmp_path / "workbench.db"
     old = sqlite_utils.Database(path)
     migrations.apply(old, stop_before="m005_cjk_search")
-    assert applied(old) == MIGRATION_NAMES[:-1]
+    assert applied(old) == MIGRATION_NAMES[:MIGRATION_NAMES.index("m005_cjk_search")]
     old["conversations"].insert_all([
         {"id": 1, "owner": "alice", "title": "长文档分析", "created_at": 1.0, "updated_at": 1.0},
         {"id": 2, "owner": "alice", "title": "misc", "created_at": 1.0, "updated_at": 2.0},

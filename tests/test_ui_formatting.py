@@ -30,6 +30,9 @@ def test_stats_line_lists_the_measured_numbers_in_reading_order():
         "completion 3", "stopped by you",
     ]
     assert formatting.stats_items({"status": "error"}) == ["failed"]
+    # Behind vllm-router: which replica answered, last.
+    assert formatting.stats_items({**answer, "replica": "http://gpu2:8001"})[-2:] == [
+        "finish stop", "replica gpu2:8001"]
 
 
 def test_a_stopped_answer_closes_its_code_block_before_the_stats():

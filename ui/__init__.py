@@ -30,7 +30,7 @@ __all__ = ["build_ui"]
 def build_ui(services: Services) -> gr.Blocks:
     """The workbench page for the app's services (settings, store, counter, engine)."""
     wb = Workbench(services)
-    api = ApiClient(services.settings.self_url)
+    api = ApiClient(services.settings.self_url, services.settings.tls_cert)
     # Served files (exports, imports) leave Gradio's cache after a day: a redraw makes new ones.
     with gr.Blocks(title="Qwen Workbench", fill_width=True, delete_cache=(3600, 86400)) as demo:
         c = build_components(wb.browser_secret())

@@ -1,4 +1,8 @@
-"""`python -m ui` serves the workbench and the API on one port (what `./launch.sh` starts)."""
+"""`python -m ui` serves the workbench and the API on one port (what `./launch.sh` starts).
+
+With WORKBENCH_API_WORKERS > 1 it supervises the many-process host instead (server.processes):
+`python -m ui` once for the UI, `python -m server` N times for /v1, nginx in front.
+"""
 
 import sys
 
@@ -12,6 +16,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m ui   (API keys: ./launch.sh keys ...)", file=sys.stderr)
         return 2
     settings = settings_or_exit("python -m ui")
+    if settings.api_workers > 1:
+        from server.processes.supervisor import run
+
+        return run(settings)
     serve(create_app(settings), settings)
     return 0
 

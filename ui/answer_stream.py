@@ -11,9 +11,13 @@ from the first token to the last (not averaged over the wait for the first one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import openai
 
@@ -27,8 +31,9 @@ TIMEOUT = openai.Timeout(900.0, connect=10.0)
 class ApiClient:
     """One AsyncOpenAI client for the process; each request carries the caller's own key."""
 
-    def __init__(self, base_url: str):
+    def __init__(self, base_url: str, tls_cert: Path | None = None):
         self.base_url = base_url
+        self.tls_cert = tls_cert  # the certificate our own server presents, when on HTTPS
         self._client: openai.AsyncOpenAI | None = None
 
     def for_key(self, api_key: str) -> openai.AsyncOpenAI:
@@ -36,10 +41,24 @@ class ApiClient:
         if self._client is None:
             # Created lazily, inside the server's event loop; no retries: a 429 must reach the
             # person with its wait, not be retried silently behind a spinner.
+            http_client = None
+            if self.tls_cert is not None:
+                http_client = openai.DefaultAsyncHttpxClient(
+                    verify=trust_only(self.tls_cert), timeout=TIMEOUT)
             self._client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key="unset", max_retries=0, timeout=TIMEOUT
+                base_url=self.base_url, api_key="unset", max_retries=0, timeout=TIMEOUT,
+                http_client=http_client,
             )
         return self._client.with_options(api_key=api_key)
+
+
+def trust_only(cert: Path) -> ssl.SSLContext:
+    """TLS to our own server on loopback: trust exactly the certificate it presents (a
+    self-signed one too), whatever name it was issued for."""
+    context = ssl.create_default_context(cafile=str(cert))
+    context.check_hostname = False
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    return context
 
 
 def _message(exc: openai.APIError) -> str:
@@ -176,7 +195,49 @@ class AnswerStream:
             "decode_tps": decode_tps,
             "total_ms": (end - self.started) * 1000 if self.started is not None else None,
             "finish_reason": self.finish_reason,
+            # Behind vllm-router, the gateway names the replica that answered.
+            "replica": next((v for k, v in self.headers.items()
+                             if k.lower() == "x-workbench-replica"), None),
         }
+
+
+# How often the engine's queue is asked while an answer waits for its first token.
+QUEUE_POLL_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class Queued:
+    """No token yet, and the engine holds `waiting` requests in its queue."""
+
+    waiting: int
+
+
+async def with_queue_notices(
+    chunks: AsyncIterator[str], waiting: Callable[[], Awaitable[int | None]],
+    every: float = QUEUE_POLL_SECONDS,
+) -> AsyncIterator[str | Queued]:
+    """The chunks; before the first one, a `Queued` whenever the engine says requests wait (one
+    whole-context request takes all of the KV cache: the next one waits inside vLLM)."""
+    first = asyncio.ensure_future(anext(chunks))
+    try:
+        while not (await asyncio.wait({first}, timeout=every))[0]:
+            count = await waiting()
+            if count:
+                yield Queued(count)
+        try:
+            yield first.result()
+        except StopAsyncIteration:
+            return
+        async for text in chunks:
+            yield text
+    finally:
+        if not first.done():
+            first.cancel()
+            with contextlib.suppress(BaseException):
+                await first
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 class InFlight:

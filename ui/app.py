@@ -16,7 +16,7 @@ from server.settings import Settings, get_settings
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The API app for these settings (default: the environment's) with the UI at `/`."""
-    app = create_api_app(settings or get_settings())
+    app = create_api_app(settings or get_settings(), writes_answers=True)
     services = app.state.services
     # Gradio phones home unless told not to, and reads these at import time.
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

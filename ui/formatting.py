@@ -82,6 +82,13 @@ def streaming_message(text: str) -> dict:
     return {"role": "assistant", "content": _text(text + CURSOR)}
 
 
+def queued_message(waiting: int) -> dict:
+    """Before the first token, while the engine holds requests in its queue."""
+    return {"role": "assistant", "content": _text(
+        f"*Queued: the engine is busy with a long request ({waiting} waiting for room). "
+        "The answer starts when it finishes…*")}
+
+
 def gauge_html(used: int | None, max_context: int, reserve: int = 0, note: str = "") -> str:
     """The context gauge: prompt tokens (system + history + documents + draft) of the maximum.
 

@@ -22,7 +22,14 @@ from server.workbench import Workbench
 from server.workbench.analysis import AnalysisError
 from server.workbench.answer_draft import AnswerDraft
 from ui import formatting
-from ui.answer_stream import AnswerStream, ApiClient, InFlight, describe_error
+from ui.answer_stream import (
+    AnswerStream,
+    ApiClient,
+    InFlight,
+    Queued,
+    describe_error,
+    with_queue_notices,
+)
 from ui.document_formatting import chunk_progress_message
 from ui.layout import Components
 
@@ -70,9 +77,12 @@ def make_stream(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight
                 answer.messages = await anyio.to_thread.run_sync(partial(
                     wb.prompt, owner, turn, system_prompt=conversation["system_prompt"]))
             yield {c.chatbot: shown + [formatting.streaming_message("")]}
-            chunks = answer.chunks()
+            chunks = with_queue_notices(answer.chunks(), wb.engine_queue)
             redrawn = 0.0
             async for text in chunks:
+                if isinstance(text, Queued):
+                    yield {c.chatbot: shown + [formatting.queued_message(text.waiting)]}
+                    continue
                 draft.update(text)
                 now = time.monotonic()
                 if now - redrawn >= REDRAW_SECONDS:

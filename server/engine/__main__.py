@@ -9,6 +9,7 @@ import shlex
 import sys
 
 from server.engine.profiles import ProfileError, make_plan
+from server.engine.router import router_plan
 from server.settings import settings_or_exit
 
 
@@ -32,21 +33,27 @@ def main(argv: list[str]) -> int:
         print(f"launch.sh: {exc}", file=sys.stderr)
         return 2
 
+    router = router_plan(settings, args.app_python)
     if args.shell:
         print(f"ENGINE_PROFILE={shlex.quote(plan.profile)}")
         print(f"ENGINE_MAX_CONTEXT={shlex.quote(str(plan.max_context or ''))}")
         print(f"ENGINE_MODEL_DIR={shlex.quote(str(plan.model_dir or ''))}")
         print("ENGINE_ARGV=(" + " ".join(shlex.quote(a) for a in plan.argv) + ")")
         print("ENGINE_ENV=(" + " ".join(shlex.quote(f"{k}={v}") for k, v in plan.env.items()) + ")")
+        print("ROUTER_ARGV=(" + " ".join(shlex.quote(a) for a in router) + ")")
         return 0
 
     print(f"# profile: {plan.profile}")
     for note in plan.notes:
         print(f"# {note}")
     if plan.argv:
-        env = " ".join(shlex.quote(f"{k}={v}") for k, v in plan.env.items())
+        env = " ".join(shlex.quote(f"{k}={'***' if k == 'VLLM_API_KEY' else v}")
+                       for k, v in plan.env.items())
         print("# engine:")
         print((env + " " if env else "") + shlex.join(plan.argv))
+    if router:
+        print("# router:")
+        print(shlex.join(router))
     app_env = [f"WORKBENCH_PROFILE={plan.profile}"]
     if plan.max_context:
         app_env.append(f"WORKBENCH_MAX_CONTEXT={plan.max_context}")

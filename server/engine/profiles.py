@@ -27,6 +27,8 @@ EMBEDDED_MODEL_DIRNAME = "SmolLM2-135M-Instruct"
 EMBEDDED_NATIVE_CONTEXT = 8192
 EMBEDDED_ROPE_THETA = 100_000
 EMBEDDED_CONTEXT = 32_768
+REPLICA_MIDDLEWARE = "server.engine.replica_header.ReplicaHeader"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class ProfileError(Exception):
@@ -43,6 +45,31 @@ class EnginePlan:
     env: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     model_dir: Path | None = None
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def listen_args(settings: Settings) -> list[str]:
+    """Where an engine listens (WORKBENCH_ENGINE_HOST:PORT), and the replica middleware that
+    names it in every answer. Beyond loopback only with an engine secret: vLLM's /v1 would
+    otherwise serve anyone who reaches the port."""
+    if settings.engine_host not in LOOPBACK_HOSTS and not settings.engine_key:
+        raise ProfileError(
+            f"WORKBENCH_ENGINE_HOST={settings.engine_host} reaches beyond this machine: set "
+            "WORKBENCH_ENGINE_KEY (the engine secret the gateway sends) as well.")
+    return ["--host", settings.engine_host, "--port", str(settings.engine_port),
+            "--middleware", REPLICA_MIDDLEWARE]
+
+
+def engine_env(settings: Settings) -> dict[str, str]:
+    """What every engine needs in its environment: this repository on the path (for the
+    replica middleware; `vllm serve` does not look in the working directory), and the engine
+    secret as vLLM reads it (an env var, not a flag: argv is public in ps)."""
+    env = {"PYTHONPATH": str(REPO_ROOT)}
+    if settings.engine_key:
+        env["VLLM_API_KEY"] = settings.engine_key
+    return env
 
 
 def detect_profile() -> str:
@@ -125,8 +152,7 @@ def h200x4_plan(settings: Settings, engine_python: str = "vllm", fit: bool = Fal
     argv = [
         engine_python, "serve", PRODUCTION_MODEL,
         "--served-model-name", SERVED_MODEL_NAME,
-        "--host", "127.0.0.1",
-        "--port", str(settings.engine_port),
+        *listen_args(settings),
         "--tensor-parallel-size", str(H200X4_LAYOUT.tp),
         "--enable-expert-parallel",
         "--kv-cache-dtype", s.kv_dtype,
@@ -164,7 +190,7 @@ def h200x4_plan(settings: Settings, engine_python: str = "vllm", fit: bool = Fal
         notes.append("--fit-context: vLLM takes the longest context its measured memory holds "
                      f"(this plan expects {memory.max_tokens:,} tokens)")
     return EnginePlan(profile="h200x4", max_context=None if fit else context, argv=argv,
-                      notes=notes)
+                      env=engine_env(settings), notes=notes)
 
 
 def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
@@ -175,8 +201,7 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
         engine_python, "-m", "vllm.entrypoints.openai.api_server",
         "--model", str(model_dir),
         "--served-model-name", SERVED_MODEL_NAME,
-        "--host", "127.0.0.1",
-        "--port", str(settings.engine_port),
+        *listen_args(settings),
         "--max-model-len", str(context),
         "--dtype", "bfloat16",
         # Eager mode starts in ≈25 s instead of ≈110 s compiled; speed is not the point here.
@@ -214,6 +239,7 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "VLLM_NO_USAGE_STATS": "1",
         "DO_NOT_TRACK": "1",
+        **engine_env(settings),
     }
     return EnginePlan(
         profile="cpu", max_context=context, argv=argv, env=env, model_dir=model_dir,
@@ -222,8 +248,15 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
 
 
 def external_plan(settings: Settings) -> EnginePlan:
+    if settings.replica_urls:
+        return EnginePlan(
+            profile="external", max_context=settings.max_context,
+            notes=[f"no engine started; vllm-router at {settings.upstream} in front of "
+                   + " ".join(settings.replica_urls)],
+        )
     if not settings.upstream_url:
-        raise ProfileError("Profile 'external' needs WORKBENCH_UPSTREAM_URL (e.g. http://gpu-host:8001).")
+        raise ProfileError("Profile 'external' needs WORKBENCH_UPSTREAM_URL (e.g. http://gpu-host:8001)"
+                           " or WORKBENCH_UPSTREAM_URLS (several engines).")
     return EnginePlan(
         profile="external", max_context=settings.max_context,
         notes=[f"no engine started; using {settings.upstream}"],
@@ -235,6 +268,11 @@ def make_plan(
 ) -> EnginePlan:
     """Resolve `auto` and build the plan for the chosen profile (`fit`: see `h200x4_plan`)."""
     profile = settings.profile if settings.profile != "auto" else detect_profile()
+    if settings.replica_urls and profile != "external":
+        if settings.profile != "auto":
+            raise ProfileError(f"WORKBENCH_UPSTREAM_URLS names engines elsewhere: profile "
+                               f"{profile} would start one here too (use ./launch.sh engine).")
+        profile = "external"
     if profile == "h200x4":
         return h200x4_plan(settings, str(Path(engine_python).with_name("vllm")), fit)
     if profile == "cpu":

@@ -36,10 +36,9 @@ class KvRefusal:
 
 def parse(log: str) -> KvRefusal | None:
     """The last KV-memory refusal in an engine log, or None when the engine died otherwise."""
-    found = None
-    for found in _REFUSAL.finditer(log):  # noqa: B007 (the loop keeps the last match)
-        pass
-    if found is not None:
+    matches = list(_REFUSAL.finditer(log))
+    if matches:
+        found = matches[-1]
         return KvRefusal(
             asked=int(found["asked"]), needed_gib=float(found["needed"]),
             available_gib=float(found["available"]), estimated=int(found["estimated"] or 0),

@@ -29,6 +29,7 @@ from server.gateway.sizing import PromptCounter, completion_prompts, max_tokens_
 from server.gateway.streaming import ChatStream
 from server.gateway.tool_calls import string_arguments
 from server.gateway.upstream import Engine
+from storage import Store
 from storage.keys import Key
 
 __all__ = ["CompletionService", "JsonResult", "StreamResult"]
@@ -38,22 +39,24 @@ class CompletionService(Forwarder):
     """Serves every generating /v1 endpoint for an authenticated key."""
 
     def __init__(self, engine: Engine, counter: PromptCounter, limiter: KeyLimiter,
-                 recorder: UsageRecorder, metrics: GatewayMetrics, documents: DocumentExpander):
+                 recorder: UsageRecorder, metrics: GatewayMetrics, documents: DocumentExpander,
+                 store: Store):
         super().__init__(engine, counter, limiter, recorder, metrics)
         self.documents = documents
-        self._planners: dict[str, Callable[[dict[str, Any]], Awaitable[Plan]]] = {
-            "/v1/chat/completions": self._plan_chat,
-            "/v1/completions": self._plan_completion,
-            "/v1/responses": lambda body: responses.plan(self, body),
-            "/v1/messages": lambda body: messages.plan(self, body),
-            "/v1/messages/count_tokens": lambda body: messages.plan_count(self, body),
+        self.store = store  # where the Responses API keeps responses
+        self._planners: dict[str, Callable[[Key, dict[str, Any]], Awaitable[Plan]]] = {
+            "/v1/chat/completions": lambda key, body: self._plan_chat(body),
+            "/v1/completions": lambda key, body: self._plan_completion(body),
+            "/v1/responses": lambda key, body: responses.plan(self, key, body),
+            "/v1/messages": lambda key, body: messages.plan(self, body),
+            "/v1/messages/count_tokens": lambda key, body: messages.plan_count(self, body),
         }
 
     async def serve(self, key: Key, endpoint: str, body: dict[str, Any], started: float
                     ) -> JsonResult | StreamResult:
         """Plan the request of `endpoint` (one of the paths above) and forward it."""
         try:
-            plan = await self._planners[endpoint](body)
+            plan = await self._planners[endpoint](key, body)
             return await self.forward(key, plan, started)
         except ApiError as exc:
             self.record_refusal(key, endpoint, body, exc, started)

@@ -143,11 +143,6 @@ def model_not_found(model: str, available: str) -> ApiError:
     )
 
 
-def unsupported_parameter(param: str, message: str) -> ApiError:
-    """400 for a parameter this server accepts by name but cannot honour."""
-    return invalid_request(message, param, "unsupported_parameter")
-
-
 def unknown_url(method: str, path: str, hint: str = "") -> ApiError:
     """404 for a path nothing serves; `hint` says where the client probably meant."""
     return ApiError(404, f"Unknown request URL: {method} {path}{hint}", "not_found_error",
@@ -178,6 +173,12 @@ def internal_error(message: str = "The server had an error while processing your
 def engine_error(message: str) -> ApiError:
     """500 for an engine that failed or broke off its answer."""
     return internal_error(message, code="engine_error")
+
+
+def limits_unavailable() -> ApiError:
+    """The shared limits store (Redis) is unreachable: requests are refused (fail closed)."""
+    return service_unavailable(
+        "Rate limits cannot be checked right now (the limits store is unreachable); retry later.")
 
 
 def service_unavailable(message: str = "The engine is not available; retry later.") -> ApiError:

@@ -8,7 +8,9 @@ client that leaves aborts the engine's request; every refusal is recorded too. T
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,8 +20,9 @@ from pydantic import BaseModel, ValidationError
 
 from server.gateway import errors
 from server.gateway.accounting import UsageRecorder, UsageRow
+from server.gateway.affinity import affinity_key
 from server.gateway.errors import ApiError
-from server.gateway.limits import KeyLimiter, Lease, RateLimitExceeded, limit_id
+from server.gateway.limits import KeyLimiter, Lease, LimitsUnavailable, RateLimitExceeded, limit_id
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.sizing import PromptCounter
 from server.gateway.streaming import ChatStream, StreamOutcome, StreamRelay, TypedStream
@@ -27,7 +30,16 @@ from server.gateway.upstream import Engine
 from server.settings import SERVED_MODEL_NAME
 from storage.keys import Key
 
+log = logging.getLogger(__name__)
+
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+log = logging.getLogger(__name__)
+# Which replica answered (behind vllm-router only): the UI shows it in the stats line.
+REPLICA_RESPONSE_HEADER = "X-Workbench-Replica"
+
+
+def _with_replica(headers: dict[str, str], replica: str | None) -> dict[str, str]:
+    return {**headers, REPLICA_RESPONSE_HEADER: replica} if replica else headers
 
 
 @dataclass
@@ -57,6 +69,9 @@ class Plan:
     prompt_tokens: int
     reserved: int
     user: str | None
+    # Called with the finished answer (the JSON body, or a stream's final object) if it ended
+    # without an error: the Responses API keeps it there.
+    after: Callable[[dict], Awaitable[None]] | None = None
 
 
 def validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
@@ -100,6 +115,11 @@ class Forwarder:
         except RateLimitExceeded as exc:
             self.metrics.rejections.labels(exc.limit).inc()
             raise errors.rate_limited(exc.message, exc.headers(anthropic)) from None
+        except LimitsUnavailable as exc:
+            log.warning("limits store unreachable, request refused: %s", exc)
+            self.metrics.limits_store_up.set(0)
+            raise errors.limits_unavailable() from None
+        self.metrics.limits_store_up.set(1)
         return lease, state.headers(anthropic=anthropic)
 
     async def forward(self, key: Key, plan: Plan, started: float) -> JsonResult | StreamResult:
@@ -108,7 +128,8 @@ class Forwarder:
         if plan.stream is not None:
             return await self._stream(key, plan, lease, headers, payload, started)
         try:
-            content = await self.engine.post(plan.endpoint, payload)
+            content, replica = await self.engine.post_answer(
+                plan.endpoint, payload, affinity=affinity_key(plan.body))
         except ApiError as exc:
             await lease.settle(0)
             exc.headers.update(headers)
@@ -123,15 +144,18 @@ class Forwarder:
             await lease.settle(0)
             self._record(key, plan, 500, started, error_code="internal_error")
             raise
-        prompt, completion = tokens_of(_usage_of(content), plan.prompt_tokens)
+        answer = _json_object(content)
+        prompt, completion = tokens_of(answer.get("usage"), plan.prompt_tokens)
         await lease.settle(prompt + completion)
         self._record(key, plan, 200, started, prompt, completion)
-        return JsonResult(content, headers)
+        await _after(plan, answer)
+        return JsonResult(content, _with_replica(headers, replica))
 
     async def _stream(self, key: Key, plan: Plan, lease: Lease, headers: dict[str, str],
                       payload: bytes, started: float) -> StreamResult:
         try:
-            upstream = await self.engine.open_stream(plan.endpoint, payload)
+            upstream = await self.engine.open_stream(plan.endpoint, payload,
+                                                     affinity=affinity_key(plan.body))
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await lease.settle(0)
@@ -150,11 +174,13 @@ class Forwarder:
                 status, code = 499, "client_disconnected"
             self._record(key, plan, status, started, prompt, completion,
                          ttft_ms=outcome.ttft_ms, error_code=code)
+            if code is None and outcome.final is not None:
+                await _after(plan, outcome.final)
 
         relay = StreamRelay(
             upstream, StreamOutcome(started=started), plan.stream,
             max_context=self.engine.max_context, prompt_param=plan.param, on_end=on_end)
-        return StreamResult(relay, {**headers, **SSE_HEADERS})
+        return StreamResult(relay, _with_replica({**headers, **SSE_HEADERS}, upstream.replica))
 
     def _record(self, key: Key, plan: Plan, status: int, started: float, prompt: int = 0,
                 completion: int = 0, ttft_ms: float | None = None,
@@ -165,12 +191,22 @@ class Forwarder:
             error_code=error_code))
 
 
-def _usage_of(content: bytes) -> dict | None:
+def _json_object(content: bytes) -> dict:
     try:
         data = orjson.loads(content)
     except orjson.JSONDecodeError:
-        return None
-    return data.get("usage") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+async def _after(plan: Plan, answer: dict) -> None:
+    if plan.after is None or not answer:
+        return
+    try:
+        await plan.after(answer)
+    except Exception:
+        # Keeping the answer is a convenience; losing it must not fail the request.
+        log.exception("could not keep the answer of %s", plan.endpoint)
 
 
 def tokens_of(usage: dict | None, prompt_tokens: int, estimate: int = 0) -> tuple[int, int]:

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from server.gateway import errors
 from server.gateway.errors import ApiError
-from server.gateway.limits import limit_id
+from server.gateway.limits import LimitsUnavailable, limit_id
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,10 @@ async def _ratelimit_headers(request: Request) -> dict[str, str]:
     if key is None or gateway is None:
         return {}
     anthropic = errors.dialect_of(request.url.path) == "anthropic"
-    return (await gateway.limiter.snapshot(limit_id(key))).headers(anthropic=anthropic)
+    try:
+        return (await gateway.limiter.snapshot(limit_id(key))).headers(anthropic=anthropic)
+    except LimitsUnavailable:
+        return {}
 
 
 async def handle_api_error(request: Request, exc: ApiError) -> Response:
@@ -66,6 +69,16 @@ async def handle_http_exception(request: Request, exc: StarletteHTTPException) -
     return await handle_api_error(request, error)
 
 
+async def handle_limits_unavailable(request: Request, exc: LimitsUnavailable) -> Response:
+    # Fail closed: with the shared store gone, per-process limits would multiply every key's
+    # budget by the number of processes. Requests are refused until it is back.
+    log.warning("limits store unreachable, request refused: %s", exc)
+    gateway = getattr(request.app.state, "gateway", None)
+    if gateway is not None:
+        gateway.metrics.limits_store_up.set(0)
+    return errors.limits_unavailable().response(dialect=errors.dialect_of(request.url.path))
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     # Logged with its traceback for the operator; the client sees no internals.
     log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -77,4 +90,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, handle_api_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    app.add_exception_handler(LimitsUnavailable, handle_limits_unavailable)
     app.add_exception_handler(Exception, handle_unexpected)

@@ -1,7 +1,8 @@
 """Per-key rate limits: requests per minute, tokens per minute, concurrent requests.
 
-The windows come from the `limits` library (in-process async memory storage; a Redis storage
-is the way to share them between hosts):
+The windows come from the `limits` library, in its async memory storage (one process) or its
+Redis storage (WORKBENCH_REDIS_URL: every process of the host shares them, see
+server/gateway/limits_redis.py):
 
 - requests: its moving window, exact: a request is admitted while fewer than RPM requests of
   the key were admitted in the last 60 s, whatever the clock's minute boundaries;
@@ -16,7 +17,11 @@ TPM, and its whole reservation is charged even past the limit. A single request 
 the per-minute budget (a 700k-token document) therefore runs, and the key is in debt: later
 requests get 429 until enough of the charge has decayed out of the window.
 
-Admission is atomic per key (one asyncio lock), so concurrent requests cannot slip past.
+Concurrency: each admitted request holds a lease on its key until it settles (its stream ends or
+its client leaves); with Redis a lease also expires when the process holding it is killed.
+
+Admission is atomic per key (one lock: an asyncio lock, or a lock in Redis across processes),
+so concurrent requests cannot slip past.
 
 Header semantics (`*-reset-*`): when a limit is exhausted, the moment the next request can be
 admitted; otherwise the moment the oldest usage leaves the window.
@@ -25,17 +30,24 @@ admitted; otherwise the moment the oldest usage leaves the window.
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
 import math
 import time
 from collections import defaultdict
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import MemoryStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 
 WINDOW_SECONDS = 60
+
+log = logging.getLogger(__name__)
 
 
 def limit_id(key) -> str:
@@ -110,6 +122,62 @@ class RateLimitExceeded(Exception):
         return {**self.state.headers(anthropic=anthropic), "Retry-After": str(self.retry_after)}
 
 
+class LimitsUnavailable(Exception):
+    """The shared limits store (Redis) cannot be reached: nothing is admitted (fail closed)."""
+
+
+class Backend(Protocol):
+    """Where the windows, the admission lock and the concurrency leases live."""
+
+    storage: Storage
+
+    def lock(self, ident: str) -> Any: ...  # an async context manager
+    async def active(self, ident: str) -> int: ...
+    async def acquire(self, ident: str) -> str: ...
+    async def release(self, ident: str, lease_id: str) -> None: ...
+    async def charge(self, key: str, tokens: int, now: float) -> Any: ...
+    async def refund(self, key: str, charged: Any, tokens: int) -> None: ...
+    async def aclose(self) -> None: ...
+
+
+class MemoryBackend:
+    """One process: the library's memory storage, asyncio locks, a counter of leases."""
+
+    def __init__(self) -> None:
+        self.storage = MemoryStorage()
+        self._active: dict[str, int] = defaultdict(int)
+        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._ids = itertools.count()
+
+    @asynccontextmanager
+    async def lock(self, ident: str):
+        async with self._locks[ident]:
+            yield
+
+    async def active(self, ident: str) -> int:
+        return self._active[ident]
+
+    async def acquire(self, ident: str) -> str:
+        self._active[ident] += 1
+        return str(next(self._ids))
+
+    async def release(self, ident: str, lease_id: str) -> None:
+        self._active[ident] = max(0, self._active[ident] - 1)
+
+    async def charge(self, key: str, tokens: int, now: float) -> str:
+        # The window counter the library's sliding-window strategy reads; charged directly
+        # so a reservation larger than what is left still goes through (the debt rule).
+        _, current = self.storage.sliding_window_keys(key, WINDOW_SECONDS, now)
+        await self.storage.incr(current, 2 * WINDOW_SECONDS, amount=tokens)
+        return current
+
+    async def refund(self, key: str, charged: str, tokens: int) -> None:
+        await self.storage.decr(charged, tokens)  # into the window that was charged
+
+    async def aclose(self) -> None:
+        pass
+
+
 @dataclass(frozen=True)
 class _Requests:
     """One key's moving window of admitted requests."""
@@ -155,11 +223,13 @@ class _Window:
 class Lease:
     """An admitted request's hold on its key: settle it exactly once when the request ends."""
 
-    def __init__(self, limiter: KeyLimiter, ident: str, reserved: int, charged_key: str):
+    def __init__(self, limiter: KeyLimiter, ident: str, reserved: int, charged: Any,
+                 lease_id: str):
         self._limiter = limiter
         self.ident = ident
         self.reserved = reserved
-        self._charged_key = charged_key
+        self.lease_id = lease_id
+        self._charged = charged
         self.settled = False
 
     async def settle(self, used_tokens: int) -> None:
@@ -167,23 +237,22 @@ class Lease:
         if self.settled:
             return
         self.settled = True
-        await self._limiter._settle(self, used_tokens, self._charged_key)
+        await self._limiter._settle(self, used_tokens, self._charged)
 
 
 class KeyLimiter:
-    """RPM, TPM and concurrency limits for every key, in this process."""
+    """RPM, TPM and concurrency limits for every key, in `backend` (default: this process)."""
 
-    def __init__(self, rpm: int, tpm: int, max_concurrent: int):
+    def __init__(self, rpm: int, tpm: int, max_concurrent: int, backend: Backend | None = None):
         self.rpm = rpm
         self.tpm = tpm
         self.max_concurrent = max_concurrent
-        self._storage = MemoryStorage()
+        self._backend = backend or MemoryBackend()
+        self._storage = self._backend.storage
         self._requests = MovingWindowRateLimiter(self._storage)
         # Distinct namespaces: with RPM == TPM the two windows would otherwise share a key.
         self._request_item = RateLimitItemPerMinute(rpm, namespace="requests")
         self._token_item = RateLimitItemPerMinute(tpm, namespace="tokens")
-        self._active: dict[str, int] = defaultdict(int)
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def _window(self, item: RateLimitItemPerMinute, ident: str) -> _Window:
         previous, _, current, current_ttl = await self._storage.get_sliding_window(
@@ -198,8 +267,8 @@ class KeyLimiter:
         return _Requests(stats.remaining, max(0.0, stats.reset_time - now))
 
     async def _state(self, ident: str, now: float) -> tuple[LimitState, _Requests, _Window]:
-        requests = await self._requests_window(ident, now)
-        tokens = await self._window(self._token_item, ident)
+        requests, tokens = await asyncio.gather(
+            self._requests_window(ident, now), self._window(self._token_item, ident))
         state = LimitState(
             requests_limit=self.rpm,
             requests_remaining=max(0, requests.remaining),
@@ -212,15 +281,26 @@ class KeyLimiter:
 
     async def snapshot(self, ident: str) -> LimitState:
         """The key's current state, without consuming anything."""
-        state, _, _ = await self._state(ident, time.time())
+        try:
+            state, _, _ = await self._state(ident, time.time())
+        except StorageError as exc:
+            raise LimitsUnavailable(str(exc)) from exc
         return state
 
     async def admit(self, ident: str, tokens: int) -> tuple[Lease, LimitState]:
-        """Admit one request reserving `tokens`, or raise RateLimitExceeded naming the limit."""
-        async with self._locks[ident]:
+        """Admit one request reserving `tokens`, or raise RateLimitExceeded naming the limit
+        (LimitsUnavailable when the shared store cannot be reached)."""
+        try:
+            return await self._admit(ident, tokens)
+        except StorageError as exc:
+            raise LimitsUnavailable(str(exc)) from exc
+
+    async def _admit(self, ident: str, tokens: int) -> tuple[Lease, LimitState]:
+        async with self._backend.lock(ident):
             now = time.time()
-            state, requests, token_window = await self._state(ident, now)
-            if self._active[ident] >= self.max_concurrent:
+            (state, requests, token_window), active = await asyncio.gather(
+                self._state(ident, now), self._backend.active(ident))
+            if active >= self.max_concurrent:
                 raise RateLimitExceeded(
                     "concurrency",
                     f"Rate limit exceeded: {self.max_concurrent} concurrent requests per key; "
@@ -236,10 +316,10 @@ class KeyLimiter:
             if not await self._requests.hit(self._request_item, ident):
                 # Only the key's lock holder hits, so the window cannot have filled since.
                 raise self._requests_refused(requests, state)
-            charged_key = await self._charge(ident, tokens, now)
-            self._active[ident] += 1
+            charged = await self._charge(ident, tokens, now)
+            lease_id = await self._backend.acquire(ident)
             state, _, _ = await self._state(ident, now)
-        return Lease(self, ident, tokens, charged_key), state
+        return Lease(self, ident, tokens, charged, lease_id), state
 
     def _requests_refused(self, requests: _Requests, state: LimitState) -> RateLimitExceeded:
         # Admissible again when the oldest request in the window leaves it.
@@ -247,28 +327,33 @@ class KeyLimiter:
             "requests", f"Rate limit exceeded: {self.rpm} requests per minute per key.",
             requests.reset_in, state)
 
-    async def _charge(self, ident: str, tokens: int, now: float) -> str:
-        # The window counter the library's sliding-window strategy reads; charged directly
-        # so a reservation larger than what is left still goes through (the debt rule).
-        _, current = self._storage.sliding_window_keys(
-            self._token_item.key_for(ident), WINDOW_SECONDS, now
-        )
-        if tokens > 0:
-            await self._storage.incr(current, 2 * WINDOW_SECONDS, amount=tokens)
-        return current
+    async def _charge(self, ident: str, tokens: int, now: float) -> Any:
+        if tokens <= 0:
+            return None
+        return await self._backend.charge(self._token_item.key_for(ident), tokens, now)
 
-    async def _settle(self, lease: Lease, used_tokens: int, charged_key: str) -> None:
-        async with self._locks[lease.ident]:
-            self._active[lease.ident] = max(0, self._active[lease.ident] - 1)
-            delta = used_tokens - lease.reserved
-            if delta < 0:
-                await self._storage.decr(charged_key, -delta)
-            elif delta > 0:
-                await self._charge(lease.ident, delta, time.time())
+    async def _settle(self, lease: Lease, used_tokens: int, charged: Any) -> None:
+        try:
+            async with self._backend.lock(lease.ident):
+                await self._backend.release(lease.ident, lease.lease_id)
+                delta = used_tokens - lease.reserved
+                if delta < 0 and charged is not None:
+                    await self._backend.refund(
+                        self._token_item.key_for(lease.ident), charged, -delta)
+                elif delta > 0:
+                    await self._charge(lease.ident, delta, time.time())
+        except StorageError as exc:
+            # The store went away mid-request: the lease expires on its own, the refund is
+            # lost (the key is charged its reservation); the usage row is still written.
+            log.warning("could not settle a request's limits (%s); its lease will expire", exc)
 
-    def active(self, ident: str) -> int:
-        """Requests of this key in flight right now."""
-        return self._active[ident]
+    async def active(self, ident: str) -> int:
+        """Requests of this key in flight right now (in every process sharing the store)."""
+        return await self._backend.active(ident)
+
+    async def aclose(self) -> None:
+        """Stop the backend's background work and close its connections."""
+        await self._backend.aclose()
 
 
 def _reset_in(window: _Window) -> float:

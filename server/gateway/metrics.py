@@ -13,6 +13,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client.exposition import generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from server.gateway.replicas import Replicas
+
 # Label values are bounded: unknown paths are counted as "other".
 ENDPOINTS = frozenset({
     "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
@@ -47,9 +49,36 @@ class GatewayMetrics:
                                registry=r)
         self.engine_up = Gauge("workbench_engine_up", "1 if the engine answered its last check",
                                registry=r)
+        # Behind vllm-router only; one label value per configured replica URL.
+        self.router_up = Gauge("workbench_router_up", "1 if vllm-router answered its last check",
+                               registry=r)
+        self.replica_up = Gauge("workbench_replica_up",
+                                "1 if the replica answered its /health (checked by the gateway)",
+                                ["replica"], registry=r)
+        self.replica_routed = Gauge("workbench_replica_routed",
+                                    "1 if vllm-router sends requests to the replica",
+                                    ["replica"], registry=r)
+        self.replica_load = Gauge("workbench_replica_load",
+                                  "Requests in flight on the replica, as vllm-router counts them",
+                                  ["replica"], registry=r)
+        self.replica_context = Gauge("workbench_replica_max_model_len",
+                                     "The replica's max_model_len", ["replica"], registry=r)
+        self.limits_store_up = Gauge(
+            "workbench_limits_store_up",
+            "1 if the rate limits' store answered the last admission (always 1 in memory)",
+            registry=r)
+        self.limits_store_up.set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def observe_replicas(self, replicas: Replicas) -> None:
+        self.router_up.set(1 if replicas.router_up else 0)
+        for replica in replicas.replicas:
+            self.replica_up.labels(replica.url).set(1 if replica.up else 0)
+            self.replica_routed.labels(replica.url).set(1 if replica.routed else 0)
+            self.replica_load.labels(replica.url).set(replica.load or 0)
+            self.replica_context.labels(replica.url).set(replica.max_model_len or 0)
 
     def count_tokens(self, endpoint: str, prompt: int, completion: int) -> None:
         endpoint = endpoint if endpoint in ENDPOINTS else "other"

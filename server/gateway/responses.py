@@ -6,15 +6,18 @@ Decisions (README, "The API, beyond the reference"):
   one system message, first, as every template wants it); later ones become `user` messages.
 - `max_output_tokens` defaults to the reference's 2,048 (Codex sets none) and is lowered to
   what the context leaves after the prompt, as `max_tokens` on chat completions.
-- Responses are not stored: `store` is accepted and has no effect, `previous_response_id` is
-  a 400 `unsupported_parameter`; a client sends the whole conversation in `input` (Codex does,
-  with `store: false`).
+- Responses are stored for their key (SQLite) unless the request says `store: false` (Codex
+  does; it sends the whole conversation each time): the input items and the output. A request
+  with `previous_response_id` continues from one: its input goes after the stored input and
+  output (instructions are not carried over, as in OpenAI's API). Another key's id, or an id
+  never stored, is a 400 `invalid_value` naming `previous_response_id`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import orjson
 from pydantic import Field
 
@@ -23,9 +26,11 @@ from server.gateway.forwarding import Plan, validate
 from server.gateway.protocol import DEFAULTS, _Wire
 from server.gateway.sizing import max_tokens_for
 from server.gateway.streaming import responses_stream
+from storage.keys import Key
+from storage.responses import load_response, save_response
 
 if TYPE_CHECKING:
-    from server.gateway.forwarding import Forwarder
+    from server.gateway.completions import CompletionService
 
 ENDPOINT = "/v1/responses"
 _SYSTEM_ROLES = frozenset({"system", "developer"})
@@ -47,22 +52,46 @@ class ResponsesRequest(_Wire):
     user: str | None = None
 
 
-async def plan(service: Forwarder, body: dict[str, Any]) -> Plan:
+async def plan(service: CompletionService, key: Key, body: dict[str, Any]) -> Plan:
     request = validate(ResponsesRequest, body)
-    if request.previous_response_id is not None:
-        raise errors.unsupported_parameter(
-            "previous_response_id", "This server does not store responses, so "
-            "'previous_response_id' cannot be used: send the whole conversation in 'input'.")
     await service.check_model(request.model)
-    out = normalise(body)
+    out = dict(body)
+    if request.previous_response_id is not None:
+        previous = await anyio.to_thread.run_sync(
+            load_response, service.store.db, key.name, request.previous_response_id)
+        if previous is None:
+            raise errors.invalid_value(
+                f"Previous response with id '{request.previous_response_id}' not found.",
+                "previous_response_id")
+        # The engine keeps nothing: it gets the whole conversation.
+        del out["previous_response_id"]
+        out["input"] = [*previous["input"], *previous["output"], *_items(request.input)]
+    conversation = _items(out["input"])  # kept as sent: normalising is for the engine only
+    out = normalise(out)
     messages = chat_messages(out)
     prompt_tokens = await service.counter.messages(messages, chat_tools(request.tools))
     max_tokens = max_tokens_for(request.max_output_tokens, DEFAULTS["max_tokens"],
                                 prompt_tokens, service.engine.max_context, "input")
     out["max_output_tokens"] = max_tokens
     stream = responses_stream() if request.stream else None
+    after = None
+    if request.store is not False:  # OpenAI's default is to store
+
+        async def after(response: dict[str, Any]) -> None:
+            if isinstance(response.get("id"), str) and isinstance(response.get("output"), list):
+                await anyio.to_thread.run_sync(lambda: save_response(
+                    service.store.db, key_name=key.name, response_id=response["id"],
+                    input=conversation, output=response["output"]))
+
     return Plan(ENDPOINT, "input", out, stream, prompt_tokens, prompt_tokens + max_tokens,
-                request.user)
+                request.user, after)
+
+
+def _items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`input` as a list of items (a string is one user message)."""
+    if isinstance(value, str):
+        return [{"type": "message", "role": "user", "content": value}]
+    return list(value)
 
 
 def _is_message(item: Any) -> bool:

@@ -177,16 +177,33 @@ for _path in ("/chat/completions", "/completions", "/models", "/models/{model_id
 
 @ops.api_route("/health", methods=["GET", "HEAD"])  # monitors often probe with HEAD
 async def health(request: Request) -> Response:
-    """`{"status": "ok"}` while the engine answers its own /health, else 503."""
+    """`{"status": "ok"}` while the engine answers its own /health, else 503. Behind
+    vllm-router: each replica's state too, and `degraded` while some are down but one answers."""
     gateway = request.app.state.gateway
-    healthy = await gateway.engine.check_health()
-    gateway.metrics.engine_up.set(1 if healthy else 0)
+    healthy = await _check_engine(gateway)
     if not healthy:
         raise errors.service_unavailable("The engine is not available.")
-    return JSONResponse({"status": "ok"})
+    replicas = gateway.engine.replicas
+    if replicas is None:
+        return JSONResponse({"status": "ok"})
+    return JSONResponse({"status": replicas.status,
+                         "replicas": [r.describe() for r in replicas.replicas]})
+
+
+async def _check_engine(gateway) -> bool:
+    healthy = await gateway.engine.check_health()
+    gateway.metrics.engine_up.set(1 if healthy else 0)
+    if gateway.engine.replicas is not None:
+        gateway.metrics.observe_replicas(gateway.engine.replicas)
+    return healthy
 
 
 @ops.get("/metrics")
 async def metrics(request: Request, key: AdminKey) -> Response:
+    """The gateway's metrics; behind vllm-router, each replica's state and the router's own."""
     gateway = request.app.state.gateway
-    return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)
+    router = b""
+    if gateway.engine.replicas is not None:
+        await _check_engine(gateway)
+        router = await gateway.engine.router_metrics()
+    return Response(gateway.metrics.render() + router, media_type=gateway.metrics.content_type)

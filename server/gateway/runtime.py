@@ -12,6 +12,7 @@ from server.gateway.auth import Authenticator
 from server.gateway.completions import CompletionService
 from server.gateway.documents import DocumentExpander
 from server.gateway.limits import KeyLimiter
+from server.gateway.limits_redis import RedisBackend
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.sizing import PromptCounter
 from server.gateway.upstream import Engine
@@ -40,13 +41,15 @@ async def open_gateway(settings: Settings, store: Store, engine: Engine, counter
     """The gateway over an open store, engine client and counter; usage rows still queued
     are written before it closes (the app closes the store after it)."""
     metrics.engine_up.set(1 if await engine.check_health() else 0)
-    limiter = KeyLimiter(settings.rpm, settings.tpm, settings.max_concurrent)
+    limiter = KeyLimiter(settings.rpm, settings.tpm, settings.max_concurrent,
+                         RedisBackend(settings.redis_url) if settings.redis_url else None)
     recorder = UsageRecorder(store, metrics)
     completions = CompletionService(
         engine, PromptCounter(counter), limiter, recorder, metrics,
-        DocumentExpander(settings.max_pdf_bytes))
+        DocumentExpander(settings.max_pdf_bytes), store)
     try:
         yield Gateway(settings, store, engine, counter, Authenticator(store), limiter,
                       recorder, metrics, completions)
     finally:
         await recorder.drain()
+        await limiter.aclose()

@@ -47,6 +47,7 @@ class StreamOutcome:
     ttft_ms: float | None = None
     error_code: str | None = None
     disconnected: bool = False
+    final: dict | None = None  # a typed stream's terminal object (the finished response)
 
 
 class ChatStream:
@@ -90,8 +91,8 @@ class ChatStream:
 
 class TypedStream:
     """A stream of `event: TYPE` events (Responses API, Anthropic Messages API): it ends with one
-    of `ends`; events of `usage_events` carry usage (where `usage_at` says); a failure ends it
-    with the protocol's own error event."""
+    of `ends`; each event type in `usage_events` carries `usage` in the object at its path of
+    keys; a failure ends it with the protocol's own error event."""
 
     def __init__(self, dialect: errors.Dialect, ends: tuple[bytes, ...], first_output: bytes,
                  usage_events: dict[bytes, tuple[str, ...]]):
@@ -125,6 +126,8 @@ class TypedStream:
                 data = data.get(name) if isinstance(data, dict) else None
             if isinstance(data, dict) and data.get("usage"):
                 relay.outcome.usage = data["usage"]
+            if kind in self._ends and isinstance(data, dict):
+                relay.outcome.final = data
         if kind.endswith(b"delta"):
             relay.outcome.events += 1
         self.sent += 1

@@ -97,6 +97,11 @@ class Workbench:
         """The context limit the gateway enforces now."""
         return self._services.engine.max_context
 
+    async def engine_queue(self) -> int | None:
+        """Requests waiting inside the engine for room to start (a long document holds the
+        whole KV cache), or None when the engine does not say."""
+        return await self._services.engine.requests_waiting()
+
     # Sign-in -------------------------------------------------------------------------------
 
     def sign_in(self, secret: str | None) -> Identity | None:

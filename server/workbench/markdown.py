@@ -39,6 +39,8 @@ def stats_items(message: Mapping) -> list[str]:
         out.append("finish length (max tokens)")
     elif message.get("finish_reason"):
         out.append(f"finish {message['finish_reason']}")
+    if message.get("replica"):  # several engines: which one answered
+        out.append(f"replica {message['replica'].split('://', 1)[-1]}")
     return out
 
 

@@ -1,0 +1,1 @@
+"""Running the host as many processes: the supervisor, nginx in front, Redis for the limits."""

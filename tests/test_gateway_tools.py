@@ -73,12 +73,15 @@ def test_streamed_tool_call_arguments_are_assembled_by_the_sdk_helper(client):
         events = list(stream)
         final = stream.get_final_completion()
     deltas = [e for e in events if e.type == "tool_calls.function.arguments.delta"]
-    [done] = [e for e in events if e.type == "tool_calls.function.arguments.done"]
-    assert len(deltas) > 1  # the arguments really arrived in pieces
-    assert "".join(d.arguments_delta for d in deltas) == done.arguments
-    assert isinstance(done.parsed_arguments, GetWeather)
-    [call] = final.choices[0].message.tool_calls
-    assert call.function.parsed_arguments == done.parsed_arguments
+    done = [e for e in events if e.type == "tool_calls.function.arguments.done"]
+    calls = final.choices[0].message.tool_calls
+    assert done and len(done) == len(calls)
+    assert len(deltas) > len(done)  # the arguments really arrived in pieces
+    for event, call in zip(done, calls, strict=True):
+        pieces = "".join(d.arguments_delta for d in deltas if d.index == event.index)
+        assert pieces == event.arguments == call.function.arguments
+        assert isinstance(event.parsed_arguments, GetWeather)
+        assert call.function.parsed_arguments == event.parsed_arguments
     assert final.choices[0].finish_reason == "tool_calls"
 
 

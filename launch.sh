@@ -111,7 +111,10 @@ install_agents() {  # the coding agents tests/test_agents.py runs: npm's builds 
   stamp="$(stamp_of "$dir/package-lock.json")"
   if [[ ! -f "$dir/node_modules/.installed" || "$(cat "$dir/node_modules/.installed")" != "$stamp" ]]; then
     log "installing Claude Code, Codex and Qwen Code into $dir/node_modules"
-    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+    # `npm install` from the lock, not `npm ci`: the lock cannot list the other platforms'
+    # builds of an optional clipboard module of Qwen Code's that the registry here does not
+    # serve, and `npm ci` refuses such a lock as out of sync. --no-save keeps the lock as is.
+    npm install --prefix "$dir" --no-save --no-audit --no-fund --loglevel=error >/dev/null
     echo "$stamp" > "$dir/node_modules/.installed"
   fi
   # aider pins its own dependencies, which clash with the app's: it gets its own virtualenv.

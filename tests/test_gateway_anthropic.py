@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from tests.fault_upstream import FaultUpstream
-from tests.helpers import assert_rate_headers, usage_rows, wait_until
+from tests.helpers import APP_CONTEXT, assert_rate_headers, usage_rows, wait_until
 
 HI = [{"role": "user", "content": "Say hello."}]
 ANTHROPIC_HEADERS = tuple(f"anthropic-ratelimit-{kind}-{field}" for kind in ("requests", "tokens")
@@ -123,7 +123,7 @@ def test_sdk_exceptions_on_our_errors(app, client):
         client.messages.create(model="qwen3", max_tokens=1,
                                messages=[{"role": "user", "content": "word " * 9000}])
     assert assert_anthropic_error(too_long.value.body, "invalid_request_error") == (
-        "Request exceeds maximum context length of 8192 tokens")
+        f"Request exceeds maximum context length of {APP_CONTEXT} tokens")
     # Refusals are usage rows too (a request without a valid key has no key to bill).
     codes = wait_until(lambda: {"model_not_found", "invalid_value", "context_length_exceeded"}
                       <= {r["error_code"] for r in _rows(app, "/v1/messages")})
@@ -131,13 +131,14 @@ def test_sdk_exceptions_on_our_errors(app, client):
 
 
 def test_the_engines_own_context_check_is_mapped_to_ours(app, client):
-    # count_tokens is counted by the engine alone: its refusal (in its Anthropic shape, type
-    # "BadRequestError") reaches the client as ours, naming the limit.
+    # count_tokens is counted by the engine alone: its refusal of a prompt over its own context
+    # (in its Anthropic shape, type "BadRequestError") reaches the client as ours, naming the
+    # limit the gateway enforces.
     with pytest.raises(anthropic.BadRequestError) as too_long:
         client.messages.count_tokens(model="qwen3",
-                                     messages=[{"role": "user", "content": "word " * 9000}])
+                                     messages=[{"role": "user", "content": "word " * 40_000}])
     assert assert_anthropic_error(too_long.value.body, "invalid_request_error") == (
-        "Request exceeds maximum context length of 8192 tokens")
+        f"Request exceeds maximum context length of {APP_CONTEXT} tokens")
     row = wait_until(lambda: [r for r in _rows(app, "/v1/messages/count_tokens")
                              if r["status_code"] == 400])[-1]
     assert row["error_code"] == "context_length_exceeded"

@@ -6,6 +6,7 @@ import anthropic
 import httpx
 import pytest
 
+from server.gateway.messages import CountTokensRequest, chat_messages
 from tests.fault_upstream import FaultUpstream
 from tests.helpers import APP_CONTEXT, assert_rate_headers, usage_rows, wait_until
 
@@ -81,6 +82,30 @@ def test_count_tokens_is_the_prompt_that_create_reports(client):
     usage = message.usage
     assert counted.input_tokens == usage.input_tokens + (usage.cache_read_input_tokens or 0) + (
         usage.cache_creation_input_tokens or 0)
+
+
+def test_an_inline_system_turn_is_served_and_counted(client):
+    """Claude Code sends per-turn reminders as `role: "system"` turns inside `messages`."""
+    turns = [{"role": "user", "content": "Say hello."}, {"role": "assistant", "content": "Hello."},
+             {"role": "system", "content": "Answer in one word."},
+             {"role": "user", "content": "Again."}]
+    message = client.messages.create(model="qwen3", max_tokens=4, messages=turns,
+                                     system="Be brief.")
+    assert message.type == "message" and message.usage.output_tokens > 0
+    counted = client.messages.count_tokens(model="qwen3", messages=turns, system="Be brief.")
+    usage = message.usage
+    assert counted.input_tokens == usage.input_tokens + (usage.cache_read_input_tokens or 0) + (
+        usage.cache_creation_input_tokens or 0)
+
+
+def test_inline_system_turns_are_counted_with_the_leading_system_prompt():
+    request = CountTokensRequest.model_validate({"model": "qwen3", "system": "Be brief.",
+        "messages": [{"role": "user", "content": "Hi"},
+                     {"role": "system", "content": [{"type": "text", "text": "Reminder."}]},
+                     {"role": "user", "content": "Again"}]})
+    assert chat_messages(request) == [
+        {"role": "system", "content": "Be brief.\n\nReminder."},
+        {"role": "user", "content": "Hi"}, {"role": "user", "content": "Again"}]
 
 
 def test_beta_path_and_anthropic_headers_are_accepted(client):

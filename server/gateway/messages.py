@@ -30,9 +30,12 @@ COUNT_ENDPOINT = "/v1/messages/count_tokens"
 
 
 class AnthropicMessage(_Wire):
-    """One turn: text, or content blocks (`text`, `image`, `tool_use`, `tool_result`, ...)."""
+    """One turn: text, or content blocks (`text`, `image`, `tool_use`, `tool_result`, ...).
 
-    role: Literal["user", "assistant"]
+    `system` turns inside `messages` are Claude Code's per-turn reminders (2.1.x sends them);
+    vLLM takes them, merging them into the leading system prompt where a template needs it."""
+
+    role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]
 
 
@@ -100,10 +103,15 @@ def _text(content: Any) -> str:
 
 def chat_messages(request: CountTokensRequest) -> list[dict[str, str]]:
     """The request as chat messages, for counting its prompt with the chat template (vLLM
-    renders the same texts; tool calls and results are counted as their JSON and text)."""
-    system = _text(request.system)
+    renders the same texts; tool calls and results are counted as their JSON and text; inline
+    system turns with the leading system prompt, as vLLM merges them for system-first
+    templates such as Qwen3's)."""
+    systems = [_text(request.system)] + [_text(m.content) for m in request.messages
+                                         if m.role == "system"]
+    system = "\n\n".join(text for text in systems if text)
     messages = [{"role": "system", "content": system}] if system else []
-    messages += [{"role": m.role, "content": _text(m.content)} for m in request.messages]
+    messages += [{"role": m.role, "content": _text(m.content)} for m in request.messages
+                 if m.role != "system"]
     return messages
 
 

@@ -19,7 +19,7 @@ from server.engine.profiles import EMBEDDED_CONTEXT
 from storage import Store
 from storage.keys import create_key
 from tests.harness import REPO, log_tail, start_app
-from tests.helpers import App, app_env, usage_rows
+from tests.helpers import App, app_env, usage_rows, wait_until
 
 AGENTS_BIN = REPO / "tests" / "agents" / "node_modules" / ".bin"
 AIDER = REPO / ".venv" / "aider" / "bin" / "aider"
@@ -71,10 +71,15 @@ def assert_ran(result: subprocess.CompletedProcess, app: App, key_name: str, end
               f"stderr:\n{result.stderr[-3000:]}\napp log:\n{app_log(app)}")
     assert result.returncode == 0, detail
     assert result.stdout.strip(), detail
-    rows = [r for r in usage_rows(app, endpoint) if r["key_name"] == key_name]
-    assert any(r["status_code"] == 200 and r["completion_tokens"] > 0 for r in rows), (
-        f"{key_name}'s usage on {endpoint}: {rows}\n{detail}")
-    return rows
+    # The last answer's row may land just after the agent exits: an agent closes its stream on
+    # the terminal event, and the row is written when the gateway sees the stream end.
+    def answered() -> list[dict]:
+        rows = [r for r in usage_rows(app, endpoint) if r["key_name"] == key_name]
+        return rows if any(r["status_code"] == 200 and r["completion_tokens"] > 0
+                           for r in rows) else []
+
+    return wait_until(answered, timeout=30, message=f"no answered row of {key_name} on {endpoint}"
+                      f"\n{usage_rows(app)}\n{detail}")
 
 
 def app_log(app: App) -> str:

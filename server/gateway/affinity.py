@@ -34,7 +34,8 @@ def affinity_key(body: dict[str, Any]) -> str | None:
     """The routing key of a chat or Messages (`messages`), Responses (`input`) or legacy
     (`prompt`) body; None if empty."""
     system = body.get("system") or body.get("instructions")  # Messages, Responses
-    head = f"system\x00{_text(system)}\x00" if system else ""
+    # Each piece is cut before it is joined: a 700k-token document is ≈3 MB of text.
+    head = f"system\x00{_text(system)[:PREFIX_CHARS]}\x00" if system else ""
     messages = body.get("messages")
     if messages is None and isinstance(body.get("input"), list):
         messages = body["input"]
@@ -42,14 +43,15 @@ def affinity_key(body: dict[str, Any]) -> str | None:
         for message in messages:
             if not isinstance(message, dict):
                 continue
-            head += f"{message.get('role')}\x00{_text(message.get('content'))}\x00"
+            content = _text(message.get("content"))[:PREFIX_CHARS]
+            head += f"{message.get('role')}\x00{content}\x00"
             if message.get("role") == "user" or len(head) >= PREFIX_CHARS:
                 break
     else:
         prompt = body.get("prompt", body.get("input"))
         if isinstance(prompt, list) and prompt:
             prompt = prompt[0]
-        head += prompt if isinstance(prompt, str) else str(prompt or "")
+        head += (prompt if isinstance(prompt, str) else str(prompt or ""))[:PREFIX_CHARS]
     if not head:
         return None
     return hashlib.sha256(head[:PREFIX_CHARS].encode("utf-8", "replace")).hexdigest()[:32]

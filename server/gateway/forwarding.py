@@ -125,11 +125,13 @@ class Forwarder:
     async def forward(self, key: Key, plan: Plan, started: float) -> JsonResult | StreamResult:
         lease, headers = await self._admit(key, plan)
         payload = orjson.dumps(plan.body)
+        # Only vllm-router reads the key: with one engine, hashing the prompt's head is waste.
+        affinity = affinity_key(plan.body) if self.engine.replicas else None
         if plan.stream is not None:
-            return await self._stream(key, plan, lease, headers, payload, started)
+            return await self._stream(key, plan, lease, headers, payload, started, affinity)
         try:
             content, replica = await self.engine.post_answer(
-                plan.endpoint, payload, affinity=affinity_key(plan.body))
+                plan.endpoint, payload, affinity=affinity)
         except ApiError as exc:
             await lease.settle(0)
             exc.headers.update(headers)
@@ -152,10 +154,9 @@ class Forwarder:
         return JsonResult(content, _with_replica(headers, replica))
 
     async def _stream(self, key: Key, plan: Plan, lease: Lease, headers: dict[str, str],
-                      payload: bytes, started: float) -> StreamResult:
+                      payload: bytes, started: float, affinity: str | None) -> StreamResult:
         try:
-            upstream = await self.engine.open_stream(plan.endpoint, payload,
-                                                     affinity=affinity_key(plan.body))
+            upstream = await self.engine.open_stream(plan.endpoint, payload, affinity=affinity)
         except BaseException as exc:
             with anyio.CancelScope(shield=True):
                 await lease.settle(0)

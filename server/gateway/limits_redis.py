@@ -43,13 +43,16 @@ LOCK_RETRY_SECONDS = (0.001, 0.016)
 log = logging.getLogger(__name__)
 
 # The current window becomes the previous one once less than a window is left of its 2× TTL
-# (the library's sliding_window.lua, verbatim in effect), then the script acts on the result.
+# (the library's sliding_window.lua in effect), then the script acts on the result.
 _ROLL_OVER = """
 local expiry = tonumber(ARGV[1]) * 1000
 local ttl = redis.call('pttl', KEYS[2])
 if ttl > 0 and ttl < expiry then
+    -- PXAT from the old expiry, not PX from the TTL: the next window's id is then exactly one
+    -- window later (PTTL rounds to the millisecond, so PX could land 1 ms off).
+    local ends = redis.call('pexpiretime', KEYS[2])
     redis.call('rename', KEYS[2], KEYS[1])
-    redis.call('set', KEYS[2], 0, 'PX', ttl + expiry)
+    redis.call('set', KEYS[2], 0, 'PXAT', ends + expiry)
 end
 """
 

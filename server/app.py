@@ -17,6 +17,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from server.counter import load_counter
+from server.gateway.front import GenerationFront
 from server.gateway.handlers import install_error_handlers
 from server.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from server.gateway.routes import ops, v1
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None, writes_answers: bool = False) -
     )
     app.state.services = services
     install_error_handlers(app)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(GenerationFront)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: the outermost
     # Order matters: /v1, /health and /metrics must match before a catch-all mount at `/`.
     app.include_router(ops)
     app.include_router(v1)

@@ -248,6 +248,8 @@ def compare(engine: str, args: argparse.Namespace, protocols: list[str], goals: 
                 for side in (direct, gateway):
                     complete_once(side.client, side.base, PROTOCOLS[protocols[0]])
             idle_rate = idle_cpu_rate(proc.pid)
+            if idle_rate is not None:
+                print(f"the app at rest: {idle_rate * 100:.1f} % of a core (taken out of CPU/req)")
             if args.profile:
                 args.profile_proc = _start_profile(proc.pid, args.profile)
             for name in protocols:

@@ -1,13 +1,33 @@
 """Token counting through a running vLLM's `/tokenize`, for the `external` profile (no
 tokenizer files on this host). Implements `server.counter.Counter`, as `server.tokens.TokenCounter`
-does locally."""
+does locally.
+
+It calls the engine with aiohttp, the gateway's one HTTP client (`gateway/upstream.py` says why).
+The blocking methods, for worker threads (PDF ingestion), run the call on the event loop that
+the async methods use; before that loop is known, or when called on it, a short-lived loop in
+a thread of its own makes the call.
+"""
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
-import httpx
+import aiohttp
+import orjson
+
+
+class TokenizeRefused(Exception):
+    """The engine answered /tokenize with an error status."""
+
+    def __init__(self, status: int, content: bytes):
+        super().__init__(f"/tokenize answered {status}")
+        self.status = status
+        self.content = content
+
+
+# What a count can raise: refused by the engine, or the engine not reachable in time.
+TOKENIZE_ERRORS = (TokenizeRefused, aiohttp.ClientError, asyncio.TimeoutError)
 
 
 def _messages_body(messages: list[dict], add_generation_prompt: bool,
@@ -28,31 +48,43 @@ class RemoteTokenCounter:
 
     local = False
 
-    def __init__(
-        self,
-        upstream: str,
-        *,
-        model: str,
-        api_key: str | None = None,
-        client: httpx.AsyncClient | None = None,
-        timeout: float = 60.0,
-    ):
-        self.upstream = upstream.rstrip("/").removesuffix("/v1")
+    def __init__(self, upstream: str, *, model: str, api_key: str | None = None,
+                 timeout: float = 60.0):
+        self.url = upstream.rstrip("/").removesuffix("/v1") + "/tokenize"
         self.model = model
         self.name = f"remote:{model}"
-        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._owns_client = client is None
-        self._client = client or httpx.AsyncClient(timeout=timeout)
-        self._timeout = timeout
-        self._sync_client: httpx.Client | None = None
-        self._sync_lock = threading.Lock()  # count_texts makes it from several threads
+        self._headers = {"Content-Type": "application/json"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def _call(self, session: aiohttp.ClientSession, body: dict) -> dict:
+        payload = orjson.dumps({"model": self.model, **body})
+        async with session.post(self.url, data=payload, headers=self._headers) as response:
+            content = await response.read()
+        if response.status >= 400:
+            raise TokenizeRefused(response.status, content)
+        return orjson.loads(content)
 
     async def _tokenize(self, body: dict) -> dict:
-        response = await self._client.post(
-            f"{self.upstream}/tokenize", json={"model": self.model, **body}, headers=self._headers
-        )
-        response.raise_for_status()
-        return response.json()
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._loop = asyncio.get_running_loop()
+        return await self._call(self._session, body)
+
+    async def _tokenize_once(self, body: dict) -> dict:
+        async with aiohttp.ClientSession(timeout=self._timeout) as session:
+            return await self._call(session, body)
+
+    def _tokenize_blocking(self, body: dict) -> dict:
+        loop = self._loop
+        if loop is not None and loop.is_running() and not _running_on(loop):
+            future = asyncio.run_coroutine_threadsafe(self._tokenize(body), loop)
+            return future.result()
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, self._tokenize_once(body)).result()
 
     async def acount_text(self, text: str) -> int:
         """Tokens in `text` without special-token additions (same meaning as TokenCounter)."""
@@ -68,16 +100,6 @@ class RemoteTokenCounter:
     async def amax_model_len(self) -> int:
         """The engine's context length, as /tokenize reports it."""
         return (await self._tokenize({"prompt": "", "add_special_tokens": False}))["max_model_len"]
-
-    def _tokenize_blocking(self, body: dict) -> dict:
-        with self._sync_lock:
-            if self._sync_client is None:
-                self._sync_client = httpx.Client(timeout=self._timeout)
-        response = self._sync_client.post(
-            f"{self.upstream}/tokenize", json={"model": self.model, **body}, headers=self._headers
-        )
-        response.raise_for_status()
-        return response.json()
 
     def count_text(self, text: str) -> int:
         """Blocking form of `acount_text` (never call it on the event loop)."""
@@ -97,15 +119,20 @@ class RemoteTokenCounter:
         return self._tokenize_blocking(body)["count"]
 
     async def aclose(self) -> None:
-        """Close the HTTP clients this counter created."""
-        if self._owns_client:
-            await self._client.aclose()
-        if self._sync_client is not None:
-            self._sync_client.close()
-            self._sync_client = None
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> RemoteTokenCounter:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+
+def _running_on(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False

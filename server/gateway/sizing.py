@@ -18,13 +18,13 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-import httpx
 import jinja2
 import orjson
 
 from server.counter import Counter
 from server.gateway import errors
 from server.gateway.upstream import upstream_message
+from server.remote_tokens import TOKENIZE_ERRORS, TokenizeRefused
 
 # Above this many characters a local count runs in a worker thread (tiktoken releases the
 # GIL), so one huge document does not stall every other request on the event loop.
@@ -75,7 +75,7 @@ class PromptCounter:
         except jinja2.TemplateError as exc:
             # The model's chat template refused these messages; vLLM would refuse them too.
             raise errors.invalid_request(f"Invalid messages: {exc}", "messages") from None
-        except httpx.HTTPError as exc:
+        except TOKENIZE_ERRORS as exc:
             raise _remote_error(exc, "messages") from None
 
     async def fit(self, messages: list[dict[str, Any]], tools: list | None,
@@ -99,14 +99,14 @@ class PromptCounter:
             if self.local and sum(map(len, texts)) > INLINE_COUNT_CHARS:
                 return await anyio.to_thread.run_sync(lambda: self.counter.count_texts(texts))
             return [await self.counter.acount_text(t) for t in texts]
-        except httpx.HTTPError as exc:
+        except TOKENIZE_ERRORS as exc:
             raise _remote_error(exc, "prompt") from None
 
 
-def _remote_error(exc: httpx.HTTPError, param: str) -> errors.ApiError:
+def _remote_error(exc: Exception, param: str) -> errors.ApiError:
     """A failed /tokenize call: the engine refused the input (400) or is not there (503)."""
-    if isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code < 500:
-        message, _ = upstream_message(exc.response.content)
+    if isinstance(exc, TokenizeRefused) and exc.status < 500:
+        message, _ = upstream_message(exc.content)
         return errors.invalid_request(message, param)
     return errors.service_unavailable()
 

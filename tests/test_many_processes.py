@@ -27,6 +27,7 @@ from playwright.sync_api import expect
 
 from server.gateway.limits_redis import LEASE_SECONDS
 from server.processes.redis_server import start_redis
+from server.workbench.answer import trust_only
 from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
 from tests.helpers import app_env, assert_error
 from tests.ui_helpers import (
@@ -40,7 +41,6 @@ from tests.ui_helpers import (
     stored_messages,
     wait_for_answer,
 )
-from ui.answer_stream import trust_only
 
 HI = [{"role": "user", "content": "Hi"}]
 LONG = [{"role": "user", "content": "Write a very long essay about the history of Rome."}]

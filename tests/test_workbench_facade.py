@@ -286,13 +286,13 @@ def test_an_answer_begun_while_streaming_is_checkpointed_then_finished_in_place(
 
 async def test_answer_draft_writes_one_at_a_time_and_settles_before_the_final_save(
         wb, monkeypatch):
-    from server.workbench import answer_draft
+    from server.workbench import answer
 
-    monkeypatch.setattr(answer_draft, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(answer, "CHECKPOINT_SECONDS", 0.0)
     cid = conversation_with(wb, "alice")
     wb.add_user_message("alice", cid, "Count.")
-    assert await answer_draft.AnswerDraft(wb, "alice", cid, model="qwen3").settled() is None
-    draft = answer_draft.AnswerDraft(wb, "alice", cid, model="qwen3")
+    assert await answer.AnswerDraft(wb, "alice", cid, model="qwen3").settled() is None
+    draft = answer.AnswerDraft(wb, "alice", cid, model="qwen3")
     texts = [" ".join(str(n) for n in range(1, i + 1)) for i in range(1, 200)]
     for text in texts:
         draft.update(text)  # never waits for SQLite

@@ -1,34 +1,32 @@
-"""What the gateway adds: the same requests straight to vLLM and through /v1, in one run.
+"""What the gateway adds: the same requests straight to the engine and through /v1, in one run.
 
-    python bench/gateway_overhead.py --engine http://127.0.0.1:8001 \\
-        [--gateway http://127.0.0.1:8000 --key SECRET] [--protocols chat,messages,responses]
+    python bench/gateway_overhead.py [--rounds 4] [--tokenizer] [--profile FILE]
 
-Without --gateway, an app is started in front of the engine (tests/harness.py) with limits
-high enough not to interfere. Requests alternate direct/gateway so drift in the engine's
-speed hits both sides alike. Each protocol (`chat`: /v1/chat/completions, `messages`:
-Anthropic's /v1/messages, `responses`: /v1/responses; vLLM serves all three itself) is
-measured in turn, then a table puts their ratios side by side. For each, prints:
+Against bench/stub_engine.py, which answers at once, so only the gateway's own cost shows; the
+app (`python -m ui`, as launch.sh starts it) in the `external` profile with its defaults (no
+local tokenizer unless --tokenizer) and limits too high to interfere. Each round, the two sides
+alternate who goes first, so drift in the machine's speed hits both alike:
 
-- added latency of complete requests (max_tokens=1): p50 and p99 of each side, their
-  difference, and the median of the paired differences;
-- streamed chunks per second (ignore_eos, fixed length): gateway / direct ratio;
-- when the bench started the app itself: the gateway's own CPU time per complete request
-  (from /proc), which does not depend on how busy the machine is.
+- added p50 latency of sequential complete requests (max_tokens=1);
+- streamed chunks/s of `--tokens`-chunk streams, gateway / direct;
+- complete requests/s at 32 concurrent clients, gateway / direct;
+- the app's CPU per sequential request (from /proc, its idle baseline taken out), and per
+  request at 32 clients.
 
-Targets (issue 4): < 1 ms added p50, >= 0.95x chunks/s.
+Then the medians of the rounds against the goals of issue 12. --profile records the app with
+py-spy meanwhile (`py-spy` from the `bench` extra; collapsed stacks, to rank the hot frames).
 
-    python bench/gateway_overhead.py --throughput [--engine URL] [--workers 1,2,4]
-        [--clients 32,128] [--seconds 10]
+    python bench/gateway_overhead.py --engine http://127.0.0.1:8001 [--protocols chat,messages,responses]
 
---throughput: complete requests per second with 32 and 128 clients, straight to the engine and
-through the gateway with 1, 2 and 4 API workers (`python -m server`, WORKBENCH_API_WORKERS=N:
-nginx and Redis in front from 2 on), each as a ratio to direct, in one run. Without --engine
-it starts bench/stub_engine.py, which answers at once, so the gateway's own cost shows.
+The same rounds against a real vLLM (latency and chunks/s only), for each protocol.
+
+Requests/s by the number of API worker processes: bench/gateway_workers.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import secrets
 import statistics
@@ -98,10 +96,12 @@ def complete_once(client: httpx.Client, base: str, protocol: Protocol) -> float:
 
 
 def stream_once(client: httpx.Client, base: str, protocol: Protocol, tokens: int) -> float:
-    """Chunks per second between the first and the last content event of one stream."""
+    """Content events per second of one stream, from sending the request to its last event
+    (so what the gateway adds before the first event counts too)."""
     body = {**protocol.body(tokens), "stream": True, "ignore_eos": True}
     times: list[float] = []
     event = None
+    started = time.perf_counter()
     with client.stream("POST", base + protocol.path, json=body) as response:
         response.raise_for_status()
         for line in response.iter_lines():
@@ -111,97 +111,178 @@ def stream_once(client: httpx.Client, base: str, protocol: Protocol, tokens: int
                 times.append(time.perf_counter())
     if len(times) < 3:
         raise RuntimeError(f"only {len(times)} events streamed")
-    return (len(times) - 1) / (times[-1] - times[0])
+    return len(times) / (times[-1] - started)
 
 
 @dataclass
-class Figures:
-    """One protocol's results, for the side-by-side table."""
+class Round:
+    """One round's figures, gateway against direct."""
 
-    latency_ratio: float
-    added_p50_ms: float
-    chunk_ratio: float | None
+    direct_p50_ms: float
+    gateway_p50_ms: float
+    chunk_ratio: float | None = None
+    cpu_ms: float | None = None  # the app's CPU per sequential request, idle baseline out
+    rps_ratio: float | None = None
+    rps_cpu_ms: float | None = None  # the app's CPU per request at `clients` clients
 
-
-def run(engine: str, gateway: str, key: str, requests: int, streams: int, tokens: int,
-        protocol: Protocol, gateway_pid: int | None = None) -> Figures:
-    auth = {"Authorization": f"Bearer {key}"}
-    with httpx.Client(timeout=300) as direct, httpx.Client(timeout=300, headers=auth) as proxied:
-        for _ in range(3):  # warm up connections, the prefix cache and the gateway's paths
-            complete_once(direct, engine, protocol)
-            complete_once(proxied, gateway, protocol)
-        # The mounted UI (Gradio's queue polls every millisecond) costs CPU even when idle:
-        # measure that baseline first and take it out of the per-request figure.
-        idle_start = process_cpu_seconds(gateway_pid)
-        time.sleep(IDLE_SAMPLE_SECONDS)
-        idle_end = process_cpu_seconds(gateway_pid)
-        direct_ms, gateway_ms = [], []
-        cpu_before = process_cpu_seconds(gateway_pid)
-        run_started = time.perf_counter()
-        for i in range(requests):
-            # Alternate who goes first, so neither side always meets a warmer engine.
-            if i % 2:
-                gateway_ms.append(complete_once(proxied, gateway, protocol))
-                direct_ms.append(complete_once(direct, engine, protocol))
-            else:
-                direct_ms.append(complete_once(direct, engine, protocol))
-                gateway_ms.append(complete_once(proxied, gateway, protocol))
-        cpu_after = process_cpu_seconds(gateway_pid)
-        run_seconds = time.perf_counter() - run_started
-        direct_rate, gateway_rate = [], []
-        for i in range(streams):
-            order = [(direct, engine, direct_rate), (proxied, gateway, gateway_rate)]
-            for client, base, rates in order if i % 2 == 0 else reversed(order):
-                rates.append(stream_once(client, base, protocol, tokens))
-
-    paired = [g - d for g, d in zip(gateway_ms, direct_ms, strict=True)]
-    print(f"{protocol.path}: complete requests (1 token), {requests} each side")
-    for name, values in (("direct ", direct_ms), ("gateway", gateway_ms)):
-        print(f"  {name}  p50 {percentile(values, 50):8.2f} ms   "
-              f"p99 {percentile(values, 99):8.2f} ms")
-    added = percentile(gateway_ms, 50) - percentile(direct_ms, 50)
-    print(f"  added    p50 {added:+8.2f} ms   "
-          f"p99 {percentile(gateway_ms, 99) - percentile(direct_ms, 99):+8.2f} ms   "
-          f"(median of paired differences {statistics.median(paired):+.2f} ms)")
-    ratio = percentile(gateway_ms, 50) / percentile(direct_ms, 50)
-    print(f"  latency ratio p50 {ratio:.3f}x")
-    if None not in (cpu_before, cpu_after, idle_start, idle_end):
-        idle_rate = (idle_end - idle_start) / IDLE_SAMPLE_SECONDS
-        total = cpu_after - cpu_before
-        busy = total - idle_rate * run_seconds
-        if busy < total / 2:
-            # A slow engine makes the run long, and the idle baseline (itself noisy) swamps
-            # the figure: point --engine at a fast OpenAI-compatible stub to measure it.
-            print(f"  gateway CPU per request: not measurable here (idle baseline "
-                  f"{idle_rate * 100:.1f}% of a core over {run_seconds:.0f} s dominates)")
-        else:
-            print(f"  gateway CPU per request {busy / requests * 1000:.2f} ms "
-                  f"(idle baseline {idle_rate * 100:.1f}% of a core taken out)")
-    if not streams:
-        return Figures(ratio, added, None)
-    d, g = statistics.mean(direct_rate), statistics.mean(gateway_rate)
-    print(f"  streamed chunks/s ({streams} streams of {tokens} tokens each side)")
-    print(f"  direct {d:.1f}/s   gateway {g:.1f}/s   ratio {g / d:.3f}x")
-    return Figures(ratio, added, g / d)
+    @property
+    def added_ms(self) -> float:
+        return self.gateway_p50_ms - self.direct_p50_ms
 
 
-def run_all(engine: str, gateway: str, key: str, args: argparse.Namespace,
-            gateway_pid: int | None = None) -> None:
-    results = {}
-    for name in args.protocols.split(","):
-        results[name] = run(engine, gateway, key, args.requests, args.streams, args.tokens,
-                            PROTOCOLS[name], gateway_pid)
-        print()
-    print("gateway / direct, side by side")
-    print(f"  {'protocol':<10} {'latency p50':>12} {'added p50':>10} {'chunks/s':>9}")
-    for name, f in results.items():
-        chunks = f"{f.chunk_ratio:.3f}x" if f.chunk_ratio is not None else "-"
-        print(f"  {name:<10} {f.latency_ratio:>11.3f}x {f.added_p50_ms:>+8.2f}ms {chunks:>9}")
+class Side:
+    """Direct or through the gateway: a client, a base URL, and the process to watch."""
+
+    def __init__(self, base: str, key: str | None = None, pid: int | None = None):
+        self.base, self.key, self.pid = base, key, pid
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.client = httpx.Client(timeout=300, headers=headers)
 
 
-async def _requests_per_second(base: str, key: str | None, clients: int,
-                               seconds: float) -> float:
-    """Complete requests/s with `clients` concurrent clients, after one second of warm-up."""
+def idle_cpu_rate(pid: int | None) -> float | None:
+    """The app's CPU seconds per second when nobody calls it (the mounted UI's own polling)."""
+    before = process_cpu_seconds(pid)
+    time.sleep(IDLE_SAMPLE_SECONDS)
+    after = process_cpu_seconds(pid)
+    return None if None in (before, after) else (after - before) / IDLE_SAMPLE_SECONDS
+
+
+def measure_round(index: int, direct: Side, gateway: Side, protocol: Protocol,
+                  args: argparse.Namespace, idle_rate: float | None) -> Round:
+    """Sequential latency, streamed chunks/s and (with --clients) requests/s, alternating
+    which side goes first so drift in the machine's speed hits both alike."""
+    times: dict[Side, list[float]] = {direct: [], gateway: []}
+    cpu_before, started = process_cpu_seconds(gateway.pid), time.perf_counter()
+    for i in range(args.requests):
+        for side in (direct, gateway) if (i + index) % 2 else (gateway, direct):
+            times[side].append(complete_once(side.client, side.base, protocol))
+    cpu = _cpu_per_request(gateway.pid, cpu_before, started, args.requests, idle_rate)
+    result = Round(percentile(times[direct], 50), percentile(times[gateway], 50), cpu_ms=cpu)
+    if args.streams:
+        rates: dict[Side, list[float]] = {direct: [], gateway: []}
+        for i in range(args.streams):
+            for side in (direct, gateway) if (i + index) % 2 else (gateway, direct):
+                rates[side].append(stream_once(side.client, side.base, protocol, args.tokens))
+        result.chunk_ratio = statistics.mean(rates[gateway]) / statistics.mean(rates[direct])
+    if args.clients_seq:
+        rps: dict[Side, float] = {}
+        for side in (direct, gateway) if index % 2 else (gateway, direct):
+            cpu_before, started = process_cpu_seconds(gateway.pid), time.perf_counter()
+            rps[side], done = asyncio.run(requests_per_second(
+                side.base, side.key, args.clients_seq, args.seconds))
+            if side is gateway:
+                result.rps_cpu_ms = _cpu_per_request(gateway.pid, cpu_before, started, done,
+                                                     idle_rate)
+        result.rps_ratio = rps[gateway] / rps[direct]
+        print(f"  round {index + 1}: {rps[direct]:.0f} req/s direct, {rps[gateway]:.0f} through "
+              f"the gateway, at {args.clients_seq} clients")
+    return result
+
+
+def _cpu_per_request(pid: int | None, before: float | None, started: float, requests: int,
+                     idle_rate: float | None) -> float | None:
+    after = process_cpu_seconds(pid)
+    if None in (before, after, idle_rate) or not requests:
+        return None
+    busy = after - before - idle_rate * (time.perf_counter() - started)
+    return busy / requests * 1000
+
+
+def report(name: str, rounds: list[Round], goals: bool) -> None:
+    """Each round, then the medians (and, against the stub, the issue's four goals)."""
+    def med(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return statistics.median(known) if known else None
+
+    def cell(value: float | None, fmt: str) -> str:
+        return "-" if value is None else format(value, fmt)
+
+    print(f"{name}: gateway against direct, {len(rounds)} interleaved rounds")
+    print(f"  {'round':<7}{'direct p50':>11}{'gateway p50':>12}{'added p50':>10}"
+          f"{'chunks/s':>9}{'req/s':>7}{'CPU/req':>9}{'CPU/req busy':>13}")
+    rows = [(str(i + 1), r) for i, r in enumerate(rounds)]
+    median = Round(med([r.direct_p50_ms for r in rounds]), med([r.gateway_p50_ms for r in rounds]),
+                   med([r.chunk_ratio for r in rounds]), med([r.cpu_ms for r in rounds]),
+                   med([r.rps_ratio for r in rounds]), med([r.rps_cpu_ms for r in rounds]))
+    added = med([r.added_ms for r in rounds])
+    for label, r in [*rows, ("median", median)]:
+        shown = added if label == "median" else r.added_ms
+        print(f"  {label:<7}{r.direct_p50_ms:>9.2f}ms{r.gateway_p50_ms:>10.2f}ms"
+              f"{shown:>+8.2f}ms{cell(r.chunk_ratio, '.3f'):>8}x{cell(r.rps_ratio, '.3f'):>6}x"
+              f"{cell(r.cpu_ms, '.2f'):>7}ms{cell(r.rps_cpu_ms, '.2f'):>11}ms")
+    if not goals:
+        return
+    print("  goals (issue 12):")
+    for label, value, ok in (
+            ("added p50 latency <= 1 ms", f"{added:+.2f} ms", added <= 1.0),
+            ("req/s at 32 clients >= 0.6x direct", cell(median.rps_ratio, ".3f") + "x",
+             median.rps_ratio is not None and median.rps_ratio >= 0.6),
+            ("streamed chunks/s >= 0.9x direct", cell(median.chunk_ratio, ".3f") + "x",
+             median.chunk_ratio is not None and median.chunk_ratio >= 0.9),
+            ("gateway CPU per request <= 1.5 ms", cell(median.cpu_ms, ".2f") + " ms",
+             median.cpu_ms is not None and median.cpu_ms <= 1.5)):
+        print(f"    {'met ' if ok else 'MISS'}  {label:<38} {value}")
+
+
+def _app_env(key: str, data: str, engine: str, args: argparse.Namespace) -> dict[str, str]:
+    """The app in the `external` profile with its defaults, limits too high to interfere."""
+    env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": data, "WORKBENCH_PROFILE": "external",
+           "WORKBENCH_UPSTREAM_URL": engine, "WORKBENCH_RPM": "100000000",
+           "WORKBENCH_TPM": "1000000000000", "WORKBENCH_MAX_CONCURRENT": "100000"}
+    model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
+    if args.tokenizer and (model_dir / "tokenizer.json").is_file():
+        env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
+    return env
+
+
+def compare(engine: str, args: argparse.Namespace, protocols: list[str], goals: bool) -> None:
+    """Start the app in front of `engine` and report each protocol's rounds."""
+    from tests.harness import start_app
+
+    key = "bench-" + secrets.token_hex(8)
+    with tempfile.TemporaryDirectory() as data:
+        proc, url = start_app(_app_env(key, data, engine, args), Path(data) / "logs")
+        try:
+            direct, gateway = Side(engine), Side(url, key, proc.pid)
+            for _ in range(3):  # warm up connections and the gateway's paths
+                for side in (direct, gateway):
+                    complete_once(side.client, side.base, PROTOCOLS[protocols[0]])
+            idle_rate = idle_cpu_rate(proc.pid)
+            if idle_rate is not None:
+                print(f"the app at rest: {idle_rate * 100:.1f} % of a core (taken out of CPU/req)")
+            if args.profile:
+                args.profile_proc = _start_profile(proc.pid, args.profile)
+            for name in protocols:
+                rounds = [measure_round(i, direct, gateway, PROTOCOLS[name], args, idle_rate)
+                          for i in range(args.rounds)]
+                report(PROTOCOLS[name].path, rounds, goals)
+                print()
+            if args.profile:
+                _stop_profile(args.profile_proc)
+        finally:
+            proc.stop()
+
+
+def _start_profile(pid: int, out: str):
+    """py-spy sampling the app while the rounds run (its top entries: `py-spy top` style)."""
+    import subprocess
+
+    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--format", "raw",
+                             "--rate", "250", "--output", out, "--nonblocking"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _stop_profile(proc) -> None:
+    import signal
+
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+
+
+async def requests_per_second(base: str, key: str | None, clients: int,
+                               seconds: float) -> tuple[float, int]:
+    """Complete requests/s with `clients` concurrent clients after one second of warm-up, and
+    how many requests were counted."""
     import aiohttp
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -220,117 +301,66 @@ async def _requests_per_second(base: str, key: str | None, clients: int,
                 if counting:
                     done += 1
 
-        import asyncio
-
         stop = time.perf_counter() + 1 + seconds
         tasks = [asyncio.create_task(client(stop)) for _ in range(clients)]
         await asyncio.sleep(1)
         counting, started = True, time.perf_counter()
         await asyncio.gather(*tasks)
-        return done / (time.perf_counter() - started)
+        return done / (time.perf_counter() - started), done
 
 
-def throughput(engine: str | None, workers: list[int], clients: list[int],
-               seconds: float) -> None:
-    """Requests/s direct and through 1, 2, 4 API workers, as ratios to direct."""
-    import asyncio
+def start_stub(lean: bool = False):
+    """bench/stub_engine.py on a free port: (its process, its base URL)."""
+    from tests.harness import ManagedProcess, base_env, free_port
 
-    from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
-
-    stub = None
-    if engine is None:
-        port = free_port()
-        stub = ManagedProcess([sys.executable, str(REPO / "bench" / "stub_engine.py"),
-                               "--port", str(port)], base_env(),
-                              Path(tempfile.gettempdir()) / f"stub-engine-{port}.log")
-        engine = f"http://127.0.0.1:{port}"
-        stub.wait_http(engine + "/health", timeout=30)
-    rates: dict[tuple[str, int], float] = {}
+    port = free_port()
+    stub = ManagedProcess([sys.executable, str(REPO / "bench" / "stub_engine.py"),
+                           "--port", str(port), *(["--lean"] if lean else [])], base_env(),
+                          Path(tempfile.gettempdir()) / f"stub-engine-{port}.log")
+    url = f"http://127.0.0.1:{port}"
     try:
-        for n in clients:
-            rates["direct", n] = asyncio.run(_requests_per_second(engine, None, n, seconds))
-        for count in workers:
-            key = "bench-" + secrets.token_hex(8)
-            with tempfile.TemporaryDirectory() as data:
-                env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": data,
-                       "WORKBENCH_PROFILE": "external", "WORKBENCH_UPSTREAM_URL": engine,
-                       "WORKBENCH_RPM": "100000000", "WORKBENCH_TPM": "1000000000000",
-                       "WORKBENCH_MAX_CONCURRENT": "100000", "WORKBENCH_API_WORKERS": str(count)}
-                model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
-                if (model_dir / "tokenizer.json").is_file():
-                    env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
-                port = free_port()
-                # As launch.sh starts it; N + 2 processes take minutes to start on a busy host.
-                proc = ManagedProcess([APP_PYTHON, "-m", "ui"], base_env(
-                    WORKBENCH_PORT=str(port), WORKBENCH_HOST="127.0.0.1", **env),
-                    Path(data) / "logs" / "app.log")
-                url = f"http://127.0.0.1:{port}"
-                try:
-                    proc.wait_http(url + "/health", timeout=600)
-                    for n in clients:
-                        rates[f"{count} worker(s)", n] = asyncio.run(
-                            _requests_per_second(url, key, n, seconds))
-                finally:
-                    proc.stop()
-    finally:
-        if stub is not None:
-            stub.stop()
-    print(f"complete requests/s (max_tokens=1, {seconds:.0f} s each), ratio to direct")
-    print("  " + "".join(f"{f'{n} clients':>24}" for n in clients))
-    for side in dict.fromkeys(name for name, _ in rates):
-        cells = "".join(f"{rates[side, n]:>14.0f} ({rates[side, n] / rates['direct', n]:.2f}x)"
-                        for n in clients)
-        print(f"  {side:<12}{cells}")
-    print(f"  cores: {os.cpu_count()} (bench clients, engine, nginx, Redis and workers share them)")
+        stub.wait_http(url + "/health", timeout=30)
+    except Exception:
+        stub.stop()
+        raise
+    return stub, url
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--engine", help="vLLM base URL (without /v1)")
-    parser.add_argument("--throughput", action="store_true",
-                        help="requests/s by number of API workers (see above)")
-    parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--clients", default="32,128")
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--gateway", help="the app's base URL; default: start one")
-    parser.add_argument("--key", help="API key for --gateway")
-    parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--streams", type=int, default=6)
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--protocols", default="chat,messages,responses",
-                        help=f"comma-separated, of {', '.join(PROTOCOLS)}")
+    parser.add_argument("--engine", help="a real vLLM's base URL; default: bench/stub_engine.py")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=200, help="sequential, each side")
+    parser.add_argument("--streams", type=int, default=6, help="each side")
+    parser.add_argument("--tokens", type=int, default=1024, help="chunks of each stream")
+    parser.add_argument("--clients", type=int, default=32,
+                        help="concurrent clients for req/s (0: skip)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="of each req/s measurement")
+    parser.add_argument("--protocols", default="chat",
+                        help=f"with --engine, comma-separated, of {', '.join(PROTOCOLS)}")
+    parser.add_argument("--tokenizer", action="store_true",
+                        help="give the app the embedded model's tokenizer (WORKBENCH_TOKENIZER_PATH)")
+    parser.add_argument("--profile", metavar="FILE",
+                        help="record the app with py-spy while the rounds run (collapsed stacks)")
+    parser.add_argument("--lean-stub", action="store_true",
+                        help="the stand-in engine without its FastAPI front (see stub_engine.py)")
     args = parser.parse_args(argv)
-    if args.throughput:
-        throughput(args.engine and args.engine.rstrip("/").removesuffix("/v1"),
-                   [int(n) for n in args.workers.split(",")],
-                   [int(n) for n in args.clients.split(",")], args.seconds)
-        return 0
-    if not args.engine:
-        parser.error("--engine is required (except with --throughput)")
-    if unknown := set(args.protocols.split(",")) - set(PROTOCOLS):
+    engine = args.engine and args.engine.rstrip("/").removesuffix("/v1")
+    protocols = args.protocols.split(",")
+    if unknown := set(protocols) - set(PROTOCOLS):
         parser.error(f"unknown protocols: {', '.join(sorted(unknown))}")
-    engine = args.engine.rstrip("/").removesuffix("/v1")
-    if args.gateway:
-        if not args.key:
-            parser.error("--gateway needs --key")
-        run_all(engine, args.gateway.rstrip("/"), args.key, args)
+    args.clients_seq = args.clients
+    if engine:
+        args.clients_seq = 0  # a real CPU engine measures itself, not the gateway, under load
+        compare(engine, args, protocols, goals=False)
         return 0
-
-    from tests.harness import start_app
-
-    key = "bench-" + secrets.token_hex(8)
-    with tempfile.TemporaryDirectory() as data:
-        env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": data, "WORKBENCH_PROFILE": "external",
-               "WORKBENCH_UPSTREAM_URL": engine, "WORKBENCH_RPM": "1000000",
-               "WORKBENCH_TPM": "1000000000", "WORKBENCH_MAX_CONCURRENT": "1000"}
-        model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
-        if (model_dir / "tokenizer.json").is_file():
-            env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
-        proc, url = start_app(env, Path(data) / "logs")
-        try:
-            run_all(engine, url, key, args, proc.pid)
-        finally:
-            proc.stop()
+    if protocols != ["chat"]:
+        parser.error("the stand-in engine serves chat only: use --engine for the others")
+    stub, url = start_stub(args.lean_stub)
+    try:
+        compare(url, args, protocols, goals=True)
+    finally:
+        stub.stop()
     return 0
 
 

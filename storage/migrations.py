@@ -210,6 +210,14 @@ def m007_responses(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m008_usage_request_id(db: sqlite_utils.Database) -> None:
+    """Each usage row's request id, unique: a row replayed from a process's journal after a
+    crash (server.gateway.accounting) is then never counted twice."""
+    db.execute("ALTER TABLE usage_log ADD COLUMN request_id TEXT")
+    db.execute("CREATE UNIQUE INDEX usage_log_request ON usage_log (request_id)")
+
+
 def apply(db: sqlite_utils.Database, *, stop_before: str | None = None) -> None:
     """Apply pending migrations; safe when several processes start at once.
 

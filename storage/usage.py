@@ -11,6 +11,22 @@ from storage.transactions import write
 MAX_BUCKETS = 10_000
 
 
+# The columns a request's row is written with, in the order of log_requests' tuples.
+USAGE_COLUMNS = (
+    "request_id", "created_at", "key_name", "endpoint", "model", "status_code", "prompt_tokens",
+    "completion_tokens", "latency_ms", "ttft_ms", "user", "error_code",
+)
+_INSERT = (f"INSERT OR IGNORE INTO usage_log ({', '.join(USAGE_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(USAGE_COLUMNS))})")
+
+
+def log_requests(db: sqlite_utils.Database, rows: list[tuple]) -> None:
+    """Record requests in one transaction: tuples of USAGE_COLUMNS' values. A row whose
+    request_id is already there is skipped, so replaying a batch is harmless."""
+    with write(db):
+        db.conn.executemany(_INSERT, rows)
+
+
 def log_request(
     db: sqlite_utils.Database,
     *,
@@ -24,24 +40,15 @@ def log_request(
     ttft_ms: float | None = None,
     user: str | None = None,
     error_code: str | None = None,
+    request_id: str | None = None,
+    created_at: float | None = None,
 ) -> None:
     """Record one request (call it once the response is complete, streamed or not)."""
-    with write(db):
-        db["usage_log"].insert(
-            {
-                "created_at": time.time(),
-                "key_name": key_name,
-                "endpoint": endpoint,
-                "model": model,
-                "status_code": status_code,
-                "prompt_tokens": prompt_tokens or 0,
-                "completion_tokens": completion_tokens or 0,
-                "latency_ms": latency_ms,
-                "ttft_ms": ttft_ms,
-                "user": user,
-                "error_code": error_code,
-            }
-        )
+    log_requests(db, [(
+        request_id, time.time() if created_at is None else created_at, key_name, endpoint,
+        model, status_code, prompt_tokens or 0, completion_tokens or 0, latency_ms, ttft_ms,
+        user, error_code,
+    )])
 
 
 def usage_by_endpoint(

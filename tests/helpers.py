@@ -63,7 +63,11 @@ def app_env(data_dir: Path, engine_url: str, model_dir: Path, api_key: str, **ex
         "WORKBENCH_TOKENIZER_PATH": str(model_dir),
         "WORKBENCH_MAX_CONTEXT": str(APP_CONTEXT),
     }
-    env.update({k: str(v) for k, v in extra.items()})
+    for name, value in extra.items():  # None takes a setting out (its default applies)
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = str(value)
     return env
 
 

@@ -7,9 +7,16 @@ import time
 import httpx
 import pytest
 import redis
+from limits.aio.storage import MemoryStorage
 
 from server.gateway import limits_redis
-from server.gateway.limits import KeyLimiter, LimitsUnavailable, RateLimitExceeded, format_duration
+from server.gateway.limits import (
+    KeyLimiter,
+    LimitsUnavailable,
+    QuietMemoryStorage,
+    RateLimitExceeded,
+    format_duration,
+)
 from server.gateway.limits_redis import RedisBackend
 from tests.harness import free_port
 from tests.helpers import assert_error, assert_rate_headers
@@ -127,6 +134,22 @@ async def test_snapshot_headers_carry_reference_and_openai_names(make_limiter):
     assert headers["x-ratelimit-limit-tokens"] == "1000"
     assert headers["x-ratelimit-remaining-tokens"] == "900"
     assert headers["x-ratelimit-reset-requests"].endswith("s")
+
+
+async def test_memory_housekeeping_is_occasional_and_still_drops_expired_counters():
+    storage = QuietMemoryStorage()
+    assert hasattr(MemoryStorage, "_MemoryStorage__schedule_expiry")  # what the override names
+    await storage.incr("a", expiry=0.01)  # the first write starts a pass
+    first = storage.timer
+    await asyncio.sleep(0.05)
+    for name in "bcdefgh":
+        await storage.incr(name, expiry=0.01)
+    assert storage.timer is first  # seven writes, no new pass, no thread hop
+    await asyncio.sleep(0.05)
+    storage._next_housekeeping = 0.0  # as if HOUSEKEEPING_SECONDS had passed
+    await storage.incr("z", expiry=60)
+    await storage.timer
+    assert dict(storage.storage) == {"z": 1}  # the expired counters are gone
 
 
 def test_durations_use_openai_format():

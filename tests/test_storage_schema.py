@@ -37,7 +37,7 @@ EXPECTED_COLUMNS = {
     "usage_log": {
         "id": int, "created_at": float, "key_name": str, "endpoint": str, "model": str,
         "status_code": int, "prompt_tokens": int, "completion_tokens": int, "latency_ms": float,
-        "ttft_ms": float, "user": str, "error_code": str,
+        "ttft_ms": float, "user": str, "error_code": str, "request_id": str,
     },
     "responses": {
         "id": str, "key_name": str, "created_at": float, "input": str, "output": str,
@@ -48,7 +48,7 @@ EXPECTED_COLUMNS = {
 }
 MIGRATION_NAMES = [
     "m001_initial", "m002_search", "m003_documents", "m004_usage_log", "m005_cjk_search",
-    "m006_answer_replica", "m007_responses",
+    "m006_answer_replica", "m007_responses", "m008_usage_request_id",
 ]
 # _content: the own copy of the text kept by the *_cjk tables (not external content).
 FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
@@ -86,6 +86,7 @@ def test_indexes_cover_sidebar_messages_keys_documents_and_usage(tmp_path):
         ("conversation_documents", "conversation_documents_document"): (("document_id",), False),
         ("usage_log", "usage_log_key_time"): (("key_name", "created_at"), False),
         ("usage_log", "usage_log_time"): (("created_at",), False),
+        ("usage_log", "usage_log_request"): (("request_id",), True),
     }
 
 

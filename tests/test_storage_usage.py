@@ -3,7 +3,7 @@
 import pytest
 
 from storage import usage
-from storage.usage import log_request, usage_by_endpoint, usage_series
+from storage.usage import log_request, log_requests, usage_by_endpoint, usage_series
 
 
 def log_at(db, monkeypatch, when: float, **fields) -> None:
@@ -20,7 +20,17 @@ def test_logged_request_has_exactly_these_fields(db, monkeypatch):
         "id": 1, "created_at": 100.0, "key_name": "alice", "endpoint": "/v1/chat/completions",
         "model": "qwen3", "status_code": 200, "prompt_tokens": 10, "completion_tokens": 5,
         "latency_ms": 900.0, "ttft_ms": 120.0, "user": "u-42", "error_code": None,
+        "request_id": None,
     }]
+
+
+def test_a_request_id_is_recorded_once_however_often_its_row_is_written(db):
+    row = ("req-1", 5.0, "alice", "/v1/chat/completions", "qwen3", 200, 3, 4, 1.0, None, None,
+           None)
+    log_requests(db, [row, ("req-2", *row[1:])])
+    log_requests(db, [row])  # replayed after a crash
+    assert [(r["request_id"], r["completion_tokens"]) for r in db["usage_log"].rows] == [
+        ("req-1", 4), ("req-2", 4)]
 
 
 def test_series_buckets_every_interval_with_zeros_and_counts_errors(db, monkeypatch):

@@ -68,10 +68,9 @@ class CompletionService(Forwarder):
         request = validate(ChatCompletionRequest, body)
         await self.check_model(request.model)
         messages_ = string_arguments(await self.documents.expand(body["messages"]))
-        prompt_tokens = await self.counter.messages(messages_, body.get("tools"))
-        requested = request.max_completion_tokens or request.max_tokens
-        max_tokens = max_tokens_for(requested, DEFAULTS["max_tokens"], prompt_tokens,
-                                    self.engine.max_context, "messages")
+        prompt_tokens, max_tokens = await self.counter.fit(
+            messages_, body.get("tools"), request.max_completion_tokens or request.max_tokens,
+            DEFAULTS["max_tokens"], self.engine.max_context, "messages")
         out = _with_defaults(body, max_tokens)
         out["messages"] = messages_
         if request.max_completion_tokens is not None:

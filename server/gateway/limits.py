@@ -130,6 +130,7 @@ class Backend(Protocol):
     """Where the windows, the admission lock and the concurrency leases live."""
 
     storage: Storage
+    parallel_reads: bool  # reads are round trips: run them concurrently
 
     def lock(self, ident: str) -> Any: ...  # an async context manager
     async def active(self, ident: str) -> int: ...
@@ -140,11 +141,39 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
+# The memory storage's housekeeping (dropping expired entries; reads skip them anyway) runs at
+# most this often.
+HOUSEKEEPING_SECONDS = 5.0
+
+
+class QuietMemoryStorage(MemoryStorage):
+    """The library's memory storage with its housekeeping every HOUSEKEEPING_SECONDS.
+
+    The library starts its expiry pass after every write, and the pass makes one worker-thread
+    hop per key: with 3 writes per request that was the limiter's whole cost (a tenth of the
+    gateway's CPU per request, py-spy). Its private scheduler is overridden by name, which the
+    pinned version (limits 5.8.0) is tested for in tests/test_gateway_limits.py.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._next_housekeeping = 0.0
+
+    async def _MemoryStorage__schedule_expiry(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_housekeeping:
+            self._next_housekeeping = now + HOUSEKEEPING_SECONDS
+            await super()._MemoryStorage__schedule_expiry()
+
+
 class MemoryBackend:
     """One process: the library's memory storage, asyncio locks, a counter of leases."""
 
+    # Reads are plain dict lookups: awaiting them one by one is cheaper than a gather's tasks.
+    parallel_reads = False
+
     def __init__(self) -> None:
-        self.storage = MemoryStorage()
+        self.storage = QuietMemoryStorage()
         self._active: dict[str, int] = defaultdict(int)
         self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._ids = itertools.count()
@@ -267,8 +296,12 @@ class KeyLimiter:
         return _Requests(stats.remaining, max(0.0, stats.reset_time - now))
 
     async def _state(self, ident: str, now: float) -> tuple[LimitState, _Requests, _Window]:
-        requests, tokens = await asyncio.gather(
-            self._requests_window(ident, now), self._window(self._token_item, ident))
+        if self._backend.parallel_reads:  # two round trips to Redis at once
+            requests, tokens = await asyncio.gather(
+                self._requests_window(ident, now), self._window(self._token_item, ident))
+        else:
+            requests = await self._requests_window(ident, now)
+            tokens = await self._window(self._token_item, ident)
         state = LimitState(
             requests_limit=self.rpm,
             requests_remaining=max(0, requests.remaining),
@@ -298,8 +331,12 @@ class KeyLimiter:
     async def _admit(self, ident: str, tokens: int) -> tuple[Lease, LimitState]:
         async with self._backend.lock(ident):
             now = time.time()
-            (state, requests, token_window), active = await asyncio.gather(
-                self._state(ident, now), self._backend.active(ident))
+            if self._backend.parallel_reads:
+                (state, requests, token_window), active = await asyncio.gather(
+                    self._state(ident, now), self._backend.active(ident))
+            else:
+                state, requests, token_window = await self._state(ident, now)
+                active = await self._backend.active(ident)
             if active >= self.max_concurrent:
                 raise RateLimitExceeded(
                     "concurrency",

@@ -97,6 +97,8 @@ def storage_uri(url: str) -> str:
 class RedisBackend:
     """KeyLimiter's backend shared through Redis; one per process."""
 
+    parallel_reads = True
+
     def __init__(self, url: str):
         self.storage = RedisStorage(
             storage_uri(url), wrap_exceptions=True, implementation="redispy",

@@ -19,7 +19,6 @@ from pydantic import Field
 
 from server.gateway.forwarding import Plan, validate
 from server.gateway.protocol import _Wire
-from server.gateway.sizing import max_tokens_for
 from server.gateway.streaming import messages_stream
 
 if TYPE_CHECKING:
@@ -64,9 +63,9 @@ class MessagesRequest(CountTokensRequest):
 async def plan(service: Forwarder, body: dict[str, Any]) -> Plan:
     request = validate(MessagesRequest, body)
     await service.check_model(request.model)
-    prompt_tokens = await service.counter.messages(chat_messages(request), chat_tools(request))
-    max_tokens = max_tokens_for(request.max_tokens, request.max_tokens, prompt_tokens,
-                                service.engine.max_context, "messages")
+    prompt_tokens, max_tokens = await service.counter.fit(
+        chat_messages(request), chat_tools(request), request.max_tokens, request.max_tokens,
+        service.engine.max_context, "messages")
     out = {**body, "max_tokens": max_tokens}
     stream = messages_stream() if request.stream else None
     user = (request.metadata or {}).get("user_id")

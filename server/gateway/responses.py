@@ -24,7 +24,6 @@ from pydantic import Field
 from server.gateway import errors
 from server.gateway.forwarding import Plan, validate
 from server.gateway.protocol import DEFAULTS, _Wire
-from server.gateway.sizing import max_tokens_for
 from server.gateway.streaming import responses_stream
 from storage.keys import Key
 from storage.responses import load_response, save_response
@@ -69,9 +68,9 @@ async def plan(service: CompletionService, key: Key, body: dict[str, Any]) -> Pl
     conversation = _items(out["input"])  # kept as sent: normalising is for the engine only
     out = normalise(out)
     messages = chat_messages(out)
-    prompt_tokens = await service.counter.messages(messages, chat_tools(request.tools))
-    max_tokens = max_tokens_for(request.max_output_tokens, DEFAULTS["max_tokens"],
-                                prompt_tokens, service.engine.max_context, "input")
+    prompt_tokens, max_tokens = await service.counter.fit(
+        messages, chat_tools(request.tools), request.max_output_tokens, DEFAULTS["max_tokens"],
+        service.engine.max_context, "input")
     out["max_output_tokens"] = max_tokens
     stream = responses_stream() if request.stream else None
     after = None

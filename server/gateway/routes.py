@@ -1,21 +1,18 @@
 """HTTP routes: `/v1/*` (key required), `/health` (open) and `/metrics` (admin key).
 
 Routes only translate: read the request, call one service, turn its result into a response.
+The generating endpoints (`POST /v1/chat/completions` and the like) are served by
+`front.GenerationFront` before this router is reached.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-import anyio
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
 from server.gateway import errors
 from server.gateway.auth import AdminKey, ApiKey
-from server.gateway.body import read_json_object
-from server.gateway.completions import JsonResult, StreamResult
+from server.gateway.front import GENERATING
 from server.gateway.limits import limit_id
 from server.gateway.messages import CountTokensRequest, MessagesRequest
 from server.gateway.openapi import (
@@ -36,91 +33,49 @@ from server.gateway.protocol import (
     model_list,
 )
 from server.gateway.responses import ResponsesRequest
-from server.gateway.streaming import RelayResponse
 from server.settings import SERVED_MODEL_NAME
-from storage.keys import Key
 
 v1 = APIRouter(prefix="/v1")
 ops = APIRouter()
 
-# The generating endpoints, all served by CompletionService.serve.
-GENERATING = ("/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
-              "/v1/messages/count_tokens")
 KNOWN_V1_PATHS = frozenset({*GENERATING, "/v1/models", "/v1/openapi.json"})
 
 
-def _started(request: Request) -> float:
-    # Set by MetricsMiddleware when the request arrived, so auth time counts as latency.
-    return getattr(request.state, "started", None) or time.perf_counter()
+# The generating endpoints are served by `front.GenerationFront`, in front of this router; their
+# operations are declared here only so that /v1/openapi.json describes them with the rest.
+async def chat_completions() -> None:
+    """OpenAI's Chat Completions (the OpenAI SDKs, aider, Qwen Code)."""
 
 
-async def _until_disconnected(request: Request, call):
-    """Await `call`, cancelling it if the client disconnects first (which aborts the engine's
-    request too: cancelling closes its connection). Returns None if the client left."""
-    with anyio.CancelScope() as scope:
-
-        async def watch() -> None:
-            while (await request.receive())["type"] != "http.disconnect":
-                pass
-            scope.cancel()
-
-        watcher = asyncio.get_running_loop().create_task(watch())
-        try:
-            return await call
-        finally:
-            watcher.cancel()
-    return None
+async def completions() -> None:
+    """OpenAI's legacy Completions."""
 
 
-def _respond(result: JsonResult | StreamResult | None) -> Response:
-    if result is None:  # the client is gone; nobody reads this
-        return Response(status_code=499)
-    if isinstance(result, StreamResult):
-        return RelayResponse(result.relay, result.headers)
-    return Response(result.body, media_type="application/json", headers=result.headers)
-
-
-async def _serve(request: Request, key: Key, endpoint: str) -> Response:
-    gateway = request.app.state.gateway
-    started = _started(request)
-    try:
-        body = await read_json_object(request, gateway.settings.max_body_bytes)
-    except errors.ApiError as exc:
-        gateway.completions.record_refusal(key, endpoint, None, exc, started)
-        raise
-    call = gateway.completions.serve(key, endpoint, body, started)
-    return _respond(await _until_disconnected(request, call))
-
-
-@v1.post("/chat/completions", **documented(ChatCompletion, ChatCompletionRequest, stream=True))
-async def chat_completions(request: Request, key: ApiKey) -> Response:
-    return await _serve(request, key, "/v1/chat/completions")
-
-
-@v1.post("/completions", **documented(Completion, CompletionRequest, stream=True))
-async def completions(request: Request, key: ApiKey) -> Response:
-    return await _serve(request, key, "/v1/completions")
-
-
-@v1.post("/responses", **documented(ResponseObject, ResponsesRequest, stream=True))
-async def responses(request: Request, key: ApiKey) -> Response:
+async def responses() -> None:
     """OpenAI's Responses API (Codex)."""
-    return await _serve(request, key, "/v1/responses")
 
 
-@v1.post("/messages", **documented(AnthropicMessageResponse, MessagesRequest, stream=True,
-                                   dialect="anthropic"))
-async def messages(request: Request, key: ApiKey) -> Response:
+async def messages() -> None:
     """Anthropic's Messages API (Claude Code); `?beta=true` and `anthropic-*` headers are
     accepted; errors answer in Anthropic's shape."""
-    return await _serve(request, key, "/v1/messages")
 
 
-@v1.post("/messages/count_tokens",
-         **documented(CountTokensResponse, CountTokensRequest, dialect="anthropic"))
-async def count_tokens(request: Request, key: ApiKey) -> Response:
+async def count_tokens() -> None:
     """Anthropic's token counting, by the engine's own template and tokenizer."""
-    return await _serve(request, key, "/v1/messages/count_tokens")
+
+
+described = APIRouter(prefix="/v1")
+for _path, _endpoint, _docs in (
+        ("/chat/completions", chat_completions,
+         documented(ChatCompletion, ChatCompletionRequest, stream=True)),
+        ("/completions", completions, documented(Completion, CompletionRequest, stream=True)),
+        ("/responses", responses, documented(ResponseObject, ResponsesRequest, stream=True)),
+        ("/messages", messages, documented(AnthropicMessageResponse, MessagesRequest,
+                                           stream=True, dialect="anthropic")),
+        ("/messages/count_tokens", count_tokens,
+         documented(CountTokensResponse, CountTokensRequest, dialect="anthropic"))):
+    described.add_api_route(_path, _endpoint, methods=["POST"], **_docs)
+assert {route.path for route in described.routes} == GENERATING
 
 
 @v1.get("/models", **documented(ModelList))
@@ -149,7 +104,7 @@ async def openapi(request: Request) -> Response:
     """This description of `/v1` (OpenAPI 3.1); needs no key."""
     document = getattr(request.app.state, "v1_openapi", None)
     if document is None:
-        document = request.app.state.v1_openapi = openapi_document(v1.routes)
+        document = request.app.state.v1_openapi = openapi_document(described.routes + v1.routes)
     return JSONResponse(document)
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import anyio.to_thread
+
 from server.counter import Counter
-from server.gateway.accounting import UsageRecorder
+from server.gateway.accounting import UsageRecorder, replay_journals
 from server.gateway.auth import Authenticator
 from server.gateway.completions import CompletionService
 from server.gateway.documents import DocumentExpander
@@ -18,6 +21,8 @@ from server.gateway.sizing import PromptCounter
 from server.gateway.upstream import Engine
 from server.settings import Settings
 from storage import Store
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +49,10 @@ async def open_gateway(settings: Settings, store: Store, engine: Engine, counter
     limiter = KeyLimiter(settings.rpm, settings.tpm, settings.max_concurrent,
                          RedisBackend(settings.redis_url) if settings.redis_url else None)
     recorder = UsageRecorder(store, metrics)
+    replayed = await anyio.to_thread.run_sync(replay_journals, store, recorder.journal.directory)
+    if replayed:
+        log.warning("%d usage row(s) of a process that stopped abruptly were written now",
+                    replayed)
     completions = CompletionService(
         engine, PromptCounter(counter), limiter, recorder, metrics,
         DocumentExpander(settings.max_pdf_bytes), store)

@@ -1,9 +1,16 @@
-"""Prompt sizing: exact token counts of a request, and the max_tokens the context leaves.
+"""Prompt sizing: token counts of a request, and the max_tokens the context leaves.
 
 Decision (documented in the README's API section): when prompt + max_tokens is over the
 enforced context but the prompt itself fits, max_tokens is lowered to what is left (the
 answer then ends with finish_reason "length" at the context's edge); when the prompt alone
 does not fit, the request is refused with 400 `context_length_exceeded`.
+
+With the tokenizer on this host every prompt is counted exactly. Without it (the `external`
+profile's default) a count is a round trip to the engine's `/tokenize`, which was a fifth of
+the gateway's cost per request; so it is asked only when the answer could depend on it. A
+prompt's JSON text bounds its tokens (see `token_bound`): while that bound plus max_tokens fits
+the context, neither the refusal nor the lowering can happen, and the limits reserve an
+estimate that the answer's real usage settles.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from typing import Any
 import anyio.to_thread
 import httpx
 import jinja2
+import orjson
 
 from server.counter import Counter
 from server.gateway import errors
@@ -21,6 +29,21 @@ from server.gateway.upstream import upstream_message
 # Above this many characters a local count runs in a worker thread (tiktoken releases the
 # GIL), so one huge document does not stall every other request on the event loop.
 INLINE_COUNT_CHARS = 50_000
+# What a chat template may add beyond the messages' own text: ChatML's markers are ≈5 tokens a
+# message, Qwen3's tool preamble ≈250 tokens, default system prompts ≈30.
+TEMPLATE_TOKENS = 1024
+# English and code run ≈4 bytes of JSON a token; the reservation needs no more than a guess.
+BYTES_PER_TOKEN = 4
+
+
+def token_bound(messages: list[dict[str, Any]], tools: list | None) -> tuple[int, int]:
+    """(at most, about) how many tokens these messages and tools make once templated.
+
+    A byte-level BPE token spans at least one byte of text, and a JSON text has at least the
+    bytes of the strings in it; 2× covers tokenizers that add a word-start piece before a byte
+    (SentencePiece's "▁") and templates that print JSON with spaces."""
+    size = len(orjson.dumps(messages)) + (len(orjson.dumps(tools)) if tools else 0)
+    return 2 * size + TEMPLATE_TOKENS, size // BYTES_PER_TOKEN + 8 * len(messages)
 
 
 def _chars(messages: list[dict[str, Any]]) -> int:
@@ -54,6 +77,21 @@ class PromptCounter:
             raise errors.invalid_request(f"Invalid messages: {exc}", "messages") from None
         except httpx.HTTPError as exc:
             raise _remote_error(exc, "messages") from None
+
+    async def fit(self, messages: list[dict[str, Any]], tools: list | None,
+                  requested: int | None, default: int, max_context: int,
+                  param: str) -> tuple[int, int]:
+        """(prompt tokens, max_tokens to send) of a chat-shaped request, or 400
+        `context_length_exceeded`; the prompt tokens are exact unless counting is remote and
+        the prompt is far enough from the context's edge for a count to change nothing."""
+        wanted = requested or default
+        if not self.local:
+            bound, estimate = token_bound(messages, tools)
+            if bound + wanted <= max_context:
+                return estimate, wanted
+        prompt_tokens = await self.messages(messages, tools)
+        return prompt_tokens, max_tokens_for(requested, default, prompt_tokens, max_context,
+                                             param)
 
     async def texts(self, texts: list[str]) -> list[int]:
         """Token counts of legacy-completion prompts (no chat framing)."""

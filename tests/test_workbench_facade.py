@@ -142,6 +142,8 @@ def test_a_question_goes_to_the_open_conversation_with_the_panels_settings_or_a_
     again = wb.open_conversation("alice", cid, system_prompt="Be terse.", params=params)
     assert again == (cid, False)
     assert wb.get_conversation("alice", cid)["system_prompt"] == "Be terse."
+    kept = wb.open_conversation("alice", cid, system_prompt="", params={}, keep_settings=True)
+    assert kept == (cid, False) and wb.get_conversation("alice", cid)["system_prompt"] == "Be terse."
     # Another owner's id is a missing conversation: bob gets his own, alice's is untouched.
     theirs, created = wb.open_conversation("bob", cid, system_prompt="", params=params)
     assert created and theirs != cid and wb.count_conversations("alice") == 1

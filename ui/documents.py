@@ -139,7 +139,8 @@ def wire(tab: DocumentsTab, page: Page, gauge: Gauge) -> None:
 
     def conversation_for(owner: str, cid: int | None, settings: tuple) -> tuple[int, bool]:
         system_prompt, params = read_settings(*settings)
-        return wb.open_conversation(owner, cid, system_prompt=system_prompt, params=params)
+        return wb.open_conversation(owner, cid, system_prompt=system_prompt, params=params,
+                                    keep_settings=True)
 
     def redraw(owner: str, cid: int, busy: bool, created: bool, query: str) -> dict:
         if created and not busy:  # the new conversation opens (its settings are the panel's)

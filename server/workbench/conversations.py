@@ -81,11 +81,16 @@ class Conversations:
         )
 
     def open_conversation(self, owner: str, cid: int | None, *, system_prompt: str,
-                          params: dict) -> tuple[int, bool]:
+                          params: dict, keep_settings: bool = False) -> tuple[int, bool]:
         """The conversation a question or a document goes to: `cid` with these settings saved,
-        or, when it is None or not the owner's, a new one with them; (its id, created)."""
-        if cid is not None and self.save_settings(owner, cid, system_prompt=system_prompt,
-                                                  params=params):
+        or, when it is None or not the owner's, a new one with them; (its id, created).
+
+        `keep_settings`: an existing conversation keeps its own (a document attached at the
+        end of a long upload must not write back the settings the panel had at its start).
+        """
+        if cid is not None and self.get_conversation(owner, cid) is not None and (
+                keep_settings or self.save_settings(owner, cid, system_prompt=system_prompt,
+                                                    params=params)):
             return cid, False
         return self.create_conversation(owner, system_prompt=system_prompt, params=params), True
 

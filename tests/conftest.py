@@ -143,6 +143,15 @@ async def make_limiter(request):
         await limiter.aclose()
 
 
+@pytest.fixture(scope="module")
+def fault_upstream():
+    """A stand-in vLLM for the faults the real engine cannot produce on demand (one per module)."""
+    from tests.fault_upstream import FaultUpstream
+
+    with FaultUpstream() as upstream:
+        yield upstream
+
+
 @pytest.fixture
 def db(tmp_path):
     """A fresh, migrated SQLite database file under tmp_path."""

@@ -19,10 +19,10 @@ from server.engine.profiles import cpu_plan
 from server.sampling import DEFAULT_PARAMS
 from server.settings import Settings
 from server.workbench import Workbench
+from server.workbench.answer import AnswerStream, Queued, with_queue_notices
 from tests.harness import ManagedProcess, base_env, free_port, start_app
 from tests.helpers import app_env, wait_until
 from tests.ui_helpers import last_answer, new_conversation, send, sign_in, wait_for_answer
-from ui.answer_stream import AnswerStream, Queued, with_queue_notices
 from ui.formatting import queued_message
 
 

@@ -253,12 +253,3 @@ def test_no_error_anywhere_uses_fastapi_detail_shape(client, app):
     ]
     for response in responses:
         assert "detail" not in response.json(), response.text
-
-
-@pytest.fixture(scope="module")
-def fault_upstream():
-    from tests.fault_upstream import FaultUpstream
-
-    with FaultUpstream() as upstream:
-        yield upstream
-

@@ -8,19 +8,12 @@ import httpx
 import openai
 import pytest
 
-from tests.fault_upstream import FaultUpstream
 from tests.helpers import RATE_HEADERS, usage_rows, wait_until
 
 HI = [{"role": "user", "content": "Count from one to twenty."}]
 ENGINE_STOPPED = {"error": {
     "message": "The engine stopped in the middle of the response.",
     "type": "internal_server_error", "param": None, "code": "engine_error"}}
-
-
-@pytest.fixture(scope="module")
-def fault_upstream():
-    with FaultUpstream() as upstream:
-        yield upstream
 
 
 def _stream(app, timeout=60, **body):

@@ -1,4 +1,4 @@
-"""Two API workers, the UI process, nginx and Redis, started by `python -m server` as launch.sh
+"""Two API workers, the UI process, nginx and Redis, started by `python -m ui` as launch.sh
 starts it (WORKBENCH_API_WORKERS=2), in front of the real CPU engine.
 
 Requests meant to meet on different workers go to each worker's own loopback port (from
@@ -9,16 +9,10 @@ everything else goes through nginx on the public port.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import secrets
 import signal
-import sqlite3
 import ssl
-import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import openai
@@ -27,8 +21,19 @@ from playwright.sync_api import expect
 
 from server.gateway.limits_redis import LEASE_SECONDS
 from server.processes.redis_server import start_redis
-from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
-from tests.helpers import app_env, assert_error
+from server.workbench.answer import trust_only
+from tests.harness import free_port
+from tests.helpers import assert_error
+from tests.process_stack import (
+    HI,
+    Stack,
+    admitted_within,
+    body,
+    burst,
+    make_ca_and_cert,
+    open_stream,
+    start_stack,
+)
 from tests.ui_helpers import (
     STREAM_TIMEOUT,
     answer_text,
@@ -40,74 +45,6 @@ from tests.ui_helpers import (
     stored_messages,
     wait_for_answer,
 )
-from ui.answer_stream import trust_only
-
-HI = [{"role": "user", "content": "Hi"}]
-LONG = [{"role": "user", "content": "Write a very long essay about the history of Rome."}]
-
-
-@dataclass
-class Stack:
-    url: str
-    key: str
-    data_dir: Path
-    proc: ManagedProcess
-    verify: ssl.SSLContext | bool = True
-
-    @property
-    def api_key(self) -> str:
-        return self.key
-
-    @property
-    def processes(self) -> dict:
-        return json.loads((self.data_dir / "run" / "processes.json").read_text())
-
-    def worker(self, n: int) -> str:
-        return f"http://127.0.0.1:{self.processes[f'api-{n}']['port']}"
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-    def usage(self, at_least: int = 0) -> list[tuple]:
-        """(status, error code) of every usage row, once there are `at_least` (rows are
-        written in batches a moment after their response)."""
-        deadline = time.monotonic() + 10
-        while True:
-            with sqlite3.connect(self.data_dir / "workbench.db") as db:
-                rows = db.execute(
-                    "SELECT status_code, error_code FROM usage_log ORDER BY id").fetchall()
-            if len(rows) >= at_least or time.monotonic() > deadline:
-                return rows
-            time.sleep(0.1)
-
-
-def start_stack(tmp_path: Path, engine_url: str, model_dir: Path, workers: int = 2,
-                scheme: str = "http", verify: ssl.SSLContext | bool = True,
-                **settings) -> Stack:
-    """`python -m server` with these settings on a free public port; waits for /health."""
-    data_dir = tmp_path / "data"
-    key = "test-admin-" + secrets.token_hex(8)
-    port = free_port()
-    env = base_env(**app_env(data_dir, engine_url, model_dir, key, WORKBENCH_PORT=port,
-                             WORKBENCH_HOST="127.0.0.1", WORKBENCH_API_WORKERS=workers,
-                             **settings))
-    proc = ManagedProcess([APP_PYTHON, "-m", "ui"], env, data_dir / "logs" / "app.log")
-    url = f"{scheme}://127.0.0.1:{port}"
-    # Four processes starting at once take minutes on a busy 2-core host.
-    deadline = time.monotonic() + 400
-    while True:
-        if not proc.alive() or time.monotonic() > deadline:
-            proc.stop()
-            raise RuntimeError("the stack did not start:\n" +
-                               (data_dir / "logs" / "app.log").read_text()[-3000:])
-        try:
-            if httpx.get(url + "/health", verify=verify, timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    return Stack(url, key, data_dir, proc, verify)
 
 
 @pytest.fixture
@@ -124,22 +61,9 @@ def stack_factory(engine_url, model_dir, tmp_path):
         stack.proc.stop()
 
 
-def _body(**extra) -> dict:
-    return {"model": "qwen3", "messages": HI, "max_tokens": 1, **extra}
-
-
-async def _burst(stack: Stack, count: int, **extra) -> list[httpx.Response]:
-    """`count` requests at once, alternating between the two workers' own ports."""
-    async with httpx.AsyncClient(headers=stack.headers, timeout=300) as client:
-        bases = [stack.worker(1), stack.worker(2)]
-        return await asyncio.gather(*(
-            client.post(bases[i % 2] + "/v1/chat/completions", json=_body(**extra))
-            for i in range(count)))
-
-
 async def test_rpm_and_concurrency_hold_across_two_workers(stack_factory):
     stack = stack_factory(WORKBENCH_RPM=5, WORKBENCH_MAX_CONCURRENT=1000)
-    responses = await _burst(stack, 20)
+    responses = await burst(stack, 20)
     assert sorted(r.status_code for r in responses) == [200] * 5 + [429] * 15
     refused = next(r for r in responses if r.status_code == 429)
     assert_error(refused, 429, "rate_limit_error", "rate_limit_exceeded", None,
@@ -149,41 +73,10 @@ async def test_rpm_and_concurrency_hold_across_two_workers(stack_factory):
     assert sorted(status for status, _ in rows) == [200] * 5 + [429] * 15
 
     stack2 = stack_factory(WORKBENCH_MAX_CONCURRENT=2)
-    responses = await _burst(stack2, 20, max_tokens=48, stream=True, ignore_eos=True)
+    responses = await burst(stack2, 20, max_tokens=48, stream=True, ignore_eos=True)
     assert sorted(r.status_code for r in responses) == [200] * 2 + [429] * 18
     assert "2 concurrent requests per key" in next(
         r for r in responses if r.status_code == 429).json()["error"]["message"]
-
-
-@dataclass
-class OpenStream:
-    response: httpx.Response
-    lines: object  # kept referenced: collecting the line iterator would close the response
-
-
-async def _open_stream(client: httpx.AsyncClient, base: str) -> OpenStream:
-    """A long stream, open once its first event has arrived."""
-    request = client.build_request(
-        "POST", base + "/v1/chat/completions",
-        json=_body(messages=LONG, max_tokens=4000, stream=True, ignore_eos=True))
-    response = await client.send(request, stream=True)
-    assert response.status_code == 200, await response.aread()
-    lines = response.aiter_lines()
-    while not (await anext(lines)).startswith("data: "):
-        pass
-    return OpenStream(response, lines)
-
-
-async def _admitted_within(client: httpx.AsyncClient, base: str, seconds: float) -> float:
-    """Seconds until a request on `base` is admitted (fails the test after `seconds`)."""
-    started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        response = await client.post(base + "/v1/chat/completions", json=_body())
-        if response.status_code == 200:
-            return time.monotonic() - started
-        assert response.status_code == 429, response.text
-        await asyncio.sleep(0.25)
-    pytest.fail(f"no slot came back within {seconds} s")
 
 
 async def test_a_client_leaving_frees_its_slot_for_the_other_worker(stack_factory):
@@ -191,12 +84,12 @@ async def test_a_client_leaving_frees_its_slot_for_the_other_worker(stack_factor
     a, b = stack.worker(1), stack.worker(2)
     async with httpx.AsyncClient(headers=stack.headers, timeout=300) as leaving, \
             httpx.AsyncClient(headers=stack.headers, timeout=300) as staying:
-        first = await _open_stream(leaving, a)
-        second = await _open_stream(staying, b)
-        refused = await staying.post(b + "/v1/chat/completions", json=_body())
+        first = await open_stream(leaving, a)
+        second = await open_stream(staying, b)
+        refused = await staying.post(b + "/v1/chat/completions", json=body())
         assert refused.status_code == 429
         await first.response.aclose()  # the client on worker 1 goes away mid-answer
-        assert await _admitted_within(staying, b, 10) < 10
+        assert await admitted_within(staying, b, 10) < 10
         await second.response.aclose()
     assert (499, "client_disconnected") in stack.usage(at_least=2)
 
@@ -206,20 +99,20 @@ async def test_a_killed_worker_gives_its_slots_back_and_loses_nothing(stack_fact
     a, b = stack.worker(1), stack.worker(2)
     victim = stack.processes["api-1"]["pid"]
     async with httpx.AsyncClient(headers=stack.headers, timeout=300) as client:
-        done = await client.post(a + "/v1/chat/completions", json=_body())
+        done = await client.post(a + "/v1/chat/completions", json=body())
         assert done.status_code == 200
         before = stack.usage(at_least=1)
-        stream = await _open_stream(client, a)
-        second = await _open_stream(client, b)
+        stream = await open_stream(client, a)
+        second = await open_stream(client, b)
         os.kill(victim, signal.SIGKILL)
         with pytest.raises(httpx.HTTPError):
             async for _ in stream.lines:
                 pass
         # The other worker keeps serving, through nginx too; the dead one's slot is still
         # held (2 of 2) until its lease expires.
-        assert (await client.post(b + "/v1/chat/completions", json=_body())).status_code == 429
+        assert (await client.post(b + "/v1/chat/completions", json=body())).status_code == 429
         killed_at = time.monotonic()
-        waited = await _admitted_within(client, stack.url, LEASE_SECONDS + 10)
+        waited = await admitted_within(client, stack.url, LEASE_SECONDS + 10)
         assert time.monotonic() - killed_at <= LEASE_SECONDS + 10, waited
         await second.response.aclose()
     assert stack.usage()[:len(before)] == before
@@ -246,11 +139,11 @@ async def test_without_redis_requests_get_503_and_their_rows(stack_factory, own_
     stack = stack_factory(WORKBENCH_REDIS_URL=f"redis://127.0.0.1:{own_redis['port']}/0")
     async with httpx.AsyncClient(headers=stack.headers, timeout=60) as client:
         assert (await client.post(stack.url + "/v1/chat/completions",
-                                  json=_body())).status_code == 200
+                                  json=body())).status_code == 200
         own_redis["proc"].kill()
         own_redis["proc"].wait()
         for base in (stack.worker(1), stack.worker(2)):
-            response = await client.post(base + "/v1/chat/completions", json=_body())
+            response = await client.post(base + "/v1/chat/completions", json=body())
             assert_error(response, 503, "service_unavailable", "service_unavailable", None,
                          "Rate limits cannot be checked right now (the limits store is "
                          "unreachable); retry later.")
@@ -259,30 +152,14 @@ async def test_without_redis_requests_get_503_and_their_rows(stack_factory, own_
         # Back on its port, Redis is used again without a restart of anything.
         own_redis["proc"] = start_redis(own_redis["port"], tmp_path / "redis",
                                         tmp_path / "redis.log")
-        response = await client.post(stack.url + "/v1/chat/completions", json=_body())
+        response = await client.post(stack.url + "/v1/chat/completions", json=body())
         assert response.status_code == 200, response.text
     assert [s for s, _ in stack.usage(at_least=4)] == [200, 503, 503, 200]
 
 
-def _make_ca_and_cert(directory: Path) -> tuple[Path, Path, Path]:
-    """A test CA and a certificate it signed for 127.0.0.1 (openssl, as the README shows)."""
-    ca_key, ca, key, csr, cert = (directory / n for n in
-                                  ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
-    run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key,
-        "-out", ca, "-days", "2", "-subj", "/CN=Workbench test CA")
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
-        "-subj", "/CN=127.0.0.1")
-    ext = directory / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-        "-out", cert, "-days", "2", "-extfile", ext)
-    return ca, cert, key
-
-
 @pytest.mark.parametrize("workers", [2, 1])  # nginx terminates TLS; uvicorn does
 def test_openai_sdk_over_https_with_the_tests_own_ca(stack_factory, tmp_path, workers):
-    ca, cert, key = _make_ca_and_cert(tmp_path)
+    ca, cert, key = make_ca_and_cert(tmp_path)
     trust = ssl.create_default_context(cafile=str(ca))
     stack = stack_factory(workers=workers, scheme="https", verify=trust,
                           WORKBENCH_TLS_CERT=cert, WORKBENCH_TLS_KEY=key)

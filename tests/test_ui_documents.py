@@ -37,7 +37,7 @@ from tests.ui_helpers import (
     sign_in,
     wait_for_answer,
 )
-from ui.document_formatting import document_html, fit_html, no_text_note, page_list
+from ui.formatting import document_html, fit_html, no_text_note, page_list
 
 PDFS = Path(__file__).parent / "pdfs"
 SMALL_CONTEXT = 1024

@@ -6,8 +6,8 @@ import httpx2
 import openai
 import pytest
 
+from server.workbench.answer import api_params, describe_error
 from ui import formatting
-from ui.answer_stream import api_params, describe_error
 
 REQUEST = httpx2.Request("POST", "http://127.0.0.1:8000/v1/chat/completions")
 
@@ -143,7 +143,7 @@ def test_button_labels_need_no_extra_fonts():
                     and isinstance(node.args[0], ast.Constant)
                     and isinstance(node.args[0].value, str)):
                 labels.append((path.name, node.args[0].value))
-    assert ("layout.py", "+ New conversation") in labels
+    assert ("sidebar.py", "+ New conversation") in labels
     odd = [(name, label) for name, label in labels
            if any(not ch.isascii() and ch not in LABEL_GLYPHS for ch in label)]
     assert not odd, odd

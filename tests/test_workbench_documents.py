@@ -12,8 +12,10 @@ import pytest
 
 from server.documents.errors import EncryptedPdfError, PdfTooLargeError
 from server.documents.prompt import DOCUMENTS_INSTRUCTION, format_ranges
+from server.sampling import normalize_params
 from server.tokens import TokenCounter
 from server.workbench import NotFoundError, Workbench
+from server.workbench.fit import MIN_ROOM
 from server.workbench.library import PAGES_KEY
 from storage import Store
 
@@ -128,6 +130,22 @@ def test_overflow_is_only_for_attached_documents_that_do_not_fit(wb):
     assert fit is not None and not fit.fits
     assert fit == wb.fit("alice", cid, system_prompt="", max_tokens=8192, draft="Summarise it.")
     assert wb.overflow("alice", None, system_prompt="", max_tokens=10**6) is None
+
+
+def test_an_answer_in_the_room_left_gets_exactly_that_room_when_it_is_worth_one(wb):
+    document = upload(wb, "alice", "multicolumn.pdf")
+    cid = wb.create_conversation("alice")
+    wb.documents.attach("alice", cid, document["id"])
+    params = normalize_params({"max_tokens": 8192})
+    room = wb.fit("alice", cid, system_prompt="", draft="Summarise it.").room
+    assert room >= MIN_ROOM
+    assert wb.in_room_left("alice", cid, system_prompt="", params=params,
+                           draft="Summarise it.") == {**params, "max_tokens": room}
+    # Every word is at least one token: this system prompt leaves less than MIN_ROOM.
+    filler = "word " * (room - MIN_ROOM + 1)
+    assert not wb.fit("alice", cid, system_prompt=filler, draft="Summarise it.").room_for_answer
+    assert wb.in_room_left("alice", cid, system_prompt=filler, params=params,
+                           draft="Summarise it.") is None
 
 
 def test_another_owner_cannot_attach_or_read_someone_elses_documents(wb):

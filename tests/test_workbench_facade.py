@@ -135,6 +135,29 @@ def test_regenerate_drops_the_answers_after_the_last_question(wb):
     assert wb.drop_last_answer("alice", empty) is False
 
 
+def test_a_question_goes_to_the_open_conversation_with_the_panels_settings_or_a_new_one(wb):
+    params = normalize_params({"temperature": 0.2})
+    cid, created = wb.open_conversation("alice", None, system_prompt="Be brief.", params=params)
+    assert created and wb.get_conversation("alice", cid)["params"]["temperature"] == 0.2
+    again = wb.open_conversation("alice", cid, system_prompt="Be terse.", params=params)
+    assert again == (cid, False)
+    assert wb.get_conversation("alice", cid)["system_prompt"] == "Be terse."
+    kept = wb.open_conversation("alice", cid, system_prompt="", params={}, keep_settings=True)
+    assert kept == (cid, False) and wb.get_conversation("alice", cid)["system_prompt"] == "Be terse."
+    # Another owner's id is a missing conversation: bob gets his own, alice's is untouched.
+    theirs, created = wb.open_conversation("bob", cid, system_prompt="", params=params)
+    assert created and theirs != cid and wb.count_conversations("alice") == 1
+
+
+def test_the_question_to_answer_is_the_draft_or_the_one_left_unanswered(wb):
+    cid = conversation_with(wb, "alice", ("q1", "a1", "complete"))
+    assert wb.question_to_answer("alice", cid, "   ") is False  # answered already
+    assert wb.question_to_answer("alice", cid, " q2 ") is True
+    assert wb.question_to_answer("alice", cid, None) is True  # q2 waits for its answer
+    assert [m["content"] for m in wb.messages("alice", cid)] == ["q1", "a1", "q2"]
+    assert wb.question_to_answer("alice", wb.create_conversation("alice"), "") is False
+
+
 def test_only_the_last_question_can_be_edited_and_what_followed_goes(wb):
     cid = conversation_with(wb, "alice", ("q1", "a1", "complete"), ("q2", "a2", "complete"))
     q1, _, q2, _ = (m["id"] for m in wb.messages("alice", cid))
@@ -265,13 +288,13 @@ def test_an_answer_begun_while_streaming_is_checkpointed_then_finished_in_place(
 
 async def test_answer_draft_writes_one_at_a_time_and_settles_before_the_final_save(
         wb, monkeypatch):
-    from server.workbench import answer_draft
+    from server.workbench import answer
 
-    monkeypatch.setattr(answer_draft, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(answer, "CHECKPOINT_SECONDS", 0.0)
     cid = conversation_with(wb, "alice")
     wb.add_user_message("alice", cid, "Count.")
-    assert await answer_draft.AnswerDraft(wb, "alice", cid, model="qwen3").settled() is None
-    draft = answer_draft.AnswerDraft(wb, "alice", cid, model="qwen3")
+    assert await answer.AnswerDraft(wb, "alice", cid, model="qwen3").settled() is None
+    draft = answer.AnswerDraft(wb, "alice", cid, model="qwen3")
     texts = [" ".join(str(n) for n in range(1, i + 1)) for i in range(1, 200)]
     for text in texts:
         draft.update(text)  # never waits for SQLite

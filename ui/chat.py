@@ -13,19 +13,21 @@ room left (never a silent truncation, never the engine's error as the answer).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
 import anyio
 import gradio as gr
 
-from server.workbench import Workbench
-from ui import formatting, gauge, usage_panel, views
-from ui.answer_stream import ApiClient, InFlight
-from ui.document_formatting import chunk_progress_message, offer_markdown
-from ui.layout import Components
+from server.workbench.answer import ApiClient
+from ui import formatting
+from ui.gauge import Gauge, build_gauge
 from ui.settings_panel import read_settings
-from ui.turn import last_question, make_stream
+from ui.turn import InFlight, make_stream
 
-# "Answer in the room left" is offered only when the room is worth an answer.
-MIN_ROOM = 32
+if TYPE_CHECKING:  # ui.views composes the areas; an area only takes the page it is given
+    from ui.views import Page
 
 
 def _edited_text(value) -> str:
@@ -39,15 +41,74 @@ def _edited_text(value) -> str:
     return ""
 
 
-def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> None:
-    """Attach send, stream, stop, regenerate, edit and the over-context offer."""
-    outputs = views.view_outputs(c) | {c.draft, c.offer_msg, c.offer_shorter_btn}
-    context = [c.session, c.conv_id, c.busy, c.search_box]
+@dataclass(frozen=True)
+class Chat:
+    """The chat column: the conversation, the gauge, the over-context offer, the composer."""
+
+    chatbot: gr.Chatbot
+    gauge: gr.HTML
+    offer_row: gr.Column
+    offer_msg: gr.Markdown
+    offer_pages_btn: gr.Button
+    offer_chunks_btn: gr.Button
+    offer_shorter_btn: gr.Button
+    draft: gr.Textbox
+    send_btn: gr.Button
+    stop_btn: gr.Button
+    regen_btn: gr.Button
+
+    def controls(self, *, busy: bool) -> dict:
+        """Stop shown while an answer streams, Send and Regenerate otherwise."""
+        return {self.send_btn: gr.Button(visible=not busy),
+                self.regen_btn: gr.Button(visible=not busy),
+                self.stop_btn: gr.Button(visible=busy)}
+
+
+def build() -> Chat:
+    """Create the chat column's components (under the conversation's header)."""
+    chatbot = gr.Chatbot(
+        value=[], elem_id="chatbot", show_label=False, height="64vh", min_height=320,
+        editable="user", buttons=["copy", "copy_all"], feedback_options=None, layout="bubble",
+        placeholder="**Ask anything.** Answers stream here, with their stats.",
+    )
+    meter = build_gauge()
+    # Shown instead of sending when documents and conversation do not fit the context.
+    with gr.Column(visible=False, elem_id="fit-offer") as offer_row:
+        offer_msg = gr.Markdown("", elem_id="fit-offer-message")
+        with gr.Row():
+            offer_pages_btn = gr.Button("Choose pages", size="sm", elem_id="offer-pages")
+            offer_chunks_btn = gr.Button("Analyse in chunks", size="sm", variant="primary",
+                                         elem_id="offer-chunks")
+            offer_shorter_btn = gr.Button("Answer in the room left", size="sm",
+                                          elem_id="offer-shorter")
+    with gr.Row(equal_height=True, elem_id="composer"):
+        draft = gr.Textbox(
+            # lines=1 (growing to max_lines) is what makes Enter send and Shift+Enter start a
+            # new line.
+            show_label=False, lines=1, max_lines=12, elem_id="draft", autofocus=True,
+            placeholder="Message (Enter to send, Shift+Enter for a new line)", scale=8,
+            container=False,
+        )
+        with gr.Column(scale=1, min_width=130):
+            send_btn = gr.Button("Send", variant="primary", elem_id="send-button")
+            stop_btn = gr.Button("Stop", variant="stop", visible=False, elem_id="stop-button")
+            regen_btn = gr.Button("Regenerate", size="sm", elem_id="regenerate-button")
+    return Chat(chatbot, meter, offer_row, offer_msg, offer_pages_btn, offer_chunks_btn,
+                offer_shorter_btn, draft, send_btn, stop_btn, regen_btn)
+
+
+def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: Gauge,
+         usage_chain: Callable, headroom: gr.HTML, side_tabs: gr.Tabs) -> None:
+    """Attach send, stream, stop, regenerate, edit and the over-context offer (`headroom`:
+    the usage tab's rate-limit headroom, redrawn as the answer streams)."""
+    wb, state, fields = page.wb, page.state, page.settings.fields
+    outputs = page.outputs | {chat.draft, chat.offer_msg, chat.offer_shorter_btn}
+    context = page.context
 
     def streaming_view(owner: str, cid: int, query: str, placeholder: dict | None = None) -> dict:
-        view = views.conversation_view(c, wb, owner, cid, query)
-        view[c.chatbot] = view[c.chatbot] + [placeholder or formatting.streaming_message("")]
-        return {**view, **views.busy_controls(c, cid)}
+        view = page.conversation_view(owner, cid, query)
+        view[chat.chatbot] = view[chat.chatbot] + [placeholder or formatting.streaming_message("")]
+        return {**view, **page.busy_controls(cid)}
 
     def over_context(owner: str, cid: int | None, system_prompt: str, params: dict,
                      draft: str | None = None) -> dict | None:
@@ -57,50 +118,48 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
         if fit is None:
             return None
         return {
-            c.offer_row: gr.Column(visible=True),
-            c.offer_msg: offer_markdown(fit),
-            c.offer_shorter_btn: gr.Button(
-                value=f"Answer in the {fit.room:,} tokens left", visible=fit.room >= MIN_ROOM),
-            c.turn: None,
+            chat.offer_row: gr.Column(visible=True),
+            chat.offer_msg: formatting.offer_markdown(fit),
+            chat.offer_shorter_btn: gr.Button(
+                value=f"Answer in the {fit.room:,} tokens left", visible=fit.room_for_answer),
+            state.turn: None,
         }
 
     def start_send(session, cid, busy, query, draft, *settings):
         if session is None or not (draft or "").strip():
-            return {c.turn: None}
+            return {state.turn: None}
         if busy:
             # Enter still submits while Send is hidden: keep the draft and say why.
             gr.Warning("An answer is still streaming: wait for it, or stop it, then send.")
-            return {c.turn: None}
+            return {state.turn: None}
         system_prompt, params = read_settings(*settings)
-        if cid is None or wb.get_conversation(session.owner, cid) is None:
-            cid = wb.create_conversation(session.owner, system_prompt=system_prompt, params=params)
-        else:
-            wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
+        cid, _ = wb.open_conversation(session.owner, cid, system_prompt=system_prompt,
+                                      params=params)
         offer = over_context(session.owner, cid, system_prompt, params, draft.strip())
         if offer:  # the draft stays in the box, unsent
             return offer
         # Stored before the model is asked: whatever happens next, the question is kept.
         wb.add_user_message(session.owner, cid, draft.strip())
-        return {**streaming_view(session.owner, cid, query), c.draft: ""}
+        return {**streaming_view(session.owner, cid, query), chat.draft: ""}
 
     def start_regenerate(session, cid, busy, query, *settings):
         if session is None or busy or cid is None:
-            return {c.turn: None}
+            return {state.turn: None}
         system_prompt, params = read_settings(*settings)
         wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
         if not wb.drop_last_answer(session.owner, cid):
             gr.Warning("There is no question to answer again yet.")
-            return {c.turn: None}
+            return {state.turn: None}
         offer = over_context(session.owner, cid, system_prompt, params)
         if offer:
-            return {**views.conversation_view(c, wb, session.owner, cid, query), **offer}
+            return {**page.conversation_view(session.owner, cid, query), **offer}
         return streaming_view(session.owner, cid, query)
 
     def start_edit(edit: gr.EditData, session, cid, busy, query, message_ids, *settings):
         """Resend an edited question: the last one in place (its answer is replaced); an
         earlier one in a copy of the conversation up to it, so no later answer is lost."""
         if session is None or cid is None:
-            return {c.turn: None}
+            return {state.turn: None}
         index = edit.index if isinstance(edit.index, int) else edit.index[0]
         message_id = message_ids[index] if 0 <= index < len(message_ids) else None
         text = _edited_text(edit.value)
@@ -108,67 +167,61 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
             gr.Warning("Nothing was resent: a question cannot be edited while an answer "
                        "streams, or left empty.")
             # Redraw: the Chatbot already shows the rejected edit.
-            return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
+            return {**page.conversation_view(session.owner, cid, query), state.turn: None}
         system_prompt, params = read_settings(*settings)
         wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
         resend = wb.resend_edited(session.owner, cid, message_id, text)
         if resend is None:
             gr.Warning("Only your own questions can be edited and resent.")
-            return {**views.conversation_view(c, wb, session.owner, cid, query), c.turn: None}
+            return {**page.conversation_view(session.owner, cid, query), state.turn: None}
         if resend.branched:
             gr.Info(f"The edited question goes on in a new conversation, “{resend.title}”; "
                     "the original keeps its later messages.")
         cid = resend.cid
         offer = over_context(session.owner, cid, system_prompt, params)
         if offer:
-            return {**views.conversation_view(c, wb, session.owner, cid, query), **offer}
+            return {**page.conversation_view(session.owner, cid, query), **offer}
         return streaming_view(session.owner, cid, query)
 
     def start_in_room_left(session, cid, busy, query, draft, *settings):
         """Send the draft (or answer the unanswered question) with max tokens = the room left."""
         if session is None or busy or cid is None:
-            return {c.turn: None}
+            return {state.turn: None}
         system_prompt, params = read_settings(*settings)
-        question = (draft or "").strip()
-        fit = wb.fit(session.owner, cid, system_prompt=system_prompt, draft=question or None)
-        if fit.room < MIN_ROOM:
+        params = wb.in_room_left(session.owner, cid, system_prompt=system_prompt,
+                                 params=params, draft=(draft or "").strip() or None)
+        if params is None:
             gr.Warning("There is no room left for an answer: choose pages or analyse in chunks.")
-            return {c.turn: None}
-        params = {**params, "max_tokens": fit.room}
+            return {state.turn: None}
         wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
-        if question:
-            wb.add_user_message(session.owner, cid, question)
-        elif last_question(wb.messages(session.owner, cid)) is None:
+        if not wb.question_to_answer(session.owner, cid, draft):
             gr.Warning("Type your question first.")
-            return {c.turn: None}
-        return {**streaming_view(session.owner, cid, query), c.draft: ""}
+            return {state.turn: None}
+        return {**streaming_view(session.owner, cid, query), chat.draft: ""}
 
     def start_chunked(session, cid, busy, query, draft, *settings):
         """Store the question (the draft, or the one left unanswered) and start the analysis."""
         if session is None or busy:
-            return {c.turn: None}
+            return {state.turn: None}
         if cid is None or not wb.documents.attached(session.owner, cid):
             gr.Warning("Attach a document first: the analysis reads the attached documents.")
-            return {c.turn: None}
+            return {state.turn: None}
         system_prompt, params = read_settings(*settings)
         wb.save_settings(session.owner, cid, system_prompt=system_prompt, params=params)
-        question = (draft or "").strip()
-        if question:
-            wb.add_user_message(session.owner, cid, question)
-        elif last_question(wb.messages(session.owner, cid)) is None:
+        if not wb.question_to_answer(session.owner, cid, draft):
             gr.Warning("Type your question first: the chunks are summarised for it.")
-            return {c.turn: None}
-        placeholder = chunk_progress_message("Planning the chunks")
-        return {**streaming_view(session.owner, cid, query, placeholder), c.draft: ""}
+            return {state.turn: None}
+        placeholder = formatting.chunk_progress_message("Planning the chunks")
+        return {**streaming_view(session.owner, cid, query, placeholder), chat.draft: ""}
 
     def finish(session, cid, busy, query):
         if session is None:
-            return views.idle_controls(c)
-        return {**views.conversation_view(c, wb, session.owner, cid, query), **views.idle_controls(c)}
+            return page.idle_controls()
+        return {**page.conversation_view(session.owner, cid, query), **page.idle_controls()}
 
     def finish_turn(session, cid, busy, query, turn):
         if turn is None:  # nothing was streamed (refused, or the offer is shown): keep the page
-            return views.idle_controls(c)
+            return page.idle_controls()
         return finish(session, cid, busy, query)
 
     async def stop(request: gr.Request, session, cid, busy, query):
@@ -177,37 +230,38 @@ def wire(c: Components, wb: Workbench, api: ApiClient, inflight: InFlight) -> No
         return await anyio.to_thread.run_sync(finish, session, cid, busy, query)
 
     common = dict(api_visibility="private", show_progress="hidden")
-    direct = make_stream(c, wb, api, inflight, chunked=False)
-    chunked = make_stream(c, wb, api, inflight, chunked=True)
-    with_draft = context + [c.draft, *c.settings]
+    direct = make_stream(wb, api, inflight, chat.chatbot, headroom, chunked=False)
+    chunked = make_stream(wb, api, inflight, chat.chatbot, headroom, chunked=True)
+    with_draft = context + [chat.draft, *fields]
+    chunk_clicks = [page.documents.chunk_btn.click, chat.offer_chunks_btn.click]
     starts = [
-        (gr.on([c.send_btn.click, c.draft.submit], start_send, inputs=with_draft,
+        (gr.on([chat.send_btn.click, chat.draft.submit], start_send, inputs=with_draft,
                outputs=outputs, **common), direct),
-        (c.regen_btn.click(start_regenerate, inputs=context + c.settings, outputs=outputs,
-                           **common), direct),
-        (c.chatbot.edit(start_edit, inputs=context + [c.message_ids, *c.settings],
-                        outputs=outputs, **common), direct),
-        (c.offer_shorter_btn.click(start_in_room_left, inputs=with_draft, outputs=outputs,
-                                   **common), direct),
-        (gr.on([c.chunk_btn.click, c.offer_chunks_btn.click], start_chunked, inputs=with_draft,
-               outputs=outputs, **common), chunked),
+        (chat.regen_btn.click(start_regenerate, inputs=context + fields, outputs=outputs,
+                              **common), direct),
+        (chat.chatbot.edit(start_edit, inputs=context + [state.message_ids, *fields],
+                           outputs=outputs, **common), direct),
+        (chat.offer_shorter_btn.click(start_in_room_left, inputs=with_draft, outputs=outputs,
+                                      **common), direct),
+        (gr.on(chunk_clicks, start_chunked, inputs=with_draft, outputs=outputs, **common),
+         chunked),
     ]
     streams = []
     for start, stream_fn in starts:
         stream = start.then(
-            stream_fn, inputs=[c.session, c.turn], outputs=[c.chatbot, c.headroom],
+            stream_fn, inputs=[state.session, state.turn], outputs=[chat.chatbot, headroom],
             concurrency_limit=None, **common,
         )
-        done = stream.then(finish_turn, inputs=context + [c.turn], outputs=outputs, **common)
-        usage_panel.chain(gauge.chain(done, c, wb), c, wb)
+        done = stream.then(finish_turn, inputs=context + [state.turn], outputs=outputs, **common)
+        usage_chain(gauge.chain(done))
         streams.append(stream)
     # The browser sends the cancel only once the clicked event's own function is done, so the
     # cancel is an event without a function, and the redraw (which waits for the cancelled
     # stream to store its partial answer) follows it.
-    stopped = c.stop_btn.click(None, cancels=streams, **common).then(
+    stopped = chat.stop_btn.click(None, cancels=streams, **common).then(
         stop, inputs=context, outputs=outputs, **common)
-    usage_panel.chain(gauge.chain(stopped, c, wb), c, wb)
-    c.offer_pages_btn.click(
-        lambda: {c.side_tabs: gr.Tabs(selected="documents"), c.offer_row: gr.Column(visible=False)},
-        outputs={c.side_tabs, c.offer_row}, **common)
-
+    usage_chain(gauge.chain(stopped))
+    chat.offer_pages_btn.click(
+        lambda: {side_tabs: gr.Tabs(selected="documents"),
+                 chat.offer_row: gr.Column(visible=False)},
+        outputs={side_tabs, chat.offer_row}, **common)

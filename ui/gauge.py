@@ -8,6 +8,7 @@ redrawn with it, from the same count.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import anyio
@@ -15,25 +16,28 @@ import gradio as gr
 
 from server.workbench import Workbench
 from ui import formatting
-from ui.document_formatting import fit_html
-from ui.layout import Components
 
 
-def _inputs(c: Components) -> list:
-    return [c.session, c.conv_id, c.draft, c.system_prompt, c.max_tokens]
+def build_gauge() -> gr.HTML:
+    """The gauge under the chat."""
+    return gr.HTML(formatting.gauge_html(None, 0), elem_id="context-gauge")
 
 
-def _outputs(c: Components) -> list:
-    return [c.gauge, c.doc_fit, c.chunk_btn]
+@dataclass(frozen=True)
+class Gauge:
+    """The gauge's redraw: what it reads and the three components it draws."""
 
+    wb: Workbench
+    # session, conv_id, draft, system prompt, max tokens
+    inputs: list
+    # the gauge, the documents tab's fit summary, its "Analyse in chunks" button
+    outputs: list
 
-def make_refresh(wb: Workbench):
-    """The gauge callback (async: counting long documents runs in a worker thread)."""
-
-    async def refresh(session, cid, draft, system_prompt, max_tokens):
+    async def refresh(self, session, cid, draft, system_prompt, max_tokens):
+        """The gauge callback (async: counting long documents runs in a worker thread)."""
         if session is None:
             return gr.skip(), gr.skip(), gr.skip()
-        owner = session.owner
+        wb, owner = self.wb, session.owner
         attached = await anyio.to_thread.run_sync(wb.documents.attached, owner, cid)
         fit = await anyio.to_thread.run_sync(partial(
             wb.fit, owner, cid, system_prompt=system_prompt or "", draft=draft,
@@ -41,26 +45,17 @@ def make_refresh(wb: Workbench):
         note = f"documents {fit.documents:,}" if attached else ""
         return (
             formatting.gauge_html(fit.used, fit.max_context, reserve=fit.reserve, note=note),
-            fit_html(fit, attached),
+            formatting.fit_html(fit, attached),
             gr.Button(visible=bool(attached) and not fit.fits),
         )
 
-    return refresh
+    def chain(self, event):
+        """Refresh the gauge after `event` (anything that changed the conversation shown)."""
+        return event.then(self.refresh, inputs=self.inputs, outputs=self.outputs,
+                          show_progress="hidden", api_visibility="private")
 
-
-def chain(event, c: Components, wb: Workbench):
-    """Refresh the gauge after `event` (anything that changed the conversation shown)."""
-    return event.then(
-        make_refresh(wb), inputs=_inputs(c), outputs=_outputs(c),
-        show_progress="hidden", api_visibility="private",
-    )
-
-
-def wire(c: Components, wb: Workbench) -> None:
-    """Recount as the draft, the system prompt or max tokens change."""
-    gr.on(
-        [c.draft.change, c.system_prompt.change, c.max_tokens.change],
-        make_refresh(wb), inputs=_inputs(c), outputs=_outputs(c),
-        trigger_mode="always_last", show_progress="hidden", api_visibility="private",
-        concurrency_limit=None,
-    )
+    def wire(self, triggers: list) -> None:
+        """Recount as the draft, the system prompt or max tokens change (`triggers`)."""
+        gr.on(triggers, self.refresh, inputs=self.inputs, outputs=self.outputs,
+              trigger_mode="always_last", show_progress="hidden", api_visibility="private",
+              concurrency_limit=None)

@@ -10,12 +10,14 @@ The key is checked here (through the workbench facade) and then kept in two plac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import gradio as gr
 
-from server.workbench import Workbench
-from ui import gauge, views
-from ui.layout import Components
+from ui.gauge import Gauge
+
+if TYPE_CHECKING:  # ui.views composes the areas; an area only takes the page it is given
+    from ui.views import Page
 
 
 @dataclass(frozen=True)
@@ -27,80 +29,106 @@ class Session:
     admin: bool = False
 
 
+@dataclass(frozen=True)
+class SignIn:
+    """The sign-in panel, shown instead of the workbench until a key is accepted."""
+
+    panel: gr.Column
+    key_box: gr.Textbox
+    button: gr.Button
+    message: gr.Markdown
+
+
+def build() -> SignIn:
+    """Create the sign-in panel."""
+    # Hidden until the page's load event has tried the remembered key: no sign-in flash.
+    with gr.Column(elem_id="signin-panel", visible=False) as panel:
+        gr.Markdown("## Qwen Workbench\nSign in with your API key (the same key as for `/v1`).")
+        key_box = gr.Textbox(
+            label="API key", type="password", placeholder="wb-…", elem_id="signin-key",
+            max_lines=1,
+        )
+        button = gr.Button("Sign in", variant="primary", elem_id="signin-button")
+        message = gr.Markdown("", elem_id="signin-message")
+    return SignIn(panel, key_box, button, message)
+
+
 def _field(stored, name: str):
     """A field of a value read back from the browser (which may hold anything)."""
     return stored.get(name) if isinstance(stored, dict) else None
 
 
-def _signed_in(c: Components, wb: Workbench, session: Session, cid: int | None) -> dict:
-    return {
-        c.session: session,
-        c.saved_key: {"key": session.key},
-        c.signin_panel: gr.Column(visible=False),
-        c.workbench: gr.Column(visible=True),
-        c.sidebar: gr.Sidebar(visible=True),
-        c.signin_msg: "",
-        c.key_box: "",
-        c.whoami: f"Signed in as **{session.owner}**",
-        **views.conversation_view(c, wb, session.owner, cid),
-        **views.idle_controls(c),
+def wire(signin: SignIn, page: Page, workbench: gr.Column, demo: gr.Blocks,
+         gauge: Gauge) -> None:
+    """Attach the sign-in, restore-on-load and sign-out events (`workbench`: the column
+    shown once signed in)."""
+    wb, state, sidebar, documents = page.wb, page.state, page.sidebar, page.documents
+    outputs = page.outputs | {
+        state.session, state.saved_key, signin.panel, workbench, sidebar.panel, signin.message,
+        signin.key_box, sidebar.whoami, documents.status, documents.progress,
     }
 
+    def signed_in(session: Session, cid: int | None) -> dict:
+        return {
+            state.session: session,
+            state.saved_key: {"key": session.key},
+            signin.panel: gr.Column(visible=False),
+            workbench: gr.Column(visible=True),
+            sidebar.panel: gr.Sidebar(visible=True),
+            signin.message: "",
+            signin.key_box: "",
+            sidebar.whoami: f"Signed in as **{session.owner}**",
+            **page.conversation_view(session.owner, cid),
+            **page.idle_controls(),
+        }
 
-def _signed_out(c: Components, message: str = "") -> dict:
-    return {
-        c.session: None,
-        # Wrapped in dicts: the browser skips storing falsy values, which would keep the key.
-        c.saved_key: {"key": ""},
-        c.saved_conv: {"id": None},
-        c.conv_id: None,
-        c.signin_panel: gr.Column(visible=True),
-        c.workbench: gr.Column(visible=False),
-        c.sidebar: gr.Sidebar(visible=False),
-        c.signin_msg: message,
-        c.chatbot: [],
-        c.conv_list: gr.Radio(choices=[], value=None),
-        c.conv_more: "",
-        # The next person to sign in on this page must not see this one's documents.
-        c.doc_attached: gr.CheckboxGroup(choices=[], value=[]),
-        c.doc_status: "",
-        c.doc_progress: "",
-    }
-
-
-def wire(c: Components, wb: Workbench, demo: gr.Blocks) -> None:
-    """Attach the sign-in, restore-on-load and sign-out events."""
-    outputs = views.view_outputs(c) | {
-        c.session, c.saved_key, c.signin_panel, c.workbench, c.sidebar, c.signin_msg,
-        c.key_box, c.whoami, c.doc_status, c.doc_progress,
-    }
+    def signed_out(message: str = "") -> dict:
+        return {
+            state.session: None,
+            # Wrapped in dicts: the browser skips storing falsy values, which would keep the key.
+            state.saved_key: {"key": ""},
+            state.saved_conv: {"id": None},
+            state.conv_id: None,
+            signin.panel: gr.Column(visible=True),
+            workbench: gr.Column(visible=False),
+            sidebar.panel: gr.Sidebar(visible=False),
+            signin.message: message,
+            page.chat.chatbot: [],
+            sidebar.conv_list: gr.Radio(choices=[], value=None),
+            sidebar.conv_more: "",
+            # The next person to sign in on this page must not see this one's documents.
+            documents.attached: gr.CheckboxGroup(choices=[], value=[]),
+            documents.status: "",
+            documents.progress: "",
+        }
 
     def sign_in(secret: str):
         identity = wb.sign_in(secret)
         if identity is None:
-            return _signed_out(c, "That key was not accepted: check it, or ask for a new one.")
+            return signed_out("That key was not accepted: check it, or ask for a new one.")
         session = Session(owner=identity.owner, key=secret.strip(), admin=identity.admin)
         # The newest conversation opens first, as the list shows it.
         newest = wb.list_conversations(session.owner, limit=1)
-        return _signed_in(c, wb, session, newest[0]["id"] if newest else None)
+        return signed_in(session, newest[0]["id"] if newest else None)
 
     def restore(saved_key: dict | None, saved_conv: dict | None):
         secret = _field(saved_key, "key")
         if not isinstance(secret, str) or not secret:
-            return _signed_out(c)
+            return signed_out()
         identity = wb.sign_in(secret)
         if identity is None:
-            return _signed_out(c, "Your saved key is no longer valid: sign in again.")
+            return signed_out("Your saved key is no longer valid: sign in again.")
         session = Session(owner=identity.owner, key=secret, admin=identity.admin)
         saved_conv = _field(saved_conv, "id")
         if not isinstance(saved_conv, int):
             newest = wb.list_conversations(session.owner, limit=1)
             saved_conv = newest[0]["id"] if newest else None
-        return _signed_in(c, wb, session, saved_conv)
+        return signed_in(session, saved_conv)
 
     common = dict(outputs=outputs, api_visibility="private", show_progress="hidden")
-    signed_in = gr.on([c.signin_btn.click, c.key_box.submit], sign_in, inputs=[c.key_box], **common)
-    restored = demo.load(restore, inputs=[c.saved_key, c.saved_conv], **common)
-    c.signout_btn.click(lambda: _signed_out(c), **common)
-    for event in (signed_in, restored):
-        gauge.chain(event, c, wb)
+    signed = gr.on([signin.button.click, signin.key_box.submit], sign_in,
+                   inputs=[signin.key_box], **common)
+    restored = demo.load(restore, inputs=[state.saved_key, state.saved_conv], **common)
+    sidebar.signout_btn.click(lambda: signed_out(), **common)
+    for event in (signed, restored):
+        gauge.chain(event)

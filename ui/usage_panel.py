@@ -1,18 +1,19 @@
 """The usage view of the signed-in key: requests and tokens over time, and totals.
 
 The series come from the gateway's usage log (every /v1 request, the UI's included); the
-rate-limit headroom next to it is read from the last response's headers (see ui.chat).
+rate-limit headroom next to it is read from the last response's headers (see ui.turn).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import gradio as gr
 import pandas as pd
 
 from server.workbench import Workbench
-from ui.layout import Components
+from ui import formatting
 
 # Range → (window, bucket) in seconds: about a hundred buckets or fewer each.
 RANGES = {"1h": (3600, 60), "24h": (86400, 900), "7d": (7 * 86400, 3600)}
@@ -57,8 +58,43 @@ def _endpoint_table(endpoints: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def make_refresh(c: Components, wb: Workbench):
-    """The callback that redraws the plots for a session and a range."""
+@dataclass(frozen=True)
+class UsagePanel:
+    """The usage tab: the rate-limit headroom (drawn by the chat), range, totals, plots."""
+
+    headroom: gr.HTML
+    range: gr.Radio
+    refresh: gr.Button
+    totals: gr.Markdown
+    requests: gr.BarPlot
+    tokens: gr.LinePlot
+
+
+def build() -> UsagePanel:
+    """Create the tab's components (inside the usage tab)."""
+    headroom = gr.HTML(formatting.headroom_html(None), elem_id="rate-limit-headroom")
+    with gr.Row():
+        usage_range = gr.Radio(
+            [("1 h", "1h"), ("24 h", "24h"), ("7 d", "7d")], value="1h", show_label=False,
+            elem_id="usage-range", container=False, scale=3,
+        )
+        refresh = gr.Button("Refresh", size="sm", elem_id="usage-refresh", scale=1)
+    totals = gr.Markdown("", elem_id="usage-totals")
+    requests = gr.BarPlot(
+        x="time", y="requests", color="outcome", title="Requests", height=200,
+        elem_id="usage-requests", x_title="", y_title="requests",
+        color_map={"ok": "#2563eb", "error": "#dc2626"},
+    )
+    tokens = gr.LinePlot(
+        x="time", y="tokens", color="kind", title="Tokens", height=200,
+        elem_id="usage-tokens", x_title="", y_title="tokens",
+    )
+    return UsagePanel(headroom, usage_range, refresh, totals, requests, tokens)
+
+
+def wire(panel: UsagePanel, wb: Workbench, session: gr.State, tab: gr.Tab):
+    """Redraw on Refresh, on a range change and when the tab is opened; returns `chain`, which
+    redraws after an event (an answer ended: one more request is logged)."""
 
     def refresh(session, range_key):
         if session is None:
@@ -68,28 +104,18 @@ def make_refresh(c: Components, wb: Workbench):
         requests, tokens = frames(rows)
         endpoints = wb.usage_by_endpoint(session.owner, window_seconds=window)
         return {
-            c.usage_requests: requests,
-            c.usage_tokens: tokens,
-            c.usage_totals: totals_markdown(rows, range_key if range_key in RANGES else "1h",
-                                            endpoints),
+            panel.requests: requests,
+            panel.tokens: tokens,
+            panel.totals: totals_markdown(rows, range_key if range_key in RANGES else "1h",
+                                          endpoints),
         }
 
-    return refresh
+    args = dict(fn=refresh, inputs=[session, panel.range],
+                outputs={panel.requests, panel.tokens, panel.totals},
+                show_progress="hidden", api_visibility="private")
+    gr.on([panel.refresh.click, panel.range.change, tab.select], **args)
 
+    def chain(event):
+        return event.then(**args)
 
-def _args(c: Components, wb: Workbench) -> dict:
-    return dict(
-        fn=make_refresh(c, wb), inputs=[c.session, c.usage_range],
-        outputs={c.usage_requests, c.usage_tokens, c.usage_totals},
-        show_progress="hidden", api_visibility="private",
-    )
-
-
-def chain(event, c: Components, wb: Workbench):
-    """Redraw the usage after `event` (an answer ended: one more request is logged)."""
-    return event.then(**_args(c, wb))
-
-
-def wire(c: Components, wb: Workbench) -> None:
-    """Redraw on Refresh, on a range change and when the tab is opened."""
-    gr.on([c.usage_refresh.click, c.usage_range.change, c.usage_tab.select], **_args(c, wb))
+    return chain

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# An answer in the room a prompt leaves is offered only from this many tokens: fewer make no
+# answer worth reading.
+MIN_ROOM = 32
+
 
 @dataclass(frozen=True)
 class Fit:
@@ -26,6 +30,11 @@ class Fit:
     def room(self) -> int:
         """Tokens left for the answer."""
         return max(0, self.max_context - self.used)
+
+    @property
+    def room_for_answer(self) -> bool:
+        """Whether the room left is worth an answer (MIN_ROOM)."""
+        return self.room >= MIN_ROOM
 
 
 def prompt_messages(system_prompt: str, messages: list[dict], draft: str | None = None) -> list[dict]:

@@ -1,11 +1,17 @@
-"""The UI's only way to the model, and one streamed answer through it.
+"""One answer through our own /v1: streamed, measured, saved while it streams, stored as it ended.
 
-`ApiClient` calls our own /v1 with the signed-in key, via the openai SDK: the browser gets the
-same auth, rate limits, usage accounting and errors as any SDK user; `describe_error` turns the
-SDK's exceptions into sentences a person can act on. `AnswerStream` is one streamed answer: the
+`ApiClient` calls /v1 with the signed-in key, via the openai SDK: the browser gets the same auth,
+rate limits, usage accounting and errors as any SDK user; `describe_error` turns the SDK's
+exceptions into sentences a person can act on. `AnswerStream` is one streamed answer: the
 growing text, the response headers, the measured stats. Timing is taken on this side of the
 API, as the person experiences it: time to first token from sending the request, decode speed
 from the first token to the last (not averaged over the wait for the first one).
+
+While it streams, its row is added at the first token (status "streaming") and its text saved
+every CHECKPOINT_SECONDS (`AnswerDraft`), so a server that stops mid-answer loses little;
+`store_answer` then finishes it with its stats and how it ended (complete, stopped, failed). A
+row a crashed server left "streaming" is marked failed at the next start-up
+(`storage.messages.finish_interrupted_answers`).
 """
 
 from __future__ import annotations
@@ -17,9 +23,17 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import anyio
 import openai
+
+from server.settings import SERVED_MODEL_NAME
+
+if TYPE_CHECKING:  # the facade does not import this module: no cycle at run time
+    from server.workbench import Workbench
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +120,6 @@ def describe_error(exc: BaseException) -> str:
         return f"The engine stopped with an error: {_message(exc)}."
     log.error("unexpected error while streaming an answer", exc_info=exc)
     return f"Unexpected error ({type(exc).__name__}): {exc}"
-
 
 
 def api_params(params: dict) -> dict:
@@ -240,27 +253,75 @@ async def with_queue_notices(
             await aclose()
 
 
-class InFlight:
-    """Answers streaming now, per browser session, so Stop can wait for the partial to be saved."""
+# How often a streaming answer's text is saved: at most 2 s of it is lost to a crash.
+CHECKPOINT_SECONDS = 2.0
 
-    def __init__(self):
-        self._done: dict[str, asyncio.Event] = {}
 
-    def begin(self, session_hash: str) -> None:
-        """Mark an answer as streaming for this browser session."""
-        self._done[session_hash] = asyncio.Event()
+def _log_failure(future: asyncio.Future) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("could not save a streaming answer", exc_info=future.exception())
 
-    def end(self, session_hash: str) -> None:
-        """The answer is saved (complete, stopped or failed)."""
-        event = self._done.pop(session_hash, None)
-        if event is not None:
-            event.set()
 
-    async def wait(self, session_hash: str, timeout: float = 15.0) -> None:
-        """Until the session's answer (if any) is saved, or the timeout passes."""
-        event = self._done.get(session_hash)
-        if event is not None:
-            try:
-                await asyncio.wait_for(event.wait(), timeout)
-            except TimeoutError:
-                pass
+class AnswerDraft:
+    """The stored row of one answer while it streams."""
+
+    def __init__(self, wb: Workbench, owner: str, cid: int, *, model: str):
+        self._wb, self._owner, self._cid, self._model = wb, owner, cid, model
+        self.message_id: int | None = None
+        self._pending: asyncio.Future | None = None
+        self._saved_at = 0.0
+
+    def update(self, text: str) -> None:
+        """The answer so far: begins the row, or checkpoints it when it is time."""
+        if self._pending is not None and not self._pending.done():
+            return  # a write is under way; a later update catches up
+        if self.message_id is None:
+            if self._pending is not None:
+                return  # the row could not be added: the final save adds it
+            write = partial(self._begin, text)
+        elif time.monotonic() - self._saved_at >= CHECKPOINT_SECONDS:
+            write = partial(self._wb.checkpoint_answer, self._owner, self.message_id, text)
+        else:
+            return
+        self._saved_at = time.monotonic()
+        self._pending = asyncio.ensure_future(anyio.to_thread.run_sync(write))
+        self._pending.add_done_callback(_log_failure)
+
+    def _begin(self, text: str) -> None:
+        self.message_id = self._wb.begin_answer(self._owner, self._cid, text, model=self._model)
+
+    async def settled(self) -> int | None:
+        """Wait for the last write; the row's id (None: no row was added)."""
+        if self._pending is not None:
+            await asyncio.wait([self._pending])
+        return self.message_id
+
+
+async def store_answer(wb: Workbench, owner: str, cid: int, answer: AnswerStream,
+                       status: str, error: str | None, note: str = "",
+                       draft: AnswerDraft | None = None) -> None:
+    """Store the answer as it ended; shielded, so a second cancel cannot lose it.
+
+    `note` (how a chunked answer was made) ends the stored text, once the answer began.
+    The row `draft` began while streaming is finished, else one is added.
+    """
+
+    async def store() -> None:
+        message_id = await draft.settled() if draft is not None else None
+        prompt_tokens = completion_tokens = None
+        if answer.usage is None and answer.started is not None:
+            # Cut short: no usage chunk arrived, so count what was sent and what came back.
+            prompt_tokens = await wb.count_prompt(answer.messages)
+            completion_tokens = await wb.count_text(answer.text) if answer.text else 0
+        stats = answer.stats(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+        if answer.started is None:  # never sent (stopped or failed while chunking)
+            stats = {}
+        text = answer.text
+        if note and answer.started is not None:
+            text = f"{text.rstrip()}\n\n*{note}*" if text else f"*{note}*"
+        await anyio.to_thread.run_sync(partial(
+            wb.save_answer, owner, cid, text, model=SERVED_MODEL_NAME, stats=stats,
+            status=status, error=error, message_id=message_id,
+        ))
+
+    await asyncio.shield(asyncio.ensure_future(store()))

@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,76 +40,18 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-MESSAGES = [{"role": "user", "content": "Reply with one word."}]
+from bench.measure import (  # noqa: E402
+    PROTOCOLS,
+    Protocol,
+    complete_once,
+    percentile,
+    process_cpu_seconds,
+    requests_per_second,
+    start_stub,
+    stream_once,
+)
+
 IDLE_SAMPLE_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Protocol:
-    """One API's request for `tokens` generated tokens, and how its stream marks a chunk."""
-
-    path: str
-    body: Callable[[int], dict]
-    chunk_event: str | None  # the `event:` type of a content chunk; None: every `data:` line
-
-    def is_chunk(self, line: str, last_event: str | None) -> bool:
-        if self.chunk_event is None:
-            return line.startswith("data: ") and line != "data: [DONE]"
-        return line.startswith("data: ") and last_event == self.chunk_event
-
-
-PROTOCOLS = {
-    "chat": Protocol("/v1/chat/completions", lambda n: {
-        "model": "qwen3", "messages": MESSAGES, "max_tokens": n, "temperature": 0.0}, None),
-    "messages": Protocol("/v1/messages", lambda n: {
-        "model": "qwen3", "messages": MESSAGES, "max_tokens": n, "temperature": 0.0},
-        "content_block_delta"),
-    "responses": Protocol("/v1/responses", lambda n: {
-        "model": "qwen3", "input": MESSAGES[0]["content"], "max_output_tokens": n,
-        "temperature": 0.0}, "response.output_text.delta"),
-}
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def process_cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU time of a process (Linux /proc), or None where unknown."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, TypeError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def complete_once(client: httpx.Client, base: str, protocol: Protocol) -> float:
-    started = time.perf_counter()
-    response = client.post(base + protocol.path, json=protocol.body(1))
-    elapsed = time.perf_counter() - started
-    response.raise_for_status()
-    return elapsed * 1000
-
-
-def stream_once(client: httpx.Client, base: str, protocol: Protocol, tokens: int) -> float:
-    """Content events per second of one stream, from sending the request to its last event
-    (so what the gateway adds before the first event counts too)."""
-    body = {**protocol.body(tokens), "stream": True, "ignore_eos": True}
-    times: list[float] = []
-    event = None
-    started = time.perf_counter()
-    with client.stream("POST", base + protocol.path, json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif protocol.is_chunk(line, event):
-                times.append(time.perf_counter())
-    if len(times) < 3:
-        raise RuntimeError(f"only {len(times)} events streamed")
-    return len(times) / (times[-1] - started)
 
 
 @dataclass
@@ -147,8 +87,14 @@ def idle_cpu_rate(pid: int | None) -> float | None:
     return None if None in (before, after) else (after - before) / IDLE_SAMPLE_SECONDS
 
 
-def measure_round(index: int, direct: Side, gateway: Side, protocol: Protocol,
-                  args: argparse.Namespace, idle_rate: float | None) -> Round:
+def measure_round(
+    index: int,
+    direct: Side,
+    gateway: Side,
+    protocol: Protocol,
+    args: argparse.Namespace,
+    idle_rate: float | None,
+) -> Round:
     """Sequential latency, streamed chunks/s and (with --clients) requests/s, alternating
     which side goes first so drift in the machine's speed hits both alike."""
     times: dict[Side, list[float]] = {direct: [], gateway: []}
@@ -168,19 +114,24 @@ def measure_round(index: int, direct: Side, gateway: Side, protocol: Protocol,
         rps: dict[Side, float] = {}
         for side in (direct, gateway) if index % 2 else (gateway, direct):
             cpu_before, started = process_cpu_seconds(gateway.pid), time.perf_counter()
-            rps[side], done = asyncio.run(requests_per_second(
-                side.base, side.key, args.clients_seq, args.seconds))
+            rps[side], done = asyncio.run(
+                requests_per_second(side.base, side.key, args.clients_seq, args.seconds)
+            )
             if side is gateway:
-                result.rps_cpu_ms = _cpu_per_request(gateway.pid, cpu_before, started, done,
-                                                     idle_rate)
+                result.rps_cpu_ms = _cpu_per_request(
+                    gateway.pid, cpu_before, started, done, idle_rate
+                )
         result.rps_ratio = rps[gateway] / rps[direct]
-        print(f"  round {index + 1}: {rps[direct]:.0f} req/s direct, {rps[gateway]:.0f} through "
-              f"the gateway, at {args.clients_seq} clients")
+        print(
+            f"  round {index + 1}: {rps[direct]:.0f} req/s direct, {rps[gateway]:.0f} through "
+            f"the gateway, at {args.clients_seq} clients"
+        )
     return result
 
 
-def _cpu_per_request(pid: int | None, before: float | None, started: float, requests: int,
-                     idle_rate: float | None) -> float | None:
+def _cpu_per_request(
+    pid: int | None, before: float | None, started: float, requests: int, idle_rate: float | None
+) -> float | None:
     after = process_cpu_seconds(pid)
     if None in (before, after, idle_rate) or not requests:
         return None
@@ -190,6 +141,7 @@ def _cpu_per_request(pid: int | None, before: float | None, started: float, requ
 
 def report(name: str, rounds: list[Round], goals: bool) -> None:
     """Each round, then the medians (and, against the stub, the issue's four goals)."""
+
     def med(values: list[float | None]) -> float | None:
         known = [v for v in values if v is not None]
         return statistics.median(known) if known else None
@@ -198,37 +150,62 @@ def report(name: str, rounds: list[Round], goals: bool) -> None:
         return "-" if value is None else format(value, fmt)
 
     print(f"{name}: gateway against direct, {len(rounds)} interleaved rounds")
-    print(f"  {'round':<7}{'direct p50':>11}{'gateway p50':>12}{'added p50':>10}"
-          f"{'chunks/s':>9}{'req/s':>7}{'CPU/req':>9}{'CPU/req busy':>13}")
+    print(
+        f"  {'round':<7}{'direct p50':>11}{'gateway p50':>12}{'added p50':>10}"
+        f"{'chunks/s':>9}{'req/s':>7}{'CPU/req':>9}{'CPU/req busy':>13}"
+    )
     rows = [(str(i + 1), r) for i, r in enumerate(rounds)]
-    median = Round(med([r.direct_p50_ms for r in rounds]), med([r.gateway_p50_ms for r in rounds]),
-                   med([r.chunk_ratio for r in rounds]), med([r.cpu_ms for r in rounds]),
-                   med([r.rps_ratio for r in rounds]), med([r.rps_cpu_ms for r in rounds]))
+    median = Round(
+        med([r.direct_p50_ms for r in rounds]),
+        med([r.gateway_p50_ms for r in rounds]),
+        med([r.chunk_ratio for r in rounds]),
+        med([r.cpu_ms for r in rounds]),
+        med([r.rps_ratio for r in rounds]),
+        med([r.rps_cpu_ms for r in rounds]),
+    )
     added = med([r.added_ms for r in rounds])
     for label, r in [*rows, ("median", median)]:
         shown = added if label == "median" else r.added_ms
-        print(f"  {label:<7}{r.direct_p50_ms:>9.2f}ms{r.gateway_p50_ms:>10.2f}ms"
-              f"{shown:>+8.2f}ms{cell(r.chunk_ratio, '.3f'):>8}x{cell(r.rps_ratio, '.3f'):>6}x"
-              f"{cell(r.cpu_ms, '.2f'):>7}ms{cell(r.rps_cpu_ms, '.2f'):>11}ms")
+        print(
+            f"  {label:<7}{r.direct_p50_ms:>9.2f}ms{r.gateway_p50_ms:>10.2f}ms"
+            f"{shown:>+8.2f}ms{cell(r.chunk_ratio, '.3f'):>8}x{cell(r.rps_ratio, '.3f'):>6}x"
+            f"{cell(r.cpu_ms, '.2f'):>7}ms{cell(r.rps_cpu_ms, '.2f'):>11}ms"
+        )
     if not goals:
         return
     print("  goals (issue 12):")
     for label, value, ok in (
-            ("added p50 latency <= 1 ms", f"{added:+.2f} ms", added <= 1.0),
-            ("req/s at 32 clients >= 0.6x direct", cell(median.rps_ratio, ".3f") + "x",
-             median.rps_ratio is not None and median.rps_ratio >= 0.6),
-            ("streamed chunks/s >= 0.9x direct", cell(median.chunk_ratio, ".3f") + "x",
-             median.chunk_ratio is not None and median.chunk_ratio >= 0.9),
-            ("gateway CPU per request <= 1.5 ms", cell(median.cpu_ms, ".2f") + " ms",
-             median.cpu_ms is not None and median.cpu_ms <= 1.5)):
+        ("added p50 latency <= 1 ms", f"{added:+.2f} ms", added <= 1.0),
+        (
+            "req/s at 32 clients >= 0.6x direct",
+            cell(median.rps_ratio, ".3f") + "x",
+            median.rps_ratio is not None and median.rps_ratio >= 0.6,
+        ),
+        (
+            "streamed chunks/s >= 0.9x direct",
+            cell(median.chunk_ratio, ".3f") + "x",
+            median.chunk_ratio is not None and median.chunk_ratio >= 0.9,
+        ),
+        (
+            "gateway CPU per request <= 1.5 ms",
+            cell(median.cpu_ms, ".2f") + " ms",
+            median.cpu_ms is not None and median.cpu_ms <= 1.5,
+        ),
+    ):
         print(f"    {'met ' if ok else 'MISS'}  {label:<38} {value}")
 
 
 def _app_env(key: str, data: str, engine: str, args: argparse.Namespace) -> dict[str, str]:
     """The app in the `external` profile with its defaults, limits too high to interfere."""
-    env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": data, "WORKBENCH_PROFILE": "external",
-           "WORKBENCH_UPSTREAM_URL": engine, "WORKBENCH_RPM": "100000000",
-           "WORKBENCH_TPM": "1000000000000", "WORKBENCH_MAX_CONCURRENT": "100000"}
+    env = {
+        "VLLM_API_KEY": key,
+        "WORKBENCH_DATA_DIR": data,
+        "WORKBENCH_PROFILE": "external",
+        "WORKBENCH_UPSTREAM_URL": engine,
+        "WORKBENCH_RPM": "100000000",
+        "WORKBENCH_TPM": "1000000000000",
+        "WORKBENCH_MAX_CONCURRENT": "100000",
+    }
     model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
     if args.tokenizer and (model_dir / "tokenizer.json").is_file():
         env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
@@ -253,8 +230,10 @@ def compare(engine: str, args: argparse.Namespace, protocols: list[str], goals: 
             if args.profile:
                 args.profile_proc = _start_profile(proc.pid, args.profile)
             for name in protocols:
-                rounds = [measure_round(i, direct, gateway, PROTOCOLS[name], args, idle_rate)
-                          for i in range(args.rounds)]
+                rounds = [
+                    measure_round(i, direct, gateway, PROTOCOLS[name], args, idle_rate)
+                    for i in range(args.rounds)
+                ]
                 report(PROTOCOLS[name].path, rounds, goals)
                 print()
             if args.profile:
@@ -267,9 +246,23 @@ def _start_profile(pid: int, out: str):
     """py-spy sampling the app while the rounds run (its top entries: `py-spy top` style)."""
     import subprocess
 
-    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--format", "raw",
-                             "--rate", "250", "--output", out, "--nonblocking"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("py-spy")),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--output",
+            out,
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _stop_profile(proc) -> None:
@@ -279,53 +272,6 @@ def _stop_profile(proc) -> None:
     proc.wait(timeout=60)
 
 
-async def requests_per_second(base: str, key: str | None, clients: int,
-                               seconds: float) -> tuple[float, int]:
-    """Complete requests/s with `clients` concurrent clients after one second of warm-up, and
-    how many requests were counted."""
-    import aiohttp
-
-    headers = {"Authorization": f"Bearer {key}"} if key else {}
-    body = {"model": "qwen3", "messages": MESSAGES, "max_tokens": 1}
-    done = 0
-    counting = False
-    connector = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
-        async def client(stop: float) -> None:
-            nonlocal done
-            while time.perf_counter() < stop:
-                async with session.post(base + "/v1/chat/completions", json=body) as response:
-                    await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"{response.status}: {await response.text()}")
-                if counting:
-                    done += 1
-
-        stop = time.perf_counter() + 1 + seconds
-        tasks = [asyncio.create_task(client(stop)) for _ in range(clients)]
-        await asyncio.sleep(1)
-        counting, started = True, time.perf_counter()
-        await asyncio.gather(*tasks)
-        return done / (time.perf_counter() - started), done
-
-
-def start_stub(lean: bool = False):
-    """bench/stub_engine.py on a free port: (its process, its base URL)."""
-    from tests.harness import ManagedProcess, base_env, free_port
-
-    port = free_port()
-    stub = ManagedProcess([sys.executable, str(REPO / "bench" / "stub_engine.py"),
-                           "--port", str(port), *(["--lean"] if lean else [])], base_env(),
-                          Path(tempfile.gettempdir()) / f"stub-engine-{port}.log")
-    url = f"http://127.0.0.1:{port}"
-    try:
-        stub.wait_http(url + "/health", timeout=30)
-    except Exception:
-        stub.stop()
-        raise
-    return stub, url
-
-
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--engine", help="a real vLLM's base URL; default: bench/stub_engine.py")
@@ -333,17 +279,30 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--requests", type=int, default=200, help="sequential, each side")
     parser.add_argument("--streams", type=int, default=6, help="each side")
     parser.add_argument("--tokens", type=int, default=1024, help="chunks of each stream")
-    parser.add_argument("--clients", type=int, default=32,
-                        help="concurrent clients for req/s (0: skip)")
+    parser.add_argument(
+        "--clients", type=int, default=32, help="concurrent clients for req/s (0: skip)"
+    )
     parser.add_argument("--seconds", type=float, default=5.0, help="of each req/s measurement")
-    parser.add_argument("--protocols", default="chat",
-                        help=f"with --engine, comma-separated, of {', '.join(PROTOCOLS)}")
-    parser.add_argument("--tokenizer", action="store_true",
-                        help="give the app the embedded model's tokenizer (WORKBENCH_TOKENIZER_PATH)")
-    parser.add_argument("--profile", metavar="FILE",
-                        help="record the app with py-spy while the rounds run (collapsed stacks)")
-    parser.add_argument("--lean-stub", action="store_true",
-                        help="the stand-in engine without its FastAPI front (see stub_engine.py)")
+    parser.add_argument(
+        "--protocols",
+        default="chat",
+        help=f"with --engine, comma-separated, of {', '.join(PROTOCOLS)}",
+    )
+    parser.add_argument(
+        "--tokenizer",
+        action="store_true",
+        help="give the app the embedded model's tokenizer (WORKBENCH_TOKENIZER_PATH)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="record the app with py-spy while the rounds run (collapsed stacks)",
+    )
+    parser.add_argument(
+        "--lean-stub",
+        action="store_true",
+        help="the stand-in engine without its FastAPI front (see stub_engine.py)",
+    )
     args = parser.parse_args(argv)
     engine = args.engine and args.engine.rstrip("/").removesuffix("/v1")
     protocols = args.protocols.split(",")

@@ -21,11 +21,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.gateway_overhead import requests_per_second, start_stub  # noqa: E402
+from bench.measure import requests_per_second, start_stub  # noqa: E402
 
 
-def throughput(engine: str | None, workers: list[int], clients: list[int],
-               seconds: float) -> None:
+def throughput(engine: str | None, workers: list[int], clients: list[int], seconds: float) -> None:
     """Requests/s direct and through 1, 2, 4 API workers, as ratios to direct."""
     from tests.harness import APP_PYTHON, ManagedProcess, base_env, free_port
 
@@ -35,29 +34,37 @@ def throughput(engine: str | None, workers: list[int], clients: list[int],
     rates: dict[tuple[str, int], float] = {}
     try:
         for n in clients:
-            rates["direct", n] = asyncio.run(
-                requests_per_second(engine, None, n, seconds))[0]
+            rates["direct", n] = asyncio.run(requests_per_second(engine, None, n, seconds))[0]
         for count in workers:
             key = "bench-" + secrets.token_hex(8)
             with tempfile.TemporaryDirectory() as data:
-                env = {"VLLM_API_KEY": key, "WORKBENCH_DATA_DIR": data,
-                       "WORKBENCH_PROFILE": "external", "WORKBENCH_UPSTREAM_URL": engine,
-                       "WORKBENCH_RPM": "100000000", "WORKBENCH_TPM": "1000000000000",
-                       "WORKBENCH_MAX_CONCURRENT": "100000", "WORKBENCH_API_WORKERS": str(count)}
+                env = {
+                    "VLLM_API_KEY": key,
+                    "WORKBENCH_DATA_DIR": data,
+                    "WORKBENCH_PROFILE": "external",
+                    "WORKBENCH_UPSTREAM_URL": engine,
+                    "WORKBENCH_RPM": "100000000",
+                    "WORKBENCH_TPM": "1000000000000",
+                    "WORKBENCH_MAX_CONCURRENT": "100000",
+                    "WORKBENCH_API_WORKERS": str(count),
+                }
                 model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
                 if (model_dir / "tokenizer.json").is_file():
                     env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
                 port = free_port()
                 # As launch.sh starts it; N + 2 processes take minutes to start on a busy host.
-                proc = ManagedProcess([APP_PYTHON, "-m", "ui"], base_env(
-                    WORKBENCH_PORT=str(port), WORKBENCH_HOST="127.0.0.1", **env),
-                    Path(data) / "logs" / "app.log")
+                proc = ManagedProcess(
+                    [APP_PYTHON, "-m", "ui"],
+                    base_env(WORKBENCH_PORT=str(port), WORKBENCH_HOST="127.0.0.1", **env),
+                    Path(data) / "logs" / "app.log",
+                )
                 url = f"http://127.0.0.1:{port}"
                 try:
                     proc.wait_http(url + "/health", timeout=600)
                     for n in clients:
                         rates[f"{count} worker(s)", n] = asyncio.run(
-                            requests_per_second(url, key, n, seconds))[0]
+                            requests_per_second(url, key, n, seconds)
+                        )[0]
                 finally:
                     proc.stop()
     finally:
@@ -66,8 +73,9 @@ def throughput(engine: str | None, workers: list[int], clients: list[int],
     print(f"complete requests/s (max_tokens=1, {seconds:.0f} s each), ratio to direct")
     print("  " + "".join(f"{f'{n} clients':>24}" for n in clients))
     for side in dict.fromkeys(name for name, _ in rates):
-        cells = "".join(f"{rates[side, n]:>14.0f} ({rates[side, n] / rates['direct', n]:.2f}x)"
-                        for n in clients)
+        cells = "".join(
+            f"{rates[side, n]:>14.0f} ({rates[side, n] / rates['direct', n]:.2f}x)" for n in clients
+        )
         print(f"  {side:<12}{cells}")
     print(f"  cores: {os.cpu_count()} (bench clients, engine, nginx, Redis and workers share them)")
 
@@ -80,8 +88,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args(argv)
     engine = args.engine and args.engine.rstrip("/").removesuffix("/v1")
-    throughput(engine, [int(n) for n in args.workers.split(",")],
-               [int(n) for n in args.clients.split(",")], args.seconds)
+    throughput(
+        engine,
+        [int(n) for n in args.workers.split(",")],
+        [int(n) for n in args.clients.split(",")],
+        args.seconds,
+    )
     return 0
 
 

@@ -132,8 +132,9 @@ def _cpu_seconds() -> float:
     """CPU time of this process, its finished children and the fork server's workers."""
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
-            + _forked_workers_cpu())
+    return (
+        own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime + _forked_workers_cpu()
+    )
 
 
 def _timed(function, *args, **kwargs):
@@ -145,9 +146,11 @@ def _timed(function, *args, **kwargs):
 
 def _row(name: str, seconds: float, cpu: float | None, pages: int, fid: dict) -> str:
     cpu_cell = f"{cpu:6.2f}" if cpu is not None else f"{'':6}"
-    return (f"{name:<40} {seconds:7.2f} {cpu_cell} {pages / seconds:7.0f}"
-            f" {fid['code_found']:7.1%} {fid['indent_exact']:7.1%} {fid['cjk']:6.1%}"
-            f" {fid['prose']:6.1%} {'yes' if fid['order'] else 'NO':>5}")
+    return (
+        f"{name:<40} {seconds:7.2f} {cpu_cell} {pages / seconds:7.0f}"
+        f" {fid['code_found']:7.1%} {fid['indent_exact']:7.1%} {fid['cjk']:6.1%}"
+        f" {fid['prose']:6.1%} {'yes' if fid['order'] else 'NO':>5}"
+    )
 
 
 def _ingest(data: bytes, name: str, counter, workers: int) -> tuple[dict, list[str]]:
@@ -158,8 +161,9 @@ def _ingest(data: bytes, name: str, counter, workers: int) -> tuple[dict, list[s
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.db")
         try:
-            document = ingest_pdf(store, "bench", name, data, counter, max_bytes=len(data),
-                                  workers=workers)
+            document = ingest_pdf(
+                store, "bench", name, data, counter, max_bytes=len(data), workers=workers
+            )
             return document, [p["text"] for p in get_pages(store.db, document["id"])]
         finally:
             store.close()
@@ -171,8 +175,12 @@ def main() -> None:
     parser.add_argument("--rebuild", action="store_true", help="print the PDF again")
     parser.add_argument("--skip-reference", action="store_true", help="skip pypdf (~2 min)")
     parser.add_argument("--workers", type=int, default=None, help="default: available CPUs")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="pipeline runs; the fastest is shown (the machine is shared)")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="pipeline runs; the fastest is shown (the machine is shared)",
+    )
     parser.add_argument("--write-fixture", action="store_true", help=f"print {FIXTURE.name}")
     args = parser.parse_args()
     if args.write_fixture:
@@ -190,8 +198,9 @@ def main() -> None:
     counter = qwen3_counter()  # loaded once at app start, not per upload
     workers = args.workers or available_cpus()
     # What the app does once at start-up: the worker fork server, ready before any upload.
-    warm_up_s, _, _ = _timed(lambda: (prepare_workers(), list(extract_pages(
-        FIXTURE.read_bytes(), workers=2))))
+    warm_up_s, _, _ = _timed(
+        lambda: (prepare_workers(), list(extract_pages(FIXTURE.read_bytes(), workers=2)))
+    )
     load_before = os.getloadavg()[0]
 
     with WorkerMemory() as worker_memory:
@@ -201,7 +210,8 @@ def main() -> None:
     peak_main = _maxrss_mb(resource.RUSAGE_SELF)
     pages = document["page_count"]
     parallel_s, parallel_cpu, parallel = _timed(
-        lambda: [p.text for p in extract_pages(data, workers=workers)])
+        lambda: [p.text for p in extract_pages(data, workers=workers)]
+    )
     one_s, one_cpu, one = _timed(lambda: [p.text for p in extract_pages(data, workers=1)])
     raw_s, raw_cpu, raw_texts = _timed(_raw_pdfium, data)
 
@@ -209,11 +219,15 @@ def main() -> None:
     count_2t_s, _, counts = _timed(counter.count_texts, one, threads=2)
     assert sum(counts) == tokens == document["total_tokens"]
 
-    print(f"\n{path.relative_to(REPO)}: {pages} pages, {len(data) / 1e6:.1f} MB, "
-          f"{tokens:,} {counter.name} tokens; {available_cpus()} CPUs; load average "
-          f"{load_before:.2f} before the pipeline run")
-    print(f"{'':<40} {'wall s':>7} {'CPU s':>6} {'pages/s':>7} {'code':>7} {'indent':>7}"
-          f" {'CJK':>6} {'prose':>6} {'order':>5}")
+    print(
+        f"\n{path.relative_to(REPO)}: {pages} pages, {len(data) / 1e6:.1f} MB, "
+        f"{tokens:,} {counter.name} tokens; {available_cpus()} CPUs; load average "
+        f"{load_before:.2f} before the pipeline run"
+    )
+    print(
+        f"{'':<40} {'wall s':>7} {'CPU s':>6} {'pages/s':>7} {'code':>7} {'indent':>7}"
+        f" {'CJK':>6} {'prose':>6} {'order':>5}"
+    )
     reference = None
     if not args.skip_reference:
         context = multiprocessing.get_context("forkserver")
@@ -221,31 +235,56 @@ def main() -> None:
             ref_s, ref_texts, ref_peak = pool.submit(_reference_in_child, data).result()
         reference = ref_texts
         print(_row("pypdf, 1 process (reference)", ref_s, None, pages, fidelity(src, ref_texts)))
-    print(_row(f"pipeline: ingest_pdf, {workers} workers", pipeline_s, pipeline_cpu, pages,
-               fidelity(src, stored)))
-    print(_row(f"  extraction only, {workers} workers", parallel_s, parallel_cpu, pages,
-               fidelity(src, parallel)))
+    print(
+        _row(
+            f"pipeline: ingest_pdf, {workers} workers",
+            pipeline_s,
+            pipeline_cpu,
+            pages,
+            fidelity(src, stored),
+        )
+    )
+    print(
+        _row(
+            f"  extraction only, {workers} workers",
+            parallel_s,
+            parallel_cpu,
+            pages,
+            fidelity(src, parallel),
+        )
+    )
     print(_row("  extraction only, 1 process", one_s, one_cpu, pages, fidelity(src, one)))
-    print(_row("pdfium raw text (nothing restored)", raw_s, raw_cpu, pages,
-               fidelity(src, raw_texts)))
-    print("  (ingest_pdf = extraction + Qwen3 token counts + SQLite writes, pages streamed;"
-          f" fastest of {args.repeat} runs: {', '.join(walls)} s)")
+    print(
+        _row("pdfium raw text (nothing restored)", raw_s, raw_cpu, pages, fidelity(src, raw_texts))
+    )
+    print(
+        "  (ingest_pdf = extraction + Qwen3 token counts + SQLite writes, pages streamed;"
+        f" fastest of {args.repeat} runs: {', '.join(walls)} s)"
+    )
     if reference:
         same = _same_pages(stored, reference, forgive_wide=False)
         forgiven = _same_pages(stored, reference, forgive_wide=True)
-        print(f"\nratio pypdf / pipeline: {ref_s / pipeline_s:.1f}x; pages identical to pypdf's "
-              f"(trailing spaces aside): {same}/{pages}, {forgiven}/{pages} without pypdf's "
-              f"extra space after Chinese; pypdf peak RSS {ref_peak:.0f} MB")
-    print(f"peak RSS: main {peak_main:.0f} MB (tokenizer included), one worker "
-          f"{worker_memory.peak_single / 2**20:.0f} MB, all workers "
-          f"{worker_memory.peak_total / 2**20:.0f} MB; worker start-up, once per app: "
-          f"{warm_up_s:.2f} s")
-    print(f"token counting: {tokens / count_1t_s / 1e6:.2f} M tokens/s on 1 thread, "
-          f"{tokens / count_2t_s / 1e6:.2f} M tokens/s on 2 threads")
+        print(
+            f"\nratio pypdf / pipeline: {ref_s / pipeline_s:.1f}x; pages identical to pypdf's "
+            f"(trailing spaces aside): {same}/{pages}, {forgiven}/{pages} without pypdf's "
+            f"extra space after Chinese; pypdf peak RSS {ref_peak:.0f} MB"
+        )
+    print(
+        f"peak RSS: main {peak_main:.0f} MB (tokenizer included), one worker "
+        f"{worker_memory.peak_single / 2**20:.0f} MB, all workers "
+        f"{worker_memory.peak_total / 2**20:.0f} MB; worker start-up, once per app: "
+        f"{warm_up_s:.2f} s"
+    )
+    print(
+        f"token counting: {tokens / count_1t_s / 1e6:.2f} M tokens/s on 1 thread, "
+        f"{tokens / count_2t_s / 1e6:.2f} M tokens/s on 2 threads"
+    )
     idle = pipeline_cpu / available_cpus()
-    print(f"target: {pages} pages in <= 5 s -> {'met' if pipeline_s <= 5 else 'not met'} at "
-          f"{pipeline_s:.2f} s wall; {pipeline_cpu:.2f} CPU s over {available_cpus()} cores is "
-          f"{idle:.2f} s on an idle machine")
+    print(
+        f"target: {pages} pages in <= 5 s -> {'met' if pipeline_s <= 5 else 'not met'} at "
+        f"{pipeline_s:.2f} s wall; {pipeline_cpu:.2f} CPU s over {available_cpus()} cores is "
+        f"{idle:.2f} s on an idle machine"
+    )
 
 
 if __name__ == "__main__":

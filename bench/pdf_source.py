@@ -16,8 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
 ]
 WORDS = (
     "the request handler reads each page and keeps indentation because a coding model needs "
@@ -96,8 +101,10 @@ def _c_code(rng: random.Random, n: int) -> list[str]:
 
 def _python_code(rng: random.Random, n: int) -> list[str]:
     """A Python function with nested blocks: indentation at 4, 8, 12 and 16 spaces."""
-    lines = [f"def handle_request_{n:04d}(payload, retries={rng.randint(1, 9)}):",
-             f'    """Process payload {n} and keep its structure."""']
+    lines = [
+        f"def handle_request_{n:04d}(payload, retries={rng.randint(1, 9)}):",
+        f'    """Process payload {n} and keep its structure."""',
+    ]
     for block in range(rng.randint(1, 3)):
         key = f"key_{n}_{block}"
         lines += [

@@ -98,12 +98,17 @@ class StandInReplica:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         for i in range(self.decode_tokens):
-            chunk = {"object": "chat.completion.chunk",
-                     "choices": [{"index": 0, "delta": {"content": f"t{i} "}}]}
+            chunk = {
+                "object": "chat.completion.chunk",
+                "choices": [{"index": 0, "delta": {"content": f"t{i} "}}],
+            }
             await response.write(b"data: " + orjson.dumps(chunk) + b"\n\n")
             await asyncio.sleep(self.decode_interval)
-        usage = {"prompt_tokens": total, "completion_tokens": self.decode_tokens,
-                 "prompt_tokens_details": {"cached_tokens": cached}}
+        usage = {
+            "prompt_tokens": total,
+            "completion_tokens": self.decode_tokens,
+            "prompt_tokens_details": {"cached_tokens": cached},
+        }
         await response.write(b"data: " + orjson.dumps({"choices": [], "usage": usage}) + b"\n\n")
         await response.write(b"data: [DONE]\n\n")
         return response
@@ -127,8 +132,10 @@ def document(n: int, tokens: int) -> str:
     page, pages, size = 0, [], 0
     while size < tokens * CHARS_PER_TOKEN:
         page += 1
-        text = (f"[page {page}]\nDocument {n}, page {page}: the specification describes the "
-                f"interfaces, the failure modes and the tests of component {n}.{page}.\n")
+        text = (
+            f"[page {page}]\nDocument {n}, page {page}: the specification describes the "
+            f"interfaces, the failure modes and the tests of component {n}.{page}.\n"
+        )
         pages.append(text)
         size += len(text)
     return "".join(pages)
@@ -136,10 +143,19 @@ def document(n: int, tokens: int) -> str:
 
 def workload(args: argparse.Namespace) -> list[dict]:
     docs = [document(d, args.document_tokens) for d in range(args.documents)]
-    bodies = [{"model": "qwen3", "stream": True, "max_tokens": args.decode_tokens,
-               "messages": [{"role": "system", "content": docs[d]},
-                            {"role": "user", "content": f"Question {q} about document {d}?"}]}
-              for d in range(args.documents) for q in range(args.questions)]
+    bodies = [
+        {
+            "model": "qwen3",
+            "stream": True,
+            "max_tokens": args.decode_tokens,
+            "messages": [
+                {"role": "system", "content": docs[d]},
+                {"role": "user", "content": f"Question {q} about document {d}?"},
+            ],
+        }
+        for d in range(args.documents)
+        for q in range(args.questions)
+    ]
     random.Random(args.seed).shuffle(bodies)
     return bodies
 
@@ -156,8 +172,9 @@ async def run_users(router: str, bodies: list[dict], users: int) -> tuple[list[f
             body = queue.get_nowait()
             headers = {"x-session-id": affinity_key(body)}
             started = time.perf_counter()
-            async with session.post(router + "/v1/chat/completions", json=body,
-                                    headers=headers) as response:
+            async with session.post(
+                router + "/v1/chat/completions", json=body, headers=headers
+            ) as response:
                 response.raise_for_status()
                 first = None
                 async for _ in response.content.iter_any():
@@ -171,8 +188,14 @@ async def run_users(router: str, bodies: list[dict], users: int) -> tuple[list[f
     return ttfts, time.perf_counter() - started
 
 
-async def measure(policy: str, replicas: list[StandInReplica], urls: list[str],
-                  bodies: list[dict], users: int, logs: Path) -> dict:
+async def measure(
+    policy: str,
+    replicas: list[StandInReplica],
+    urls: list[str],
+    bodies: list[dict],
+    users: int,
+    logs: Path,
+) -> dict:
     for replica in replicas:
         replica.reset()
     port = free_port()
@@ -184,38 +207,58 @@ async def measure(policy: str, replicas: list[StandInReplica], urls: list[str],
     finally:
         router.stop()
     prompt = sum(r.prompt_tokens for r in replicas)
-    return {"policy": policy, "p50": percentile(ttfts, 50), "p90": percentile(ttfts, 90),
-            "rps": len(ttfts) / seconds, "cached": sum(r.cached_tokens for r in replicas) / prompt,
-            "spread": [r.requests for r in replicas]}
+    return {
+        "policy": policy,
+        "p50": percentile(ttfts, 50),
+        "p90": percentile(ttfts, 90),
+        "rps": len(ttfts) / seconds,
+        "cached": sum(r.cached_tokens for r in replicas) / prompt,
+        "spread": [r.requests for r in replicas],
+    }
 
 
 async def main(args: argparse.Namespace) -> None:
     bodies = workload(args)
     # Room for exactly `cache_documents` of the documents as generated (a page over the target).
     largest = max(len(b["messages"][0]["content"]) for b in bodies) // CHARS_PER_TOKEN
-    replicas = [StandInReplica(args.cache_documents * largest, args.prefill_rate,
-                               args.decode_tokens, args.decode_interval)
-                for _ in range(args.replicas)]
+    replicas = [
+        StandInReplica(
+            args.cache_documents * largest,
+            args.prefill_rate,
+            args.decode_tokens,
+            args.decode_interval,
+        )
+        for _ in range(args.replicas)
+    ]
     started = [await r.start() for r in replicas]
-    print(f"{args.replicas} replicas (LRU of {args.cache_documents} documents each, prefill "
-          f"{args.prefill_rate:,.0f} tokens/s), {args.documents} documents × {args.questions} "
-          f"questions of ≈{args.document_tokens:,}-token prefixes, {args.users} users")
+    print(
+        f"{args.replicas} replicas (LRU of {args.cache_documents} documents each, prefill "
+        f"{args.prefill_rate:,.0f} tokens/s), {args.documents} documents × {args.questions} "
+        f"questions of ≈{args.document_tokens:,}-token prefixes, {args.users} users"
+    )
     results = []
     with tempfile.TemporaryDirectory(prefix="routing-bench-") as logs:
         try:
             for policy in args.policies:
-                results.append(await measure(policy, replicas, [u for _, u in started], bodies,
-                                             args.users, Path(logs)))
+                results.append(
+                    await measure(
+                        policy, replicas, [u for _, u in started], bodies, args.users, Path(logs)
+                    )
+                )
         finally:
             for runner, _ in started:
                 await runner.cleanup()
     base = results[0]
-    print(f"\n{'policy':<20}{'TTFT p50':>10}{'TTFT p90':>10}{'req/s':>8}{'cached':>8}"
-          f"{'p90 vs ' + base['policy']:>22}{'req/s vs':>10}   requests per replica")
+    print(
+        f"\n{'policy':<20}{'TTFT p50':>10}{'TTFT p90':>10}{'req/s':>8}{'cached':>8}"
+        f"{'p90 vs ' + base['policy']:>22}{'req/s vs':>10}   requests per replica"
+    )
     for r in results:
-        print(f"{r['policy']:<20}{r['p50']:>9.2f}s{r['p90']:>9.2f}s{r['rps']:>8.2f}"
-              f"{r['cached']:>8.0%}{base['p90'] / r['p90']:>21.1f}x{r['rps'] / base['rps']:>9.1f}x"
-              f"   {r['spread']}")
+        print(
+            f"{r['policy']:<20}{r['p50']:>9.2f}s{r['p90']:>9.2f}s{r['rps']:>8.2f}"
+            f"{r['cached']:>8.0%}{base['p90'] / r['p90']:>21.1f}x{r['rps'] / base['rps']:>9.1f}x"
+            f"   {r['spread']}"
+        )
 
 
 def parse_args() -> argparse.Namespace:
@@ -225,14 +268,20 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--questions", type=int, default=8)
     parser.add_argument("--users", type=int, default=16)
     parser.add_argument("--document-tokens", type=int, default=6000)
-    parser.add_argument("--cache-documents", type=int, default=4,
-                        help="prefix cache per replica, in documents")
+    parser.add_argument(
+        "--cache-documents", type=int, default=4, help="prefix cache per replica, in documents"
+    )
     parser.add_argument("--prefill-rate", type=float, default=12_000, help="tokens/s")
     parser.add_argument("--decode-tokens", type=int, default=16)
     parser.add_argument("--decode-interval", type=float, default=0.02)
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=POLICIES,
-                        help="the first is the baseline")
+    parser.add_argument(
+        "--policies",
+        nargs="+",
+        default=list(POLICIES),
+        choices=POLICIES,
+        help="the first is the baseline",
+    )
     return parser.parse_args()
 
 

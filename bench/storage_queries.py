@@ -84,7 +84,11 @@ def build(path: Path, conversations: int, messages: int) -> None:
                         "role": "user" if (done + i) % 2 == 0 else "assistant",
                         "content": text(rng.randint(10, 40)),
                         "created_at": now,
-                        **({"prompt_tokens": 100, "completion_tokens": 50} if (done + i) % 2 else {}),
+                        **(
+                            {"prompt_tokens": 100, "completion_tokens": 50}
+                            if (done + i) % 2
+                            else {}
+                        ),
                     }
                     for i in range(chunk)
                 ),
@@ -94,8 +98,10 @@ def build(path: Path, conversations: int, messages: int) -> None:
         print(f"  {done:,} messages ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
     db.execute("ANALYZE")
     store.close()
-    print(f"built in {time.perf_counter() - start:.0f} s: {path.stat().st_size / 2**20:.0f} MiB",
-          file=sys.stderr)
+    print(
+        f"built in {time.perf_counter() - start:.0f} s: {path.stat().st_size / 2**20:.0f} MiB",
+        file=sys.stderr,
+    )
 
 
 def median_ms(fn, runs: int) -> float:
@@ -172,47 +178,80 @@ def main(argv: list[str]) -> int:
     # One of the owner's conversations from the middle of the table.
     cid = db.execute(
         "SELECT id FROM conversations WHERE owner = ? ORDER BY id LIMIT 1"
-        " OFFSET (SELECT count(*) / 2 FROM conversations WHERE owner = ?)", [owner, owner]
+        " OFFSET (SELECT count(*) / 2 FROM conversations WHERE owner = ?)",
+        [owner, owner],
     ).fetchone()[0]
     rare, common, top = pick_words(db)
     counts = db.execute(
         "SELECT (SELECT count(*) FROM conversations), (SELECT count(*) FROM messages),"
-        " (SELECT count(*) FROM conversations WHERE owner = ?)", [owner]
+        " (SELECT count(*) FROM conversations WHERE owner = ?)",
+        [owner],
     ).fetchone()
-    print(f"database: {counts[0]:,} conversations, {counts[1]:,} messages;"
-          f" owner {owner} has {counts[2]:,} conversations")
+    print(
+        f"database: {counts[0]:,} conversations, {counts[1]:,} messages;"
+        f" owner {owner} has {counts[2]:,} conversations"
+    )
     hits = lambda word: db.execute(  # noqa: E731
         "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", [fts_query(word)]
     ).fetchone()[0]
-    print(f"search words: {rare!r} in {hits(rare):,} messages, {common!r} in {hits(common):,},"
-          f" {top!r} in {hits(top):,}")
+    print(
+        f"search words: {rare!r} in {hits(rare):,} messages, {common!r} in {hits(common):,},"
+        f" {top!r} in {hits(top):,}"
+    )
 
     slow_runs = max(3, args.runs // 5)
     like = lambda word: {"owner": owner, "pattern": f"%{word}%"}  # noqa: E731
     search = lambda word: {  # noqa: E731
-        "match": fts_query(word), "owner": owner, "limit": 20, "title_weight": TITLE_WEIGHT,
+        "match": fts_query(word),
+        "owner": owner,
+        "limit": 20,
+        "title_weight": TITLE_WEIGHT,
     }
     sql = lambda query, params: lambda: db.execute(query, params).fetchall()  # noqa: E731
     # (name, our SQL, baseline SQL, the API call as the app makes it, runs)
     cases = [
-        ("sidebar, first page (50)",
-         sql(SIDEBAR, [owner, 50, 0]), sql(SIDEBAR_BASELINE, [owner, 50, 0]),
-         lambda: list_conversations(db, owner, limit=50), args.runs),
-        ("sidebar, page 10",
-         sql(SIDEBAR, [owner, 50, 450]), sql(SIDEBAR_BASELINE, [owner, 50, 450]),
-         lambda: list_conversations(db, owner, limit=50, offset=450), args.runs),
-        ("messages of one conversation",
-         sql(MESSAGES, [cid, cid, owner]), sql(MESSAGES_BASELINE, [cid, cid, owner]),
-         lambda: list_messages(db, owner, cid), slow_runs),
-        ("search rare word (FTS5 vs LIKE)",
-         sql(SEARCH_SQL, search(rare)), sql(SEARCH_BASELINE, like(rare)),
-         lambda: search_conversations(db, owner, rare), slow_runs),
-        ("search common word (FTS5 vs LIKE)",
-         sql(SEARCH_SQL, search(common)), sql(SEARCH_BASELINE, like(common)),
-         lambda: search_conversations(db, owner, common), slow_runs),
-        ("search most frequent word (worst case)",
-         sql(SEARCH_SQL, search(top)), sql(SEARCH_BASELINE, like(top)),
-         lambda: search_conversations(db, owner, top), 3),
+        (
+            "sidebar, first page (50)",
+            sql(SIDEBAR, [owner, 50, 0]),
+            sql(SIDEBAR_BASELINE, [owner, 50, 0]),
+            lambda: list_conversations(db, owner, limit=50),
+            args.runs,
+        ),
+        (
+            "sidebar, page 10",
+            sql(SIDEBAR, [owner, 50, 450]),
+            sql(SIDEBAR_BASELINE, [owner, 50, 450]),
+            lambda: list_conversations(db, owner, limit=50, offset=450),
+            args.runs,
+        ),
+        (
+            "messages of one conversation",
+            sql(MESSAGES, [cid, cid, owner]),
+            sql(MESSAGES_BASELINE, [cid, cid, owner]),
+            lambda: list_messages(db, owner, cid),
+            slow_runs,
+        ),
+        (
+            "search rare word (FTS5 vs LIKE)",
+            sql(SEARCH_SQL, search(rare)),
+            sql(SEARCH_BASELINE, like(rare)),
+            lambda: search_conversations(db, owner, rare),
+            slow_runs,
+        ),
+        (
+            "search common word (FTS5 vs LIKE)",
+            sql(SEARCH_SQL, search(common)),
+            sql(SEARCH_BASELINE, like(common)),
+            lambda: search_conversations(db, owner, common),
+            slow_runs,
+        ),
+        (
+            "search most frequent word (worst case)",
+            sql(SEARCH_SQL, search(top)),
+            sql(SEARCH_BASELINE, like(top)),
+            lambda: search_conversations(db, owner, top),
+            3,
+        ),
     ]
     print(f"\n{'query':40} {'ours ms':>9} {'baseline ms':>12} {'speed-up':>9} {'API call ms':>12}")
     for name, ours, baseline, api, runs in cases:

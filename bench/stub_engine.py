@@ -30,18 +30,42 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 CONTEXT = 8192
-ANSWER = orjson.dumps({
-    "id": "chatcmpl-stub", "object": "chat.completion", "created": 1, "model": "qwen3",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"},
-                 "finish_reason": "length", "logprobs": None}],
-    "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
-})
-MODELS = orjson.dumps({"object": "list", "data": [
-    {"id": "qwen3", "object": "model", "created": 1, "owned_by": "vllm",
-     "max_model_len": CONTEXT}]})
-_CHUNK = (b'data: {"id":"chatcmpl-stub","object":"chat.completion.chunk","created":1,'
-          b'"model":"qwen3","choices":[{"index":0,"delta":{"content":" word"},'
-          b'"logprobs":null,"finish_reason":null}]}\n\n')
+ANSWER = orjson.dumps(
+    {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "qwen3",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "Hello"},
+                "finish_reason": "length",
+                "logprobs": None,
+            }
+        ],
+        "usage": {"prompt_tokens": 12, "completion_tokens": 1, "total_tokens": 13},
+    }
+)
+MODELS = orjson.dumps(
+    {
+        "object": "list",
+        "data": [
+            {
+                "id": "qwen3",
+                "object": "model",
+                "created": 1,
+                "owned_by": "vllm",
+                "max_model_len": CONTEXT,
+            }
+        ],
+    }
+)
+_CHUNK = (
+    b'data: {"id":"chatcmpl-stub","object":"chat.completion.chunk","created":1,'
+    b'"model":"qwen3","choices":[{"index":0,"delta":{"content":" word"},'
+    b'"logprobs":null,"finish_reason":null}]}\n\n'
+)
 
 
 def _json(body: bytes) -> Response:
@@ -66,11 +90,24 @@ async def _chunks(tokens: int, usage: bool):
     for _ in range(tokens):
         yield _CHUNK
     if usage:
-        yield b'data: ' + orjson.dumps({
-            "id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": 1,
-            "model": "qwen3", "choices": [],
-            "usage": {"prompt_tokens": 12, "completion_tokens": tokens,
-                      "total_tokens": 12 + tokens}}) + b"\n\n"
+        yield (
+            b"data: "
+            + orjson.dumps(
+                {
+                    "id": "chatcmpl-stub",
+                    "object": "chat.completion.chunk",
+                    "created": 1,
+                    "model": "qwen3",
+                    "choices": [],
+                    "usage": {
+                        "prompt_tokens": 12,
+                        "completion_tokens": tokens,
+                        "total_tokens": 12 + tokens,
+                    },
+                }
+            )
+            + b"\n\n"
+        )
     yield b"data: [DONE]\n\n"
 
 
@@ -79,15 +116,20 @@ async def complete(request: Request) -> Response:
     if not body.get("stream"):
         return _json(ANSWER)
     usage = bool((body.get("stream_options") or {}).get("include_usage"))
-    return StreamingResponse(_chunks(int(body.get("max_tokens") or 16), usage),
-                             media_type="text/event-stream")
+    return StreamingResponse(
+        _chunks(int(body.get("max_tokens") or 16), usage), media_type="text/event-stream"
+    )
 
 
-lean = Starlette(routes=[
-    Route("/health", health), Route("/v1/models", models),
-    Route("/tokenize", tokenize, methods=["POST"]),
-    Route("/v1/chat/completions", complete, methods=["POST"]),
-])
+lean = Starlette(
+    routes=[
+        Route("/health", health),
+        Route("/v1/models", models),
+        Route("/tokenize", tokenize, methods=["POST"]),
+        Route("/v1/chat/completions", complete, methods=["POST"]),
+    ]
+)
+
 
 class Message(BaseModel):
     role: str
@@ -157,10 +199,13 @@ like_vllm.add_api_route("/tokenize", tokenize, methods=["POST"])
 async def chat(request: ChatRequest) -> Response:
     if request.stream:
         usage = bool(request.stream_options and request.stream_options.include_usage)
-        return StreamingResponse(_chunks(request.max_tokens or 16, usage),
-                                 media_type="text/event-stream")
-    answer = ChatAnswer(choices=[Choice(message=AnswerMessage(content="Hello"))],
-                        usage=Usage(prompt_tokens=12, completion_tokens=1, total_tokens=13))
+        return StreamingResponse(
+            _chunks(request.max_tokens or 16, usage), media_type="text/event-stream"
+        )
+    answer = ChatAnswer(
+        choices=[Choice(message=AnswerMessage(content="Hello"))],
+        usage=Usage(prompt_tokens=12, completion_tokens=1, total_tokens=13),
+    )
     return Response(answer.model_dump_json(), media_type="application/json")
 
 
@@ -169,4 +214,10 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--lean", action="store_true", help="bare Starlette, pre-encoded answers")
     args = parser.parse_args(sys.argv[1:])
-    uvicorn.run(lean if args.lean else like_vllm, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        lean if args.lean else like_vllm,
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )

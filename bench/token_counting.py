@@ -35,8 +35,9 @@ QUESTION = "Which sections retry a request, and what do they return on success? 
 def document_text(counter: TokenCounter, tokens: int) -> str:
     """Page-marked prose, code and Chinese (as the prompt builder lays out a PDF) of ≈tokens."""
     src = build_source(400)
-    page = "\n\n".join(src.paragraphs[:6] + ["\n".join(src.code_lines[:40])]
-                       + src.cjk_sentences[:3])
+    page = "\n\n".join(
+        src.paragraphs[:6] + ["\n".join(src.code_lines[:40])] + src.cjk_sentences[:3]
+    )
     per_page = counter.count_text(page)
     pages = [f"[page {n}]\n{page}" for n in range(1, tokens // per_page + 1)]
     return '<document filename="bench.pdf">\n' + "\n\n".join(pages) + "\n</document>"
@@ -74,8 +75,10 @@ def main() -> None:
         counter_ms.append((t2 - t1) * 1000)
 
     base, ours = statistics.median(base_ms), statistics.median(counter_ms[1:])
-    print(f"prompt: {expected:,} tokens (Qwen3 tokenizer), {len(QUESTION)} keystrokes, "
-          "identical counts at every one")
+    print(
+        f"prompt: {expected:,} tokens (Qwen3 tokenizer), {len(QUESTION)} keystrokes, "
+        "identical counts at every one"
+    )
     print(f"baseline, whole prompt encoded : {base:8.1f} ms per keystroke (median)")
     print(f"counter, first count (cold)    : {first:8.1f} ms")
     print(f"counter, later keystrokes      : {ours:8.1f} ms per keystroke (median)")

@@ -12,8 +12,10 @@ def main(argv: list[str]) -> int:
 
         return keys_main(argv)
     if argv and argv[0] not in ("serve",):
-        print("usage: python -m server [serve] | python -m server keys {create,list,revoke} ...",
-              file=sys.stderr)
+        print(
+            "usage: python -m server [serve] | python -m server keys {create,list,revoke} ...",
+            file=sys.stderr,
+        )
         return 2
     from server.app import create_app, serve
     from server.settings import settings_or_exit

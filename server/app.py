@@ -44,15 +44,19 @@ def create_app(settings: Settings | None = None, writes_answers: bool = False) -
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_services(services, writes_answers):
-            async with open_gateway(settings, services.store, services.engine, services.counter,
-                                    metrics) as gateway:
+            async with open_gateway(
+                settings, services.store, services.engine, services.counter, metrics
+            ) as gateway:
                 app.state.gateway = gateway
                 yield
 
     app = FastAPI(
-        title="Qwen Workbench", lifespan=lifespan,
+        title="Qwen Workbench",
+        lifespan=lifespan,
         # The UI owns `/`; an OpenAPI page would only shadow its paths.
-        docs_url=None, redoc_url=None, openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
         # The gateway has its own metrics (/metrics); FastAPI's OpenTelemetry hooks looked up
         # the global providers on every request: 4 % of the CPU of a /v1 request (py-spy).
         telemetry={"tracing": False, "metrics": False, "logs": False},
@@ -68,8 +72,7 @@ def create_app(settings: Settings | None = None, writes_answers: bool = False) -
 
 
 @asynccontextmanager
-async def open_services(services: Services,
-                        writes_answers: bool = True) -> AsyncIterator[Services]:
+async def open_services(services: Services, writes_answers: bool = True) -> AsyncIterator[Services]:
     """App-wide start-up: fill in `services` (store, counter, open engine); undo it on exit.
 
     The process that writes answers (the UI's) marks the answers the last run left
@@ -83,11 +86,15 @@ async def open_services(services: Services,
         if writes_answers:
             interrupted = await anyio.to_thread.run_sync(finish_interrupted_answers, store.db)
             if interrupted:
-                log.warning("%d answer(s) were being written when the server last stopped: "
-                            "kept as far as they got, marked failed", interrupted)
+                log.warning(
+                    "%d answer(s) were being written when the server last stopped: "
+                    "kept as far as they got, marked failed",
+                    interrupted,
+                )
         if settings.vllm_api_key:
             await anyio.to_thread.run_sync(
-                lambda: ensure_key(store.db, BOOTSTRAP_KEY_NAME, settings.vllm_api_key, admin=True))
+                lambda: ensure_key(store.db, BOOTSTRAP_KEY_NAME, settings.vllm_api_key, admin=True)
+            )
         await services.engine.open()
         counter = await anyio.to_thread.run_sync(load_counter, settings)
         services.store, services.counter = store, counter
@@ -109,8 +116,12 @@ def serve(app: FastAPI, settings: Settings) -> None:
     if settings.tls:
         tls = {"ssl_certfile": str(settings.tls_cert), "ssl_keyfile": str(settings.tls_key)}
     uvicorn.run(
-        app, host=settings.host, port=settings.port,
-        log_level="info", timeout_graceful_shutdown=5,
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        timeout_graceful_shutdown=5,
         # Every /v1 request already gets a usage row; the access log costs ≈0.25 ms a request.
-        access_log=False, **tls,
+        access_log=False,
+        **tls,
     )

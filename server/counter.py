@@ -39,15 +39,25 @@ class Counter(Protocol):
         """`count_text` of each text, on up to `threads` threads."""
         ...
 
-    def count_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
-                       add_generation_prompt: bool = True) -> int:
+    def count_messages(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> int:
         """Prompt size of a chat request, chat template (and generation prompt) included."""
         ...
 
     async def acount_text(self, text: str) -> int: ...
 
-    async def acount_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
-                              add_generation_prompt: bool = True) -> int: ...
+    async def acount_messages(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> int: ...
 
     async def aclose(self) -> None:
         """Release what the counter holds (HTTP clients)."""
@@ -64,5 +74,6 @@ def load_counter(settings: Settings) -> Counter:
         return TokenCounter.from_dir(embedded_model_dir(settings))
     if profile == "h200x4":
         return TokenCounter.from_dir(qwen3_tokenizer_dir())
-    return RemoteTokenCounter(settings.upstream, model=SERVED_MODEL_NAME,
-                              api_key=settings.engine_key)
+    return RemoteTokenCounter(
+        settings.upstream, model=SERVED_MODEL_NAME, api_key=settings.engine_key
+    )

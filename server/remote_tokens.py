@@ -3,14 +3,15 @@ tokenizer files on this host). Implements `server.counter.Counter`, as `server.t
 does locally.
 
 It calls the engine with aiohttp, the gateway's one HTTP client (`gateway/upstream.py` says why).
-The blocking methods, for worker threads (PDF ingestion), run the call on the event loop that
-the async methods use; before that loop is known, or when called on it, a short-lived loop in
-a thread of its own makes the call.
+The blocking methods, for worker threads (PDF ingestion), hand their calls to an event loop of
+their own in a thread of its own: never to the app's loop, which may be the very thread that
+waits for them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
@@ -30,8 +31,9 @@ class TokenizeRefused(Exception):
 TOKENIZE_ERRORS = (TokenizeRefused, aiohttp.ClientError, asyncio.TimeoutError)
 
 
-def _messages_body(messages: list[dict], add_generation_prompt: bool,
-                   tools: list[dict] | None) -> dict:
+def _messages_body(
+    messages: list[dict], add_generation_prompt: bool, tools: list[dict] | None
+) -> dict:
     """A vLLM /tokenize request that applies the chat template."""
     body = {"messages": messages, "add_generation_prompt": add_generation_prompt}
     if tools:
@@ -48,8 +50,9 @@ class RemoteTokenCounter:
 
     local = False
 
-    def __init__(self, upstream: str, *, model: str, api_key: str | None = None,
-                 timeout: float = 60.0):
+    def __init__(
+        self, upstream: str, *, model: str, api_key: str | None = None, timeout: float = 60.0
+    ):
         self.url = upstream.rstrip("/").removesuffix("/v1") + "/tokenize"
         self.model = model
         self.name = f"remote:{model}"
@@ -57,8 +60,11 @@ class RemoteTokenCounter:
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
         self._timeout = aiohttp.ClientTimeout(total=timeout)
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None  # the async methods' (app's loop)
+        # The blocking methods' loop, thread and session, made on their first call.
+        self._bridge_lock = threading.Lock()
+        self._bridge: tuple[asyncio.AbstractEventLoop, threading.Thread] | None = None
+        self._bridge_session: aiohttp.ClientSession | None = None
 
     async def _call(self, session: aiohttp.ClientSession, body: dict) -> dict:
         payload = orjson.dumps({"model": self.model, **body})
@@ -71,28 +77,35 @@ class RemoteTokenCounter:
     async def _tokenize(self, body: dict) -> dict:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=self._timeout)
-            self._loop = asyncio.get_running_loop()
         return await self._call(self._session, body)
 
-    async def _tokenize_once(self, body: dict) -> dict:
-        async with aiohttp.ClientSession(timeout=self._timeout) as session:
-            return await self._call(session, body)
+    async def _bridge_call(self, body: dict) -> dict:
+        if self._bridge_session is None:
+            self._bridge_session = aiohttp.ClientSession(timeout=self._timeout)
+        return await self._call(self._bridge_session, body)
 
     def _tokenize_blocking(self, body: dict) -> dict:
-        loop = self._loop
-        if loop is not None and loop.is_running() and not _running_on(loop):
-            future = asyncio.run_coroutine_threadsafe(self._tokenize(body), loop)
-            return future.result()
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(asyncio.run, self._tokenize_once(body)).result()
+        with self._bridge_lock:
+            if self._bridge is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="tokenize", daemon=True)
+                thread.start()
+                self._bridge = (loop, thread)
+        loop, _ = self._bridge
+        return asyncio.run_coroutine_threadsafe(self._bridge_call(body), loop).result()
 
     async def acount_text(self, text: str) -> int:
         """Tokens in `text` without special-token additions (same meaning as TokenCounter)."""
         result = await self._tokenize({"prompt": text, "add_special_tokens": False})
         return result["count"]
 
-    async def acount_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
-                              add_generation_prompt: bool = True) -> int:
+    async def acount_messages(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> int:
         """Prompt size with the engine's own chat template applied."""
         body = _messages_body(messages, add_generation_prompt, tools)
         return (await self._tokenize(body))["count"]
@@ -112,27 +125,36 @@ class RemoteTokenCounter:
         with ThreadPoolExecutor(threads) as pool:
             return list(pool.map(self.count_text, texts))
 
-    def count_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
-                       add_generation_prompt: bool = True) -> int:
+    def count_messages(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> int:
         """Blocking form of `acount_messages`."""
         body = _messages_body(messages, add_generation_prompt, tools)
         return self._tokenize_blocking(body)["count"]
 
     async def aclose(self) -> None:
-        """Close the HTTP session."""
+        """Close the HTTP sessions and stop the blocking methods' loop."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        with self._bridge_lock:
+            bridge, self._bridge = self._bridge, None
+        if bridge is not None:
+            loop, thread = bridge
+            if self._bridge_session is not None:
+                closing = asyncio.run_coroutine_threadsafe(self._bridge_session.close(), loop)
+                await asyncio.wrap_future(closing)
+                self._bridge_session = None
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join)
+            loop.close()
 
     async def __aenter__(self) -> RemoteTokenCounter:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-
-def _running_on(loop: asyncio.AbstractEventLoop) -> bool:
-    try:
-        return asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False

@@ -15,9 +15,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="WORKBENCH_", extra="ignore")
 
-    vllm_api_key: str | None = Field(
-        default=None, validation_alias=AliasChoices("VLLM_API_KEY")
-    )
+    vllm_api_key: str | None = Field(default=None, validation_alias=AliasChoices("VLLM_API_KEY"))
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Path("./data")
@@ -46,6 +44,7 @@ class Settings(BaseSettings):
         without replicas."""
         raw = (self.upstream_urls or "").replace(",", " ").split()
         return [url.rstrip("/").removesuffix("/v1") for url in raw]
+
     # Many processes (README "More than one process"): N API workers behind nginx, the UI in
     # its own process, the limits shared in Redis (started for them when no URL is given).
     api_workers: int = Field(default=1, ge=1, le=64)
@@ -68,8 +67,10 @@ class Settings(BaseSettings):
     @classmethod
     def _tokenizer_files_exist(cls, path: Path | None) -> Path | None:
         if path is not None and not (path / "tokenizer.json").is_file():
-            raise ValueError(f"{path} has no tokenizer.json (it must name a folder holding the "
-                             "served model's tokenizer files)")
+            raise ValueError(
+                f"{path} has no tokenizer.json (it must name a folder holding the "
+                "served model's tokenizer files)"
+            )
         return path
 
     @property

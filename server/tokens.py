@@ -102,9 +102,11 @@ def _split_pattern(pre_tokenizer: dict | None) -> str:
         return GPT2_PATTERN
     if kinds == ["Split", "ByteLevel"] and not uses_gpt2_regex:
         split = steps[0]
-        if split.get("behavior") != "Isolated" or split.get("invert") or "Regex" not in split[
-            "pattern"
-        ]:
+        if (
+            split.get("behavior") != "Isolated"
+            or split.get("invert")
+            or "Regex" not in split["pattern"]
+        ):
             raise TokenizerFormatError(f"unsupported Split pre-tokenizer {split}")
         return split["pattern"]["Regex"]
     if kinds == ["Digits", "ByteLevel"] and uses_gpt2_regex and steps[0].get("individual_digits"):
@@ -131,7 +133,9 @@ def encoding_from_tokenizer_json(spec: dict, name: str) -> tiktoken.Encoding:
     # Longest first, so that a token which is a prefix of another cannot shadow it.
     special = dict(sorted(added.items(), key=lambda kv: -len(kv[0])))
     return tiktoken.Encoding(
-        name, pat_str=_split_pattern(spec.get("pre_tokenizer")), mergeable_ranks=ranks,
+        name,
+        pat_str=_split_pattern(spec.get("pre_tokenizer")),
+        mergeable_ranks=ranks,
         special_tokens=special,
     )
 
@@ -144,7 +148,10 @@ def _template_env() -> ImmutableSandboxedEnvironment:
 
     def tojson(value: Any, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
         return json.dumps(
-            value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+            value,
+            ensure_ascii=ensure_ascii,
+            indent=indent,
+            separators=separators,
             sort_keys=sort_keys,
         )
 
@@ -263,11 +270,12 @@ class TokenCounter:
         """
         text = self._normalize(text)
         if len(text) < SEGMENT_CACHE_MIN_CHARS or self._special_re is None:
-            return len(self.encoding.encode(
-                text, allowed_special=self._special, disallowed_special=()))
+            return len(
+                self.encoding.encode(text, allowed_special=self._special, disallowed_special=())
+            )
         total, start = 0, 0
         for match in self._special_re.finditer(text):
-            total += self._count_plain(text[start:match.start()]) + 1
+            total += self._count_plain(text[start : match.start()]) + 1
             start = match.end()
         return total + self._count_plain(text[start:])
 
@@ -304,8 +312,10 @@ class TokenCounter:
     ) -> str:
         """The prompt text the chat template produces (content parts flattened to text; tool
         calls and tools shaped as vLLM renders them)."""
-        flat = [{**m, "content": _flatten_content(m.get("content"))}
-                for m in template_messages(messages)]
+        flat = [
+            {**m, "content": _flatten_content(m.get("content"))}
+            for m in template_messages(messages)
+        ]
         return self._template.render(
             **self._template_vars,
             **template_kwargs,
@@ -314,21 +324,33 @@ class TokenCounter:
             add_generation_prompt=add_generation_prompt,
         )
 
-    def count_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
-                       add_generation_prompt: bool = True) -> int:
+    def count_messages(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> int:
         """Exact prompt size of a chat request, generation prompt included."""
-        return self.count_text(self.render_messages(
-            messages, tools=tools, add_generation_prompt=add_generation_prompt))
+        return self.count_text(
+            self.render_messages(messages, tools=tools, add_generation_prompt=add_generation_prompt)
+        )
 
     async def acount_text(self, text: str) -> int:
         """Async form of `count_text` (local counting is fast enough to run inline)."""
         return self.count_text(text)
 
-    async def acount_messages(self, messages: list[dict], *, tools: list[dict] | None = None,
-                              add_generation_prompt: bool = True) -> int:
+    async def acount_messages(
+        self,
+        messages: list[dict],
+        *,
+        tools: list[dict] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> int:
         """Async form of `count_messages`."""
-        return self.count_messages(messages, tools=tools,
-                                   add_generation_prompt=add_generation_prompt)
+        return self.count_messages(
+            messages, tools=tools, add_generation_prompt=add_generation_prompt
+        )
 
     async def aclose(self) -> None:
         """Nothing to release: the tokenizer lives in memory."""

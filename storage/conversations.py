@@ -223,8 +223,11 @@ def _validate_documents(documents) -> list[dict]:
         if not isinstance(document.get("filename"), str):
             _fail(f"{where}.filename must be a string")
         sha256 = document.get("sha256")
-        if not (isinstance(sha256, str) and len(sha256) == 64
-                and all(c in "0123456789abcdef" for c in sha256)):
+        if not (
+            isinstance(sha256, str)
+            and len(sha256) == 64
+            and all(c in "0123456789abcdef" for c in sha256)
+        ):
             _fail(f"{where}.sha256 must be 64 lowercase hex digits")
     return documents
 
@@ -277,9 +280,16 @@ def import_json(db: sqlite_utils.Database, owner: str, data: dict) -> int:
         )
         for message in messages:
             add_message(
-                db, owner, cid, message["role"], message["content"],
-                model=message.get("model"), stats=message["stats"], status=message["status"],
-                error=message.get("error"), created_at=message.get("created_at"),
+                db,
+                owner,
+                cid,
+                message["role"],
+                message["content"],
+                model=message.get("model"),
+                stats=message["stats"],
+                status=message["status"],
+                error=message.get("error"),
+                created_at=message.get("created_at"),
             )
         for document in documents:
             own = find_document(db, owner, document["sha256"])

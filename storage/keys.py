@@ -35,9 +35,7 @@ def hash_secret(secret: str) -> str:
 
 def _active(db: sqlite_utils.Database, column: str, value: str) -> dict | None:
     rows = list(
-        db.query(
-            f"SELECT * FROM api_keys WHERE {column} = ? AND revoked_at IS NULL", [value]
-        )
+        db.query(f"SELECT * FROM api_keys WHERE {column} = ? AND revoked_at IS NULL", [value])
     )
     return rows[0] if rows else None
 

@@ -141,7 +141,11 @@ def m004_usage_log(db: sqlite_utils.Database) -> None:
         },
         pk="id",
         not_null={
-            "created_at", "key_name", "endpoint", "status_code", "prompt_tokens",
+            "created_at",
+            "key_name",
+            "endpoint",
+            "status_code",
+            "prompt_tokens",
             "completion_tokens",
         },
         defaults={"prompt_tokens": 0, "completion_tokens": 0},
@@ -163,6 +167,7 @@ CJK_CHARS = (
 @migrations()
 def m005_cjk_search(db: sqlite_utils.Database) -> None:
     """Substring search for CJK text: trigram indexes of the titles and messages that have any."""
+
     # Own-content FTS5 tables (not external content like m002's): a delete is a plain
     # DELETE by rowid, and only rows with CJK are copied, so the trigram index (several
     # times the text's size) stays proportional to the CJK text alone.
@@ -206,7 +211,8 @@ def m007_responses(db: sqlite_utils.Database) -> None:
     """Stored Responses API responses, so a later request can continue one by its id."""
     db["responses"].create(
         {"id": str, "key_name": str, "created_at": float, "input": str, "output": str},
-        pk="id", not_null={"key_name", "created_at", "input", "output"},
+        pk="id",
+        not_null={"key_name", "created_at", "input", "output"},
     )
 
 

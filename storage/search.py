@@ -58,7 +58,8 @@ ORDER BY best.score, conversations.updated_at DESC
 LIMIT :limit
 """
 
-SEARCH_SQL = _RANKED_SQL.format(hits="""
+SEARCH_SQL = _RANKED_SQL.format(
+    hits="""
     SELECT conversations_fts.rowid AS conversation_id,
            conversations_fts.rank * :title_weight AS score,
            NULL AS message_id
@@ -71,7 +72,8 @@ SEARCH_SQL = _RANKED_SQL.format(hits="""
     JOIN messages ON messages.id = messages_fts.rowid
     JOIN conversations ON conversations.id = messages.conversation_id
     WHERE messages_fts MATCH :match AND conversations.owner = :owner
-""")
+"""
+)
 
 
 def search_conversations(
@@ -91,9 +93,7 @@ def search_conversations(
             return []
         sql, params = SEARCH_SQL, {"match": match}
         snippet = lambda db, hit: _snippet(db, match, hit)  # noqa: E731
-    rows = db.query(
-        sql, {**params, "owner": owner, "limit": limit, "title_weight": TITLE_WEIGHT}
-    )
+    rows = db.query(sql, {**params, "owner": owner, "limit": limit, "title_weight": TITLE_WEIGHT})
     return [
         {
             "conversation_id": row["conversation_id"],
@@ -120,7 +120,10 @@ def _snippet(db: sqlite_utils.Database, match: str, hit: dict) -> str:
         )
         rowid = hit["message_id"]
     params = {
-        "start": MARK_START, "end": MARK_END, "match": match, "id": rowid,
+        "start": MARK_START,
+        "end": MARK_END,
+        "match": match,
+        "id": rowid,
         "tokens": SNIPPET_TOKENS,
     }
     row = db.execute(sql, params).fetchone()

@@ -13,11 +13,23 @@ MAX_BUCKETS = 10_000
 
 # The columns a request's row is written with, in the order of log_requests' tuples.
 USAGE_COLUMNS = (
-    "request_id", "created_at", "key_name", "endpoint", "model", "status_code", "prompt_tokens",
-    "completion_tokens", "latency_ms", "ttft_ms", "user", "error_code",
+    "request_id",
+    "created_at",
+    "key_name",
+    "endpoint",
+    "model",
+    "status_code",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "ttft_ms",
+    "user",
+    "error_code",
 )
-_INSERT = (f"INSERT OR IGNORE INTO usage_log ({', '.join(USAGE_COLUMNS)}) "
-           f"VALUES ({', '.join('?' * len(USAGE_COLUMNS))})")
+_INSERT = (
+    f"INSERT OR IGNORE INTO usage_log ({', '.join(USAGE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(USAGE_COLUMNS))})"
+)
 
 
 def log_requests(db: sqlite_utils.Database, rows: list[tuple]) -> None:
@@ -44,11 +56,25 @@ def log_request(
     created_at: float | None = None,
 ) -> None:
     """Record one request (call it once the response is complete, streamed or not)."""
-    log_requests(db, [(
-        request_id, time.time() if created_at is None else created_at, key_name, endpoint,
-        model, status_code, prompt_tokens or 0, completion_tokens or 0, latency_ms, ttft_ms,
-        user, error_code,
-    )])
+    log_requests(
+        db,
+        [
+            (
+                request_id,
+                time.time() if created_at is None else created_at,
+                key_name,
+                endpoint,
+                model,
+                status_code,
+                prompt_tokens or 0,
+                completion_tokens or 0,
+                latency_ms,
+                ttft_ms,
+                user,
+                error_code,
+            )
+        ],
+    )
 
 
 def usage_by_endpoint(
@@ -62,12 +88,14 @@ def usage_by_endpoint(
     if key_name is not None:
         where += " AND key_name = ?"
         params.append(key_name)
-    return list(db.query(
-        f"""SELECT endpoint, count(*) AS requests, sum(prompt_tokens) AS prompt_tokens,
+    return list(
+        db.query(
+            f"""SELECT endpoint, count(*) AS requests, sum(prompt_tokens) AS prompt_tokens,
                    sum(completion_tokens) AS completion_tokens, sum(status_code >= 400) AS errors
             FROM usage_log WHERE {where} GROUP BY endpoint ORDER BY requests DESC, endpoint""",
-        params,
-    ))
+            params,
+        )
+    )
 
 
 def usage_series(

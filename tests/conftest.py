@@ -22,9 +22,11 @@ BROWSER_FIXTURES = {"browser", "page"}
 
 def pytest_configure(config):
     config.addinivalue_line(
-        "markers", "engine: needs the vLLM CPU engine's install (set from the fixtures used)")
+        "markers", "engine: needs the vLLM CPU engine's install (set from the fixtures used)"
+    )
     config.addinivalue_line(
-        "markers", "browser: drives Debian's Chromium (set from the fixtures used)")
+        "markers", "browser: drives Debian's Chromium (set from the fixtures used)"
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before `-m` deselects by these marks
@@ -125,6 +127,7 @@ async def make_limiter(request):
     import redis
 
     from server.gateway.limits import KeyLimiter
+    from server.gateway.limits_memory import MemoryBackend
     from server.gateway.limits_redis import RedisBackend
 
     made = []
@@ -134,7 +137,8 @@ async def make_limiter(request):
         redis.Redis.from_url(url).flushdb()
 
     def _make(rpm: int, tpm: int, max_concurrent: int) -> KeyLimiter:
-        limiter = KeyLimiter(rpm, tpm, max_concurrent, RedisBackend(url) if url else None)
+        backend = RedisBackend(url) if url else MemoryBackend()
+        limiter = KeyLimiter(rpm, tpm, max_concurrent, backend)
         made.append(limiter)
         return limiter
 

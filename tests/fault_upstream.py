@@ -37,7 +37,10 @@ MODES = ("die", "error500", "hang")
 def _chunk(content: str | None = None, role: str | None = None) -> bytes:
     delta = {"role": role, "content": ""} if role else {"content": content}
     event = {
-        "id": "chatcmpl-fault", "object": "chat.completion.chunk", "created": 1, "model": "qwen3",
+        "id": "chatcmpl-fault",
+        "object": "chat.completion.chunk",
+        "created": 1,
+        "model": "qwen3",
         "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
     }
     return b"data: " + json.dumps(event).encode() + b"\n\n"
@@ -50,24 +53,57 @@ def _typed(kind: str, data: dict) -> bytes:
 def _responses_chunk(content: str | None = None, role: str | None = None) -> bytes:
     """The Responses API's events as vLLM streams them (`response.created`, then deltas)."""
     if role:
-        return _typed("response.created", {"response": {
-            "id": "resp_fault", "object": "response", "created_at": 1, "model": "qwen3",
-            "status": "in_progress", "output": [], "usage": None}, "sequence_number": 0})
-    return _typed("response.output_text.delta", {
-        "item_id": "msg_fault", "output_index": 0, "content_index": 0, "delta": content,
-        "logprobs": [], "sequence_number": 1})
+        return _typed(
+            "response.created",
+            {
+                "response": {
+                    "id": "resp_fault",
+                    "object": "response",
+                    "created_at": 1,
+                    "model": "qwen3",
+                    "status": "in_progress",
+                    "output": [],
+                    "usage": None,
+                },
+                "sequence_number": 0,
+            },
+        )
+    return _typed(
+        "response.output_text.delta",
+        {
+            "item_id": "msg_fault",
+            "output_index": 0,
+            "content_index": 0,
+            "delta": content,
+            "logprobs": [],
+            "sequence_number": 1,
+        },
+    )
 
 
 def _messages_chunk(content: str | None = None, role: str | None = None) -> bytes:
     """Anthropic's Messages events as vLLM streams them (`message_start`, then deltas)."""
     if role:
-        return _typed("message_start", {"message": {
-            "id": "msg_fault", "type": "message", "role": "assistant", "content": [],
-            "model": "qwen3", "stop_reason": None, "stop_sequence": None,
-            "usage": {"input_tokens": 7, "output_tokens": 0}}}) + _typed(
-            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
-    return _typed("content_block_delta", {
-        "index": 0, "delta": {"type": "text_delta", "text": content}})
+        return _typed(
+            "message_start",
+            {
+                "message": {
+                    "id": "msg_fault",
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [],
+                    "model": "qwen3",
+                    "stop_reason": None,
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": 7, "output_tokens": 0},
+                }
+            },
+        ) + _typed(
+            "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+        )
+    return _typed(
+        "content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": content}}
+    )
 
 
 _PROTOCOL_CHUNKS = {"responses": _responses_chunk, "messages": _messages_chunk}
@@ -98,8 +134,13 @@ class FaultUpstream:
         return JSONResponse({})
 
     async def _models(self, request: Request) -> Response:
-        card = {"id": "qwen3", "object": "model", "created": 1, "owned_by": "vllm",
-                "max_model_len": 8192}
+        card = {
+            "id": "qwen3",
+            "object": "model",
+            "created": 1,
+            "owned_by": "vllm",
+            "max_model_len": 8192,
+        }
         return JSONResponse({"object": "list", "data": [card]})
 
     async def _complete(self, request: Request) -> Response:
@@ -107,8 +148,12 @@ class FaultUpstream:
         self.requests[mode] += 1
         body = await request.json()
         if mode == "error500":
-            error = {"message": "EngineCore encountered an issue", "type": "InternalServerError",
-                     "param": None, "code": 500}
+            error = {
+                "message": "EngineCore encountered an issue",
+                "type": "InternalServerError",
+                "param": None,
+                "code": 500,
+            }
             return JSONResponse({"error": error}, status_code=500)
         if not body.get("stream"):
             if mode == "hang":
@@ -136,14 +181,16 @@ class FaultUpstream:
             self.closed[mode].set()
 
     def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/{mode}/health", self._health),
-            Route("/{mode}/v1/models", self._models),
-            Route("/{mode}/v1/chat/completions", self._complete, methods=["POST"]),
-            Route("/{mode}/v1/completions", self._complete, methods=["POST"]),
-            Route("/{mode}/v1/responses", self._complete, methods=["POST"]),
-            Route("/{mode}/v1/messages", self._complete, methods=["POST"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/{mode}/health", self._health),
+                Route("/{mode}/v1/models", self._models),
+                Route("/{mode}/v1/chat/completions", self._complete, methods=["POST"]),
+                Route("/{mode}/v1/completions", self._complete, methods=["POST"]),
+                Route("/{mode}/v1/responses", self._complete, methods=["POST"]),
+                Route("/{mode}/v1/messages", self._complete, methods=["POST"]),
+            ]
+        )
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -151,13 +198,15 @@ class FaultUpstream:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        config = uvicorn.Config(self.app(), host="127.0.0.1", port=self.port,
-                                log_level="critical", lifespan="off")
+        config = uvicorn.Config(
+            self.app(), host="127.0.0.1", port=self.port, log_level="critical", lifespan="off"
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self._thread.start()
-        wait_until(lambda: self._server.started, interval=0.02,
-                   message="fault upstream did not start")
+        wait_until(
+            lambda: self._server.started, interval=0.02, message="fault upstream did not start"
+        )
         return self
 
     def stop(self) -> None:

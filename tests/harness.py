@@ -72,8 +72,13 @@ class ManagedProcess:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")
         self.proc = subprocess.Popen(
-            argv, env=env, cwd=cwd, stdout=self._log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            argv,
+            env=env,
+            cwd=cwd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     @property
@@ -101,8 +106,9 @@ class ManagedProcess:
         try:
             wait_until(answered, timeout=timeout, interval=0.5)
         except AssertionError:
-            raise TimeoutError(f"{url} not ready after {timeout}s:\n"
-                               + log_tail(self.log_path)) from None
+            raise TimeoutError(
+                f"{url} not ready after {timeout}s:\n" + log_tail(self.log_path)
+            ) from None
 
     def stop(self, grace: float = 15.0) -> int | None:
         """terminate → wait → kill, for the whole process group."""
@@ -128,15 +134,18 @@ def base_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     env.pop("VLLM_API_KEY", None)
     env.update(
-        GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
+        GRADIO_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
         PYTHONUNBUFFERED="1",
     )
     env.update(overrides)
     return env
 
 
-def start_engine(model_dir: Path, log_dir: Path, max_context: int | None = None,
-                 engine_key: str | None = None) -> tuple[ManagedProcess, str]:
+def start_engine(
+    model_dir: Path, log_dir: Path, max_context: int | None = None, engine_key: str | None = None
+) -> tuple[ManagedProcess, str]:
     """Start the real vLLM CPU engine with the embedded model, exactly as launch.sh does
     (with the `cpu` profile's context unless told otherwise; requiring `engine_key`, the
     engine secret, when given)."""
@@ -145,7 +154,10 @@ def start_engine(model_dir: Path, log_dir: Path, max_context: int | None = None,
 
     port = free_port()
     settings = Settings(
-        data_dir=model_dir.parents[1], engine_port=port, max_context=max_context, profile="cpu",
+        data_dir=model_dir.parents[1],
+        engine_port=port,
+        max_context=max_context,
+        profile="cpu",
         engine_key=engine_key,
     )
     plan = cpu_plan(settings, ENGINE_PYTHON)
@@ -159,9 +171,14 @@ def start_engine(model_dir: Path, log_dir: Path, max_context: int | None = None,
     return proc, url
 
 
-def start_app(env: dict[str, str], log_dir: Path, port: int | None = None,
-              wait_for: str = "/health", expect: int = 200,
-              module: str = "ui") -> tuple[ManagedProcess, str]:
+def start_app(
+    env: dict[str, str],
+    log_dir: Path,
+    port: int | None = None,
+    wait_for: str = "/health",
+    expect: int = 200,
+    module: str = "ui",
+) -> tuple[ManagedProcess, str]:
     """Start the app as launch.sh does (`python -m ui`: the workbench and /v1; `module="server"`
     for the API alone) with the given WORKBENCH_* environment on a free port."""
     port = port or free_port()

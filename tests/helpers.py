@@ -25,9 +25,15 @@ MODEL_DIR = Path(
 ARTIFACTS = REPO / "tests" / "artifacts"
 PDFS = REPO / "tests" / "pdfs"
 RATE_HEADERS = (
-    "X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset",
-    "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
-    "x-ratelimit-limit-tokens", "x-ratelimit-remaining-tokens", "x-ratelimit-reset-tokens",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "x-ratelimit-limit-requests",
+    "x-ratelimit-remaining-requests",
+    "x-ratelimit-reset-requests",
+    "x-ratelimit-limit-tokens",
+    "x-ratelimit-remaining-tokens",
+    "x-ratelimit-reset-tokens",
 )
 
 T = TypeVar("T")
@@ -71,9 +77,14 @@ def app_env(data_dir: Path, engine_url: str, model_dir: Path, api_key: str, **ex
     return env
 
 
-def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.1,
-               message: str = "condition not met",
-               sleep: Callable[[float], object] = time.sleep) -> T:
+def wait_until(
+    condition: Callable[[], T],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.1,
+    message: str = "condition not met",
+    sleep: Callable[[float], object] = time.sleep,
+) -> T:
     """Call `condition` until it returns something truthy, and return that.
 
     After `timeout` seconds: AssertionError with `message` and the last value. `sleep` waits
@@ -89,8 +100,14 @@ def wait_until(condition: Callable[[], T], *, timeout: float = 10.0, interval: f
         sleep(interval)
 
 
-def assert_error(response: httpx.Response, status: int, type: str, code: str | None,
-                 param: str | None = None, message: str | None = None) -> dict:
+def assert_error(
+    response: httpx.Response,
+    status: int,
+    type: str,
+    code: str | None,
+    param: str | None = None,
+    message: str | None = None,
+) -> dict:
     """The response is `status` with exactly {"error": {message, type, param, code}}."""
     assert response.status_code == status, response.text
     assert response.headers["content-type"].startswith("application/json")

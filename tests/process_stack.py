@@ -53,22 +53,38 @@ class Stack:
         while True:
             with sqlite3.connect(self.data_dir / "workbench.db") as db:
                 rows = db.execute(
-                    "SELECT status_code, error_code FROM usage_log ORDER BY id").fetchall()
+                    "SELECT status_code, error_code FROM usage_log ORDER BY id"
+                ).fetchall()
             if len(rows) >= at_least or time.monotonic() > deadline:
                 return rows
             time.sleep(0.1)
 
 
-def start_stack(tmp_path: Path, engine_url: str, model_dir: Path, workers: int = 2,
-                scheme: str = "http", verify: ssl.SSLContext | bool = True,
-                **settings) -> Stack:
+def start_stack(
+    tmp_path: Path,
+    engine_url: str,
+    model_dir: Path,
+    workers: int = 2,
+    scheme: str = "http",
+    verify: ssl.SSLContext | bool = True,
+    **settings,
+) -> Stack:
     """`python -m ui` with these settings on a free public port; waits for /health."""
     data_dir = tmp_path / "data"
     key = "test-admin-" + secrets.token_hex(8)
     port = free_port()
-    env = base_env(**app_env(data_dir, engine_url, model_dir, key, WORKBENCH_PORT=port,
-                             WORKBENCH_HOST="127.0.0.1", WORKBENCH_API_WORKERS=workers,
-                             **settings))
+    env = base_env(
+        **app_env(
+            data_dir,
+            engine_url,
+            model_dir,
+            key,
+            WORKBENCH_PORT=port,
+            WORKBENCH_HOST="127.0.0.1",
+            WORKBENCH_API_WORKERS=workers,
+            **settings,
+        )
+    )
     proc = ManagedProcess([APP_PYTHON, "-m", "ui"], env, data_dir / "logs" / "app.log")
     url = f"{scheme}://127.0.0.1:{port}"
     # Four processes starting at once take minutes on a busy 2-core host.
@@ -76,8 +92,9 @@ def start_stack(tmp_path: Path, engine_url: str, model_dir: Path, workers: int =
     while True:
         if not proc.alive() or time.monotonic() > deadline:
             proc.stop()
-            raise RuntimeError("the stack did not start:\n" +
-                               (data_dir / "logs" / "app.log").read_text()[-3000:])
+            raise RuntimeError(
+                "the stack did not start:\n" + (data_dir / "logs" / "app.log").read_text()[-3000:]
+            )
         try:
             if httpx.get(url + "/health", verify=verify, timeout=2).status_code == 200:
                 break
@@ -95,9 +112,12 @@ async def burst(stack: Stack, count: int, **extra) -> list[httpx.Response]:
     """`count` requests at once, alternating between the two workers' own ports."""
     async with httpx.AsyncClient(headers=stack.headers, timeout=300) as client:
         bases = [stack.worker(1), stack.worker(2)]
-        return await asyncio.gather(*(
-            client.post(bases[i % 2] + "/v1/chat/completions", json=body(**extra))
-            for i in range(count)))
+        return await asyncio.gather(
+            *(
+                client.post(bases[i % 2] + "/v1/chat/completions", json=body(**extra))
+                for i in range(count)
+            )
+        )
 
 
 @dataclass
@@ -109,8 +129,10 @@ class OpenStream:
 async def open_stream(client: httpx.AsyncClient, base: str) -> OpenStream:
     """A long stream, open once its first event has arrived."""
     request = client.build_request(
-        "POST", base + "/v1/chat/completions",
-        json=body(messages=LONG, max_tokens=4000, stream=True, ignore_eos=True))
+        "POST",
+        base + "/v1/chat/completions",
+        json=body(messages=LONG, max_tokens=4000, stream=True, ignore_eos=True),
+    )
     response = await client.send(request, stream=True)
     assert response.status_code == 200, await response.aread()
     lines = response.aiter_lines()
@@ -133,15 +155,57 @@ async def admitted_within(client: httpx.AsyncClient, base: str, seconds: float) 
 
 def make_ca_and_cert(directory: Path) -> tuple[Path, Path, Path]:
     """A test CA and a certificate it signed for 127.0.0.1 (openssl, as the README shows)."""
-    ca_key, ca, key, csr, cert = (directory / n for n in
-                                  ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem"))
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.pem", "server.key", "server.csr", "server.pem")
+    )
     run = lambda *argv: subprocess.run(argv, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", ca_key,
-        "-out", ca, "-days", "2", "-subj", "/CN=Workbench test CA")
-    run("openssl", "req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
-        "-subj", "/CN=127.0.0.1")
+    run(
+        "openssl",
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        ca_key,
+        "-out",
+        ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Workbench test CA",
+    )
+    run(
+        "openssl",
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    )
     ext = directory / "san.ext"
     ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("openssl", "x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-        "-out", cert, "-days", "2", "-extfile", ext)
+    run(
+        "openssl",
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        ca,
+        "-CAkey",
+        ca_key,
+        "-CAcreateserial",
+        "-out",
+        cert,
+        "-days",
+        "2",
+        "-extfile",
+        ext,
+    )
     return ca, cert, key

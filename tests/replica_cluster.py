@@ -31,7 +31,8 @@ SECRET = "engine-secret-" + secrets.token_hex(8)
 DOCUMENT = "\n\n".join(
     f"[page {n}]\nIn section {n} the maintenance manual explains how the pump housing is "
     "inspected for corrosion, how the bearings are lubricated, and where the inspector records "
-    "the readings." for n in range(1, 100)
+    "the readings."
+    for n in range(1, 100)
 )
 
 
@@ -50,17 +51,26 @@ def running_cluster(model_dir: Path, tmp_path_factory) -> Iterator[Cluster]:
     engines = start_replicas(model_dir, logs, (8192, 6144))
     port = free_port()
     metrics = metrics_port(Settings(router_port=port))  # where the app looks for it
-    router = ManagedProcess(router_argv(router_binary(sys.executable), list(engines), port, metrics),
-                            base_env(), logs / "router.log")
+    router = ManagedProcess(
+        router_argv(router_binary(sys.executable), list(engines), port, metrics),
+        base_env(),
+        logs / "router.log",
+    )
     router_url = f"http://127.0.0.1:{port}"
     apps = []
     try:
         router.wait_http(router_url + "/readiness", timeout=60)
         data_dir = tmp_path_factory.mktemp("replica-app")
         key = "test-admin-" + secrets.token_hex(8)
-        env = app_env(data_dir, router_url, model_dir, key,
-                      WORKBENCH_UPSTREAM_URLS=",".join(engines), WORKBENCH_ROUTER_PORT=port,
-                      WORKBENCH_ENGINE_KEY=SECRET)
+        env = app_env(
+            data_dir,
+            router_url,
+            model_dir,
+            key,
+            WORKBENCH_UPSTREAM_URLS=",".join(engines),
+            WORKBENCH_ROUTER_PORT=port,
+            WORKBENCH_ENGINE_KEY=SECRET,
+        )
         env.pop("WORKBENCH_UPSTREAM_URL")
         proc, url = start_app(env, data_dir / "logs")
         apps.append(proc)
@@ -75,8 +85,10 @@ def running_cluster(model_dir: Path, tmp_path_factory) -> Iterator[Cluster]:
 def start_replicas(model_dir, logs, contexts) -> dict[str, ManagedProcess]:
     """Engines with the secret, started side by side; none left running if one fails."""
     with ThreadPoolExecutor(len(contexts)) as pool:
-        futures = [pool.submit(start_engine, model_dir, logs, max_context=ctx,
-                               engine_key=SECRET) for ctx in contexts]
+        futures = [
+            pool.submit(start_engine, model_dir, logs, max_context=ctx, engine_key=SECRET)
+            for ctx in contexts
+        ]
     started, failures = {}, []
     for future in futures:
         try:
@@ -102,16 +114,23 @@ def stop_all(engines) -> None:
 def usage_rows(app: App) -> list[dict]:
     db = sqlite_utils.Database(app.data_dir / "workbench.db")
     try:
-        return list(db.query("SELECT status_code, error_code, prompt_tokens, completion_tokens "
-                             "FROM usage_log ORDER BY id"))
+        return list(
+            db.query(
+                "SELECT status_code, error_code, prompt_tokens, completion_tokens "
+                "FROM usage_log ORDER BY id"
+            )
+        )
     finally:
         db.close()
 
 
 def rows(app: App, count: int) -> list[dict]:
     """The app's usage rows, once there are `count` (they are written asynchronously)."""
-    return wait_until(lambda: found if len(found := usage_rows(app)) >= count else None,
-                      timeout=10, message=f"fewer than {count} usage rows")
+    return wait_until(
+        lambda: found if len(found := usage_rows(app)) >= count else None,
+        timeout=10,
+        message=f"fewer than {count} usage rows",
+    )
 
 
 def auth(app: App) -> dict[str, str]:
@@ -120,13 +139,22 @@ def auth(app: App) -> dict[str, str]:
 
 def ask(app: App, question: str, **extra) -> tuple[str, dict, str]:
     """A streamed question on DOCUMENT: (text, usage, the replica that answered)."""
-    body = {"model": "qwen3", "stream": True, "stream_options": {"include_usage": True},
-            "max_tokens": 8, "temperature": 0,
-            "messages": [{"role": "system", "content": DOCUMENT},
-                         {"role": "user", "content": question}], **extra}
+    body = {
+        "model": "qwen3",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 8,
+        "temperature": 0,
+        "messages": [
+            {"role": "system", "content": DOCUMENT},
+            {"role": "user", "content": question},
+        ],
+        **extra,
+    }
     text, usage = "", None
-    with httpx.stream("POST", app.v1 + "/chat/completions", json=body, headers=auth(app),
-                      timeout=300) as response:
+    with httpx.stream(
+        "POST", app.v1 + "/chat/completions", json=body, headers=auth(app), timeout=300
+    ) as response:
         assert response.status_code == 200, response.read()
         replica = response.headers["x-workbench-replica"]
         for line in response.iter_lines():
@@ -143,5 +171,9 @@ def ask(app: App, question: str, **extra) -> tuple[str, dict, str]:
 def generated(engine: str) -> int:
     """The replica's count of tokens generated so far (its own Prometheus counter)."""
     text = httpx.get(engine + "/metrics", timeout=10).text
-    return int(sum(float(v) for v in re.findall(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)",
-                                                text, re.MULTILINE)))
+    return int(
+        sum(
+            float(v)
+            for v in re.findall(r"^vllm:generation_tokens_total\{[^}]*\} (\S+)", text, re.MULTILINE)
+        )
+    )

@@ -60,26 +60,50 @@ def run(argv: list[str], home: Path, env: dict[str, str]) -> subprocess.Complete
     leaks in), in an empty work directory under `home`."""
     work = home / "work"
     work.mkdir(parents=True, exist_ok=True)
-    full = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8",
-            "TMPDIR": str(home), "NO_COLOR": "1", "TERM": "dumb", **env}
-    return subprocess.run(argv, cwd=work, env=full, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=RUN_SECONDS, check=False)
+    full = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "TMPDIR": str(home),
+        "NO_COLOR": "1",
+        "TERM": "dumb",
+        **env,
+    }
+    return subprocess.run(
+        argv,
+        cwd=work,
+        env=full,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=RUN_SECONDS,
+        check=False,
+    )
 
 
 def assert_ran(result: subprocess.CompletedProcess, app: App, key_name: str, endpoint: str):
-    detail = (f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\n"
-              f"stderr:\n{result.stderr[-3000:]}\napp log:\n{app_log(app)}")
+    detail = (
+        f"exit {result.returncode}\nstdout:\n{result.stdout[-3000:]}\n"
+        f"stderr:\n{result.stderr[-3000:]}\napp log:\n{app_log(app)}"
+    )
     assert result.returncode == 0, detail
     assert result.stdout.strip(), detail
+
     # The last answer's row may land just after the agent exits: an agent closes its stream on
     # the terminal event, and the row is written when the gateway sees the stream end.
     def answered() -> list[dict]:
         rows = [r for r in usage_rows(app, endpoint) if r["key_name"] == key_name]
-        return rows if any(r["status_code"] == 200 and r["completion_tokens"] > 0
-                           for r in rows) else []
+        return (
+            rows
+            if any(r["status_code"] == 200 and r["completion_tokens"] > 0 for r in rows)
+            else []
+        )
 
-    return wait_until(answered, timeout=30, message=f"no answered row of {key_name} on {endpoint}"
-                      f"\n{usage_rows(app)}\n{detail}")
+    return wait_until(
+        answered,
+        timeout=30,
+        message=f"no answered row of {key_name} on {endpoint}\n{usage_rows(app)}\n{detail}",
+    )
 
 
 def app_log(app: App) -> str:
@@ -91,9 +115,16 @@ def test_qwen_code(agent_app, tmp_path):
     settings = tmp_path / ".qwen" / "settings.json"
     settings.parent.mkdir(parents=True)
     settings.write_text(QWEN_CODE_SETTINGS)
-    result = run([str(AGENTS_BIN / "qwen"), PROMPT], tmp_path, {
-        "OPENAI_BASE_URL": agent_app.v1, "OPENAI_API_KEY": key, "OPENAI_MODEL": "qwen3",
-        "QWEN_CODE_MAX_OUTPUT_TOKENS": str(MAX_OUTPUT)})
+    result = run(
+        [str(AGENTS_BIN / "qwen"), PROMPT],
+        tmp_path,
+        {
+            "OPENAI_BASE_URL": agent_app.v1,
+            "OPENAI_API_KEY": key,
+            "OPENAI_MODEL": "qwen3",
+            "QWEN_CODE_MAX_OUTPUT_TOKENS": str(MAX_OUTPUT),
+        },
+    )
     assert_ran(result, agent_app, "qwen-code", "/v1/chat/completions")
 
 
@@ -110,22 +141,53 @@ QWEN_CODE_SETTINGS = """{
 def test_aider(agent_app, tmp_path):
     key = agent_key(agent_app, "aider")
     (tmp_path / "model-settings.yml").write_text(
-        f"- name: openai/qwen3\n  extra_params:\n    max_tokens: {MAX_OUTPUT}\n")
+        f"- name: openai/qwen3\n  extra_params:\n    max_tokens: {MAX_OUTPUT}\n"
+    )
     (tmp_path / "model-metadata.json").write_text(
-        json.dumps({"openai/qwen3": {
-            "max_input_tokens": EMBEDDED_CONTEXT, "max_output_tokens": MAX_OUTPUT,
-            "input_cost_per_token": 0, "output_cost_per_token": 0,
-            "litellm_provider": "openai", "mode": "chat"}}))
-    result = run([
-        str(AIDER), "--model", "openai/qwen3",
-        "--model-settings-file", str(tmp_path / "model-settings.yml"),
-        "--model-metadata-file", str(tmp_path / "model-metadata.json"),
-        "--analytics-disable", "--no-check-update", "--no-show-release-notes",
-        "--no-show-model-warnings", "--no-git", "--map-tokens", "0", "--no-pretty",
-        "--no-fancy-input", "--no-detect-urls", "--yes-always", "--message", PROMPT,
-    ], tmp_path, {"OPENAI_API_BASE": agent_app.v1, "OPENAI_API_KEY": key,
-                  # litellm's model list from the package, not fetched at import
-                  "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
+        json.dumps(
+            {
+                "openai/qwen3": {
+                    "max_input_tokens": EMBEDDED_CONTEXT,
+                    "max_output_tokens": MAX_OUTPUT,
+                    "input_cost_per_token": 0,
+                    "output_cost_per_token": 0,
+                    "litellm_provider": "openai",
+                    "mode": "chat",
+                }
+            }
+        )
+    )
+    result = run(
+        [
+            str(AIDER),
+            "--model",
+            "openai/qwen3",
+            "--model-settings-file",
+            str(tmp_path / "model-settings.yml"),
+            "--model-metadata-file",
+            str(tmp_path / "model-metadata.json"),
+            "--analytics-disable",
+            "--no-check-update",
+            "--no-show-release-notes",
+            "--no-show-model-warnings",
+            "--no-git",
+            "--map-tokens",
+            "0",
+            "--no-pretty",
+            "--no-fancy-input",
+            "--no-detect-urls",
+            "--yes-always",
+            "--message",
+            PROMPT,
+        ],
+        tmp_path,
+        {
+            "OPENAI_API_BASE": agent_app.v1,
+            "OPENAI_API_KEY": key,
+            # litellm's model list from the package, not fetched at import
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        },
+    )
     assert_ran(result, agent_app, "aider", "/v1/chat/completions")
 
 
@@ -134,8 +196,11 @@ def test_codex(agent_app, tmp_path):
     config = tmp_path / ".codex" / "config.toml"
     config.parent.mkdir(parents=True)
     config.write_text(CODEX_CONFIG.format(url=agent_app.v1, context=EMBEDDED_CONTEXT))
-    result = run([str(AGENTS_BIN / "codex"), "exec", "--skip-git-repo-check", PROMPT],
-                 tmp_path, {"CODEX_HOME": str(config.parent), "WORKBENCH_API_KEY": key})
+    result = run(
+        [str(AGENTS_BIN / "codex"), "exec", "--skip-git-repo-check", PROMPT],
+        tmp_path,
+        {"CODEX_HOME": str(config.parent), "WORKBENCH_API_KEY": key},
+    )
     assert_ran(result, agent_app, "codex", "/v1/responses")
 
 
@@ -165,20 +230,34 @@ trace_exporter = "none"
 
 def test_claude_code(agent_app, tmp_path):
     key = agent_key(agent_app, "claude-code")
-    result = run([str(AGENTS_BIN / "claude"), "-p", PROMPT], tmp_path, {
-        "CLAUDE_CONFIG_DIR": str(tmp_path / ".claude"),
-        "ANTHROPIC_BASE_URL": agent_app.url, "ANTHROPIC_API_KEY": key,
-        **{f"ANTHROPIC_{slot}MODEL": "qwen3"
-           for slot in ("", "DEFAULT_OPUS_", "DEFAULT_SONNET_", "DEFAULT_HAIKU_")},
-        "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(EMBEDDED_CONTEXT),
-        "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(CLAUDE_MAX_OUTPUT),
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
-        "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1"})
+    result = run(
+        [str(AGENTS_BIN / "claude"), "-p", PROMPT],
+        tmp_path,
+        {
+            "CLAUDE_CONFIG_DIR": str(tmp_path / ".claude"),
+            "ANTHROPIC_BASE_URL": agent_app.url,
+            "ANTHROPIC_API_KEY": key,
+            **{
+                f"ANTHROPIC_{slot}MODEL": "qwen3"
+                for slot in ("", "DEFAULT_OPUS_", "DEFAULT_SONNET_", "DEFAULT_HAIKU_")
+            },
+            "CLAUDE_CODE_MAX_CONTEXT_TOKENS": str(EMBEDDED_CONTEXT),
+            "CLAUDE_CODE_MAX_OUTPUT_TOKENS": str(CLAUDE_MAX_OUTPUT),
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            "DISABLE_TELEMETRY": "1",
+            "DISABLE_ERROR_REPORTING": "1",
+            "DISABLE_AUTOUPDATER": "1",
+        },
+    )
     if result.returncode == 1 and (
-            f"exceeded the {CLAUDE_MAX_OUTPUT} output token maximum" in result.stdout):
+        f"exceeded the {CLAUDE_MAX_OUTPUT} output token maximum" in result.stdout
+    ):
         # Every answer was served whole, each stopped at the limit Claude Code asked for.
-        rows = [r for r in usage_rows(agent_app, "/v1/messages")
-                if r["key_name"] == "claude-code" and r["status_code"] == 200]
+        rows = [
+            r
+            for r in usage_rows(agent_app, "/v1/messages")
+            if r["key_name"] == "claude-code" and r["status_code"] == 200
+        ]
         assert rows and all(r["completion_tokens"] == CLAUDE_MAX_OUTPUT for r in rows), rows
         return
     assert_ran(result, agent_app, "claude-code", "/v1/messages")

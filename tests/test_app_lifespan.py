@@ -18,8 +18,14 @@ from ui.app import create_app as create_ui_app
 
 @pytest.fixture
 def settings(tmp_path, engine_url, model_dir):
-    return Settings(data_dir=tmp_path / "data", profile="external", upstream_url=engine_url,
-                    vllm_api_key="boot-secret", tokenizer_path=model_dir, max_context=4096)
+    return Settings(
+        data_dir=tmp_path / "data",
+        profile="external",
+        upstream_url=engine_url,
+        vllm_api_key="boot-secret",
+        tokenizer_path=model_dir,
+        max_context=4096,
+    )
 
 
 def test_create_app_connects_to_nothing_and_the_lifespan_owns_its_resources(settings):
@@ -44,8 +50,14 @@ def test_create_app_connects_to_nothing_and_the_lifespan_owns_its_resources(sett
 
 def test_the_api_app_alone_has_no_ui_and_ui_app_mounts_it_behind_the_api(settings):
     with TestClient(create_app(settings)) as client:
-        assert_error(client.get("/"), 404, "not_found_error", "unknown_url", None,
-                     "Unknown request URL: GET /")
+        assert_error(
+            client.get("/"),
+            404,
+            "not_found_error",
+            "unknown_url",
+            None,
+            "Unknown request URL: GET /",
+        )
     with TestClient(create_ui_app(settings)) as client:
         assert "Qwen Workbench" in client.get("/").text
         assert client.get("/health").json() == {"status": "ok"}
@@ -63,10 +75,14 @@ def test_metrics_count_requests_tokens_and_rejections(make_app):
     app = make_app(WORKBENCH_RPM=1)
     headers = {"Authorization": f"Bearer {app.api_key}"}
     body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
-    assert httpx.post(app.v1 + "/chat/completions", json=body, headers=headers,
-                      timeout=60).status_code == 200
-    assert httpx.post(app.v1 + "/chat/completions", json=body, headers=headers,
-                      timeout=60).status_code == 429
+    assert (
+        httpx.post(app.v1 + "/chat/completions", json=body, headers=headers, timeout=60).status_code
+        == 200
+    )
+    assert (
+        httpx.post(app.v1 + "/chat/completions", json=body, headers=headers, timeout=60).status_code
+        == 429
+    )
     assert httpx.get(app.v1 + "/nowhere", headers=headers).status_code == 404
     text = httpx.get(app.url + "/metrics", headers=headers).text
     assert 'workbench_requests_total{endpoint="/v1/chat/completions",status="200"} 1.0' in text
@@ -86,23 +102,32 @@ def test_metrics_registries_are_per_app():
 
 
 def test_health_is_503_in_the_error_shape_when_the_engine_is_down(tmp_path, model_dir):
-    settings = Settings(data_dir=tmp_path, profile="external", upstream_url="http://127.0.0.1:9",
-                        tokenizer_path=model_dir)
+    settings = Settings(
+        data_dir=tmp_path,
+        profile="external",
+        upstream_url="http://127.0.0.1:9",
+        tokenizer_path=model_dir,
+    )
     with TestClient(create_app(settings)) as client:
-        assert_error(client.get("/health"), 503, "service_unavailable", "service_unavailable",
-                     None, "The engine is not available.")
+        assert_error(
+            client.get("/health"),
+            503,
+            "service_unavailable",
+            "service_unavailable",
+            None,
+            "The engine is not available.",
+        )
         assert client.app.state.services.engine.healthy is False
 
 
-def test_external_engine_without_tokenizer_files_counts_through_its_tokenize(
-        tmp_path, engine_url):
-    settings = Settings(data_dir=tmp_path, profile="external", upstream_url=engine_url,
-                        vllm_api_key="boot-secret")
+def test_external_engine_without_tokenizer_files_counts_through_its_tokenize(tmp_path, engine_url):
+    settings = Settings(
+        data_dir=tmp_path, profile="external", upstream_url=engine_url, vllm_api_key="boot-secret"
+    )
     headers = {"Authorization": "Bearer boot-secret"}
     with TestClient(create_app(settings)) as client:
         assert isinstance(client.app.state.services.counter, RemoteTokenCounter)
-        body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}],
-                "max_tokens": 2}
+        body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
         response = client.post("/v1/chat/completions", json=body, headers=headers)
         assert response.status_code == 200, response.text
         # The gateway's count (via /tokenize) is what it reserved against the TPM budget,
@@ -112,6 +137,11 @@ def test_external_engine_without_tokenizer_files_counts_through_its_tokenize(
         assert int(state["x-ratelimit-remaining-tokens"]) == 100_000 - usage["total_tokens"]
         # Over the engine's own max_model_len, discovered through /tokenize.
         body["messages"] = [{"role": "user", "content": "hello " * (EMBEDDED_CONTEXT + 100)}]
-        assert_error(client.post("/v1/chat/completions", json=body, headers=headers), 400,
-                     "invalid_request_error", "context_length_exceeded", "messages",
-                     f"Request exceeds maximum context length of {EMBEDDED_CONTEXT} tokens")
+        assert_error(
+            client.post("/v1/chat/completions", json=body, headers=headers),
+            400,
+            "invalid_request_error",
+            "context_length_exceeded",
+            "messages",
+            f"Request exceeds maximum context length of {EMBEDDED_CONTEXT} tokens",
+        )

@@ -14,8 +14,14 @@ MEMBERS = sorted(name for name in vars(Counter) if not name.startswith("_"))
 
 
 def test_the_protocol_names_what_counting_needs():
-    assert {"count_text", "count_texts", "count_messages", "acount_text", "acount_messages",
-            "aclose"} <= set(MEMBERS)
+    assert {
+        "count_text",
+        "count_texts",
+        "count_messages",
+        "acount_text",
+        "acount_messages",
+        "aclose",
+    } <= set(MEMBERS)
     assert set(Counter.__annotations__) >= {"name", "local"}
 
 
@@ -28,7 +34,8 @@ def test_both_counters_implement_each_method_with_the_protocols_arguments(cls, n
         actual = inspect.signature(getattr(cls, name)).parameters[param]
         assert (actual.kind, actual.default) == (spec.kind, spec.default), (cls, name, param)
     assert inspect.iscoroutinefunction(getattr(cls, name)) == inspect.iscoroutinefunction(
-        getattr(Counter, name))
+        getattr(Counter, name)
+    )
 
 
 def test_local_says_where_the_counting_happens():

@@ -26,15 +26,18 @@ def section(markdown: str, heading: str) -> str:
     match = re.search(rf"^(#+) {re.escape(heading)}\s*$", markdown, re.MULTILINE)
     assert match, f"no heading {heading!r}"
     level = len(match.group(1))
-    rest = markdown[match.end():]
+    rest = markdown[match.end() :]
     end = re.search(rf"^#{{1,{level}}} ", rest, re.MULTILINE)
     return rest[: end.start()] if end else rest
 
 
 def table_rows(text: str) -> list[list[str]]:
     """The cells of the markdown table rows in `text` (header and rule rows included)."""
-    return [[cell.strip() for cell in line.strip().strip("|").split("|")]
-            for line in text.splitlines() if line.strip().startswith("|")]
+    return [
+        [cell.strip() for cell in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.strip().startswith("|")
+    ]
 
 
 def code_spans(cell: str) -> list[str]:
@@ -42,6 +45,7 @@ def code_spans(cell: str) -> list[str]:
 
 
 # --- settings ---------------------------------------------------------------------------------
+
 
 def env_names() -> list[str]:
     """Every settings field's environment variable."""
@@ -55,12 +59,14 @@ def env_names() -> list[str]:
 
 @pytest.mark.parametrize("variable", env_names())
 def test_every_setting_is_in_the_readme_configuration_table(variable):
-    documented = {name for row in table_rows(section(README, "Configuration"))
-                  for name in code_spans(row[0])}
+    documented = {
+        name for row in table_rows(section(README, "Configuration")) for name in code_spans(row[0])
+    }
     assert variable in documented
 
 
 # --- errors -----------------------------------------------------------------------------------
+
 
 def _const(node: ast.AST | None):
     return node.value if isinstance(node, ast.Constant) else None
@@ -68,14 +74,22 @@ def _const(node: ast.AST | None):
 
 def error_triples() -> set[tuple[int, str, str]]:
     """(status, type, code) of every error `server/gateway/errors.py` can build."""
-    functions = {node.name: node for node in ast.parse(ERRORS.read_text()).body
-                 if isinstance(node, ast.FunctionDef)}
+    functions = {
+        node.name: node
+        for node in ast.parse(ERRORS.read_text()).body
+        if isinstance(node, ast.FunctionDef)
+    }
     builders = {}  # constructor → (status, type, index and name of its code parameter)
     triples = set()
     for name, function in functions.items():
         params = [a.arg for a in function.args.args]
-        defaults = dict(zip(params[len(params) - len(function.args.defaults):],
-                            function.args.defaults, strict=True))
+        defaults = dict(
+            zip(
+                params[len(params) - len(function.args.defaults) :],
+                function.args.defaults,
+                strict=True,
+            )
+        )
         for call in ast.walk(function):
             if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "ApiError":
                 status, type_ = _const(call.args[0]), _const(call.args[2])
@@ -102,8 +116,12 @@ def error_triples() -> set[tuple[int, str, str]]:
 
 def documented_errors() -> set[tuple[int, str, str]]:
     rows = table_rows(section(API_DOC, "Every error this server returns"))
-    return {(int(row[0]), code_spans(row[1])[0], code)
-            for row in rows if row[0].isdigit() for code in code_spans(row[2])}
+    return {
+        (int(row[0]), code_spans(row[1])[0], code)
+        for row in rows
+        if row[0].isdigit()
+        for code in code_spans(row[2])
+    }
 
 
 def test_errors_are_read_from_the_code():
@@ -136,12 +154,14 @@ def test_errors_are_built_only_in_errors_py():
                 offending.append(f"{where} builds an ApiError")
             receiver = getattr(node.func, "value", None)
             if getattr(receiver, "id", None) == "errors" and any(
-                    k.arg == "code" for k in node.keywords):
+                k.arg == "code" for k in node.keywords
+            ):
                 offending.append(f"{where} picks an error code")
     assert not offending, "add a constructor to server/gateway/errors.py:\n" + "\n".join(offending)
 
 
 # --- layout -----------------------------------------------------------------------------------
+
 
 def layout_paths() -> list[str]:
     return [path for row in table_rows(section(README, "Layout")) for path in code_spans(row[0])]
@@ -169,7 +189,8 @@ def test_every_module_is_in_the_readme_layout_table(module):
     parts = Path(module).parts
     parents = [f"{Path(*parts[:i])}/" for i in range(1, len(parts))]
     assert module in listed or any(parent in listed for parent in parents), (
-        f"{module} is not in the README's layout table")
+        f"{module} is not in the README's layout table"
+    )
 
 
 def test_the_readme_layout_table_names_only_what_exists():

@@ -45,7 +45,11 @@ def test_text_matches_the_source_it_was_printed_from(generated_pages):
     """Every code line with its exact indentation, every Chinese sentence and paragraph."""
     assert len(generated_pages) == 10
     assert fidelity(fixture_source(), [p.text for p in generated_pages]) == {
-        "code_found": 1.0, "indent_exact": 1.0, "cjk": 1.0, "prose": 1.0, "order": True,
+        "code_found": 1.0,
+        "indent_exact": 1.0,
+        "cjk": 1.0,
+        "prose": 1.0,
+        "order": True,
     }
 
 

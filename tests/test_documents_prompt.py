@@ -34,16 +34,25 @@ LIMIT = 10_000_000
 
 def pdf_part(data: bytes, filename: str = "report.pdf", media_type: str = "application/pdf"):
     encoded = base64.b64encode(data).decode()
-    return {"type": "file",
-            "file": {"filename": filename, "file_data": f"data:{media_type};base64,{encoded}"}}
+    return {
+        "type": "file",
+        "file": {"filename": filename, "file_data": f"data:{media_type};base64,{encoded}"},
+    }
 
 
 def test_documents_block_marks_every_page_under_its_file_name():
-    context = document_context([
-        ("a.pdf", [{"number": 1, "text": "Intro\n    indented()", "tokens": 5},
-                   {"number": 2, "text": "", "tokens": 0}]),
-        ('b"<x>.pdf', [PageText(7, "Seven\n")]),
-    ])
+    context = document_context(
+        [
+            (
+                "a.pdf",
+                [
+                    {"number": 1, "text": "Intro\n    indented()", "tokens": 5},
+                    {"number": 2, "text": "", "tokens": 0},
+                ],
+            ),
+            ('b"<x>.pdf', [PageText(7, "Seven\n")]),
+        ]
+    )
     assert context == (
         '<document filename="a.pdf">\n'
         "[page 1]\nIntro\n    indented()\n\n"
@@ -70,7 +79,9 @@ def test_documents_go_first_then_the_system_prompt_then_the_conversation():
         {"role": "user", "content": "What is on page 2?"},
     ]
     assert documents_first("", "Be brief.", conversation) == [
-        {"role": "system", "content": "Be brief."}, *conversation]
+        {"role": "system", "content": "Be brief."},
+        *conversation,
+    ]
     assert documents_first("", " ", conversation) == conversation
 
 
@@ -80,9 +91,17 @@ def test_second_question_shares_the_whole_documents_prefix():
     counter = qwen3_counter()
     docs = document_context([("a.pdf", [PageText(1, "alpha"), PageText(2, "beta")])])
     first = counter.render_messages(documents_first(docs, "", [{"role": "user", "content": "Q1?"}]))
-    second = counter.render_messages(documents_first(docs, "", [
-        {"role": "user", "content": "Q1?"}, {"role": "assistant", "content": "A1."},
-        {"role": "user", "content": "Q2?"}]))
+    second = counter.render_messages(
+        documents_first(
+            docs,
+            "",
+            [
+                {"role": "user", "content": "Q1?"},
+                {"role": "assistant", "content": "A1."},
+                {"role": "user", "content": "Q2?"},
+            ],
+        )
+    )
     prefix = first.split("Q1?")[0]
     assert docs in prefix and second.startswith(prefix)
 
@@ -125,8 +144,10 @@ def test_chunk_token_totals_bound_the_exact_count_of_their_text():
 
     counter = qwen3_counter()
     extracted = extract_pages((PDFS / "chromium-code-cjk.pdf").read_bytes())
-    pages = [{"number": p.number + 1000, "text": p.text, "tokens": counter.count_text(p.text)}
-             for p in extracted]
+    pages = [
+        {"number": p.number + 1000, "text": p.text, "tokens": counter.count_text(p.text)}
+        for p in extracted
+    ]
     pages.append({"number": 1011, "text": "", "tokens": 0})  # an image-only page
     chunks = plan_chunks(pages, 3000, counter=counter)
     assert [p["number"] for c in chunks for p in c.pages] == [p["number"] for p in pages]
@@ -176,24 +197,51 @@ def test_file_part_with_bare_base64_and_no_filename():
 @pytest.mark.parametrize(
     ("part", "error", "message"),
     [
-        ({"type": "file", "file": {"file_data": "data:application/pdf;base64,%%%"}},
-         InvalidFilePartError, "file.file_data is not valid base64."),
-        (pdf_part(b"hello", "a.png", "image/png"), NotAPdfError,
-         "Only PDF files are supported (the data URL says 'image/png')."),
-        (pdf_part(b"just text, no header"), NotAPdfError,
-         "This file is not a PDF (it has no PDF header): upload a .pdf file."),
-        ({"type": "file", "file": {"file_data": "data:application/pdf,%25PDF"}},
-         InvalidFilePartError, "file.file_data must be base64 (data:application/pdf;base64,...)."),
-        ({"type": "file", "file": {"file_id": "file-abc123"}}, InvalidFilePartError,
-         "file.file_id is not supported here: send the PDF itself as file.file_data."),
-        ({"type": "file", "file": "a.pdf"}, InvalidFilePartError,
-         'The file part is malformed: send {"type": "file", "file": {"filename", "file_data"}}.'),
-        ({"type": "file", "file": {"file_data": ""}}, InvalidFilePartError,
-         "file.file_data must be a non-empty string."),
-        (pdf_part((PDFS / "libreoffice-writer-password.pdf").read_bytes()), EncryptedPdfError,
-         "This PDF is password-protected: enter its password to open it."),
-        (pdf_part((PDFS / "unreadablemetadata.pdf").read_bytes()), CorruptPdfError,
-         "This PDF is damaged or truncated and cannot be read: export or download it again."),
+        (
+            {"type": "file", "file": {"file_data": "data:application/pdf;base64,%%%"}},
+            InvalidFilePartError,
+            "file.file_data is not valid base64.",
+        ),
+        (
+            pdf_part(b"hello", "a.png", "image/png"),
+            NotAPdfError,
+            "Only PDF files are supported (the data URL says 'image/png').",
+        ),
+        (
+            pdf_part(b"just text, no header"),
+            NotAPdfError,
+            "This file is not a PDF (it has no PDF header): upload a .pdf file.",
+        ),
+        (
+            {"type": "file", "file": {"file_data": "data:application/pdf,%25PDF"}},
+            InvalidFilePartError,
+            "file.file_data must be base64 (data:application/pdf;base64,...).",
+        ),
+        (
+            {"type": "file", "file": {"file_id": "file-abc123"}},
+            InvalidFilePartError,
+            "file.file_id is not supported here: send the PDF itself as file.file_data.",
+        ),
+        (
+            {"type": "file", "file": "a.pdf"},
+            InvalidFilePartError,
+            'The file part is malformed: send {"type": "file", "file": {"filename", "file_data"}}.',
+        ),
+        (
+            {"type": "file", "file": {"file_data": ""}},
+            InvalidFilePartError,
+            "file.file_data must be a non-empty string.",
+        ),
+        (
+            pdf_part((PDFS / "libreoffice-writer-password.pdf").read_bytes()),
+            EncryptedPdfError,
+            "This PDF is password-protected: enter its password to open it.",
+        ),
+        (
+            pdf_part((PDFS / "unreadablemetadata.pdf").read_bytes()),
+            CorruptPdfError,
+            "This PDF is damaged or truncated and cannot be read: export or download it again.",
+        ),
     ],
 )
 def test_hostile_file_parts_fail_with_their_own_message(part, error, message):
@@ -214,11 +262,13 @@ def test_a_file_part_without_any_text_is_refused_and_says_ocr_is_needed():
         file_part_to_text(pdf_part(scanned_pages_only()), max_bytes=LIMIT)
     assert str(caught.value) == (
         "No page of this PDF has text (all 2 are images or scans): run OCR on it, then send it"
-        " again.")
+        " again."
+    )
 
 
 def test_a_file_part_with_some_scanned_pages_marks_them():
-    text = file_part_to_text(pdf_part((PDFS / "imagemagick-images.pdf").read_bytes()),
-                             max_bytes=LIMIT)
+    text = file_part_to_text(
+        pdf_part((PDFS / "imagemagick-images.pdf").read_bytes()), max_bytes=LIMIT
+    )
     assert "[page 4]\n(no text on this page: it is an image or a scan)" in text
     assert "[page 6]\nBackground" in text

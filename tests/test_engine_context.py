@@ -17,8 +17,14 @@ from server.workbench import Workbench
 @pytest.fixture
 def asked_more(tmp_path, engine_url, model_dir):
     """An app asked for 700,000 tokens in front of the real CPU engine (max_model_len 32,768)."""
-    settings = Settings(data_dir=tmp_path / "data", profile="external", upstream_url=engine_url,
-                        vllm_api_key="boot-secret", tokenizer_path=model_dir, max_context=700_000)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        profile="external",
+        upstream_url=engine_url,
+        vllm_api_key="boot-secret",
+        tokenizer_path=model_dir,
+        max_context=700_000,
+    )
     app = create_app(settings)
     with TestClient(app) as client:
         yield client, app.state.services
@@ -34,8 +40,11 @@ def test_a_larger_asked_context_does_not_mask_the_engines_real_one(asked_more):
     # The UI's gauge reads the same number through the workbench services.
     assert Workbench(services).max_context == real
     # The context error names the real limit.
-    body = {"model": "qwen3", "max_tokens": 1,
-            "messages": [{"role": "user", "content": "word " * (EMBEDDED_CONTEXT + 100)}]}
+    body = {
+        "model": "qwen3",
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": "word " * (EMBEDDED_CONTEXT + 100)}],
+    }
     refused = client.post("/v1/chat/completions", json=body, headers=headers)
     assert refused.status_code == 400
     assert f"maximum context length of {real} tokens" in refused.json()["error"]["message"]

@@ -17,9 +17,20 @@ def dry_run(**env) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     full.update(env)
     return subprocess.run(
-        [sys.executable, "-m", "server.engine", "plan", "--dry-run",
-         "--engine-python", "/opt/engine/bin/python"],
-        cwd=REPO, env=full, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "server.engine",
+            "plan",
+            "--dry-run",
+            "--engine-python",
+            "/opt/engine/bin/python",
+        ],
+        cwd=REPO,
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -50,9 +61,14 @@ def test_h200x4_dry_run_has_every_production_flag():
     assert flag(argv, "--max-num-batched-tokens") == "4096"
     assert flag(argv, "--max-num-seqs") == "16"
     assert json.loads(flag(argv, "--compilation-config")) == {
-        "cudagraph_capture_sizes": [1, 2, 4, 8, 16]}
+        "cudagraph_capture_sizes": [1, 2, 4, 8, 16]
+    }
     assert flag(argv, "--tool-call-parser") == "qwen3_coder"
-    for switch in ("--enable-expert-parallel", "--enable-prefix-caching", "--enable-auto-tool-choice"):
+    for switch in (
+        "--enable-expert-parallel",
+        "--enable-prefix-caching",
+        "--enable-auto-tool-choice",
+    ):
         assert switch in argv
     assert json.loads(flag(argv, "--hf-overrides")) == {
         "max_position_embeddings": 786432,  # the scaled window: 262,144 x 3
@@ -61,11 +77,18 @@ def test_h200x4_dry_run_has_every_production_flag():
             "factor": 3.0,
             "original_max_position_embeddings": 262144,
             "rope_theta": 10000000,
-        }
+        },
     }
     # Every term of the memory arithmetic, and the margin, are printed before the command.
-    for term in ("× utilization 0.98", "− weights", "− non-torch", "− activation peak",
-                 "− CUDA-graph estimate", "= KV cache", "− one 700,000-token request"):
+    for term in (
+        "× utilization 0.98",
+        "− weights",
+        "− non-torch",
+        "− activation peak",
+        "− CUDA-graph estimate",
+        "= KV cache",
+        "− one 700,000-token request",
+    ):
         assert term in result.stdout
     margin = next(line for line in result.stdout.splitlines() if "= margin" in line)
     assert float(margin.split()[3]) > 1.5 and margin.endswith("(fits)")
@@ -87,17 +110,32 @@ def test_h200x4_refuses_a_context_that_cannot_fit():
     # That largest context is accepted.
     ok = dry_run(WORKBENCH_PROFILE="h200x4", WORKBENCH_MAX_CONTEXT=str(largest))
     assert ok.returncode == 0 and flag(engine_argv(ok.stdout), "--max-model-len") == str(largest)
-    assert dry_run(WORKBENCH_PROFILE="h200x4",
-                   WORKBENCH_MAX_CONTEXT=str(largest + 16)).returncode == 2
+    assert (
+        dry_run(WORKBENCH_PROFILE="h200x4", WORKBENCH_MAX_CONTEXT=str(largest + 16)).returncode == 2
+    )
 
 
 def test_fit_context_starts_vllm_with_max_model_len_auto():
     result = subprocess.run(
-        [sys.executable, "-m", "server.engine", "plan", "--dry-run", "--fit-context",
-         "--engine-python", "/opt/engine/bin/python"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")},
-             "WORKBENCH_PROFILE": "h200x4"},
+        [
+            sys.executable,
+            "-m",
+            "server.engine",
+            "plan",
+            "--dry-run",
+            "--fit-context",
+            "--engine-python",
+            "/opt/engine/bin/python",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")},
+            "WORKBENCH_PROFILE": "h200x4",
+        },
     )
     assert result.returncode == 0, result.stderr
     argv = engine_argv(result.stdout)
@@ -117,7 +155,9 @@ def test_native_context_needs_no_yarn():
 def test_cpu_plan_serves_the_embedded_model_as_qwen3(tmp_path):
     plan = cpu_plan(Settings(profile="cpu", data_dir=tmp_path, engine_port=9123), "/e/bin/python")
     assert plan.argv[:3] == ["/e/bin/python", "-m", "vllm.entrypoints.openai.api_server"]
-    assert flag(plan.argv, "--model") == str(tmp_path.resolve() / "models" / "SmolLM2-135M-Instruct")
+    assert flag(plan.argv, "--model") == str(
+        tmp_path.resolve() / "models" / "SmolLM2-135M-Instruct"
+    )
     assert flag(plan.argv, "--served-model-name") == "qwen3"
     assert flag(plan.argv, "--port") == "9123"
     assert flag(plan.argv, "--max-model-len") == "32768"
@@ -131,9 +171,12 @@ def test_cpu_plan_serves_the_embedded_model_as_qwen3(tmp_path):
     # SmolLM2's 8,192-token window stretched 4× with YaRN.
     rope = json.loads(flag(plan.argv, "--hf-overrides"))
     assert rope["max_position_embeddings"] == 32768
-    assert rope["rope_parameters"] == {"rope_type": "yarn", "factor": 4.0,
-                                       "original_max_position_embeddings": 8192,
-                                       "rope_theta": 100_000}
+    assert rope["rope_parameters"] == {
+        "rope_type": "yarn",
+        "factor": 4.0,
+        "original_max_position_embeddings": 8192,
+        "rope_theta": 100_000,
+    }
 
 
 def test_cpu_plan_within_the_native_window_needs_no_yarn(tmp_path):
@@ -164,7 +207,12 @@ def _vllm_reads(engine_python: str, argv: list[str]) -> subprocess.CompletedProc
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
         [engine_python, str(REPO / "tests" / "vllm_args.py"), STAND_IN],
-        input=json.dumps(argv), capture_output=True, text=True, timeout=300, cwd=REPO, env=env,
+        input=json.dumps(argv),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+        env=env,
     )
 
 
@@ -191,8 +239,11 @@ def test_vllm_takes_the_h200x4_command_and_its_700k_context(engine_python):
         "hf_overrides": {
             "max_position_embeddings": 786_432,
             "rope_parameters": {
-                "rope_type": "yarn", "factor": 3.0, "original_max_position_embeddings": 262_144,
-                "rope_theta": 10_000_000},
+                "rope_type": "yarn",
+                "factor": 3.0,
+                "original_max_position_embeddings": 262_144,
+                "rope_theta": 10_000_000,
+            },
         },
         "tool_call_parser": "qwen3_coder",
         "tool_call_parser_known": True,
@@ -217,12 +268,27 @@ def test_vllm_refuses_what_the_command_must_not_contain(engine_python):
 def test_vllm_takes_the_fit_context_command(engine_python):
     """`--fit-context`: vLLM reads `--max-model-len auto` as its auto-fit value (-1) and the
     model config allows up to the YaRN window, which its KV-cache check then shrinks to fit."""
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")},
-           "WORKBENCH_PROFILE": "h200x4"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")},
+        "WORKBENCH_PROFILE": "h200x4",
+    }
     out = subprocess.run(
-        [sys.executable, "-m", "server.engine", "plan", "--dry-run", "--fit-context",
-         "--engine-python", "/opt/engine/bin/python"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=False,
+        [
+            sys.executable,
+            "-m",
+            "server.engine",
+            "plan",
+            "--dry-run",
+            "--fit-context",
+            "--engine-python",
+            "/opt/engine/bin/python",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     ).stdout
     parsed = _vllm_reads(engine_python, engine_argv(out)[2:])
     assert parsed.returncode == 0, parsed.stderr[-2000:]

@@ -42,21 +42,31 @@ def one_seat_engine(model_dir, engine_python, tmp_path_factory):
 
 def generate(url: str, max_tokens: int, done: threading.Event) -> None:
     """A streamed completion that runs until `max_tokens` (or until `done` is set)."""
-    body = {"model": "qwen3", "prompt": "Count on and on:", "max_tokens": max_tokens,
-            "ignore_eos": True, "stream": True}
+    body = {
+        "model": "qwen3",
+        "prompt": "Count on and on:",
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": True,
+    }
     with httpx.stream("POST", url + "/v1/completions", json=body, timeout=600) as response:
         for _ in response.iter_bytes():
             if done.is_set():
                 return
 
 
-def test_a_queued_answer_shows_as_queued_until_its_first_token(one_seat_engine, tmp_path,
-                                                               model_dir):
+def test_a_queued_answer_shows_as_queued_until_its_first_token(
+    one_seat_engine, tmp_path, model_dir
+):
     """The workbench service reads the engine's queue; the UI's stream turns it into `Queued`
     notices while its answer waits, then streams the answer once the engine has room."""
-    settings = Settings(data_dir=tmp_path / "data", profile="external",
-                        upstream_url=one_seat_engine, vllm_api_key="boot-secret",
-                        tokenizer_path=model_dir)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        profile="external",
+        upstream_url=one_seat_engine,
+        vllm_api_key="boot-secret",
+        tokenizer_path=model_dir,
+    )
     app = create_app(settings)
     done = threading.Event()
     with TestClient(app) as client:
@@ -72,13 +82,17 @@ def test_a_queued_answer_shows_as_queued_until_its_first_token(one_seat_engine, 
 
         async def answer_while_queued() -> list:
             engine = openai.AsyncOpenAI(base_url=one_seat_engine + "/v1", api_key="unused")
-            answer = AnswerStream(engine, model="qwen3",
-                                  messages=[{"role": "user", "content": "Say hi"}],
-                                  params={**DEFAULT_PARAMS, "max_tokens": 4})
+            answer = AnswerStream(
+                engine,
+                model="qwen3",
+                messages=[{"role": "user", "content": "Say hi"}],
+                params={**DEFAULT_PARAMS, "max_tokens": 4},
+            )
             seen: list = []
             try:
                 async for item in with_queue_notices(
-                        answer.chunks(), lambda: asyncio.to_thread(waiting), every=0.5):
+                    answer.chunks(), lambda: asyncio.to_thread(waiting), every=0.5
+                ):
                     seen.append(item)
                     if isinstance(item, Queued) and len(seen) == 3:
                         done.set()  # the long request ends: the queued answer gets its turn
@@ -104,12 +118,13 @@ def test_a_queued_answer_shows_as_queued_until_its_first_token(one_seat_engine, 
 def running(url: str) -> bool:
     """The engine reports one request running (its `vllm:num_requests_running`)."""
     metrics = httpx.get(url + "/metrics", timeout=5).text
-    return any(line.startswith("vllm:num_requests_running") and line.endswith(" 1.0")
-               for line in metrics.splitlines())
+    return any(
+        line.startswith("vllm:num_requests_running") and line.endswith(" 1.0")
+        for line in metrics.splitlines()
+    )
 
 
-def test_the_chat_shows_a_queued_answer_then_streams_it(one_seat_engine, page, tmp_path,
-                                                         model_dir):
+def test_the_chat_shows_a_queued_answer_then_streams_it(one_seat_engine, page, tmp_path, model_dir):
     """In the browser: while a long request holds the engine, the answer reads as queued; when
     the long request ends, the same answer streams in and ends with its stats."""
     key = "queue-admin-key"

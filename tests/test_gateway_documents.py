@@ -15,16 +15,24 @@ PDFS = Path(__file__).parent / "pdfs"
 
 def file_part(data: bytes, filename: str = "doc.pdf") -> dict:
     encoded = base64.b64encode(data).decode()
-    return {"type": "file", "file": {"filename": filename,
-                                     "file_data": f"data:application/pdf;base64,{encoded}"}}
+    return {
+        "type": "file",
+        "file": {"filename": filename, "file_data": f"data:application/pdf;base64,{encoded}"},
+    }
 
 
 def ask(app, parts: list[dict]) -> httpx.Response:
     content = [{"type": "text", "text": "What is this document about?"}, *parts]
-    return httpx.post(app.v1 + "/chat/completions", timeout=120,
-                      headers={"Authorization": f"Bearer {app.api_key}"},
-                      json={"model": "qwen3", "max_tokens": 2,
-                            "messages": [{"role": "user", "content": content}]})
+    return httpx.post(
+        app.v1 + "/chat/completions",
+        timeout=120,
+        headers={"Authorization": f"Bearer {app.api_key}"},
+        json={
+            "model": "qwen3",
+            "max_tokens": 2,
+            "messages": [{"role": "user", "content": content}],
+        },
+    )
 
 
 def test_a_pdf_part_is_read_and_its_text_reaches_the_engine(app):
@@ -36,15 +44,24 @@ def test_a_pdf_part_is_read_and_its_text_reaches_the_engine(app):
     assert added > 100
 
 
-@pytest.mark.parametrize("data,message", [
-    ((PDFS / "libreoffice-writer-password.pdf").read_bytes(),
-     "messages[0]: This PDF is password-protected: enter its password to open it."),
-    (b"hello, not a pdf",
-     "messages[0]: This file is not a PDF (it has no PDF header): upload a .pdf file."),
-    (scanned_pages_only(),
-     "messages[0]: No page of this PDF has text (all 2 are images or scans): run OCR on it,"
-     " then send it again."),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (
+            (PDFS / "libreoffice-writer-password.pdf").read_bytes(),
+            "messages[0]: This PDF is password-protected: enter its password to open it.",
+        ),
+        (
+            b"hello, not a pdf",
+            "messages[0]: This file is not a PDF (it has no PDF header): upload a .pdf file.",
+        ),
+        (
+            scanned_pages_only(),
+            "messages[0]: No page of this PDF has text (all 2 are images or scans): run OCR on it,"
+            " then send it again.",
+        ),
+    ],
+)
 def test_an_unreadable_pdf_is_400_with_the_documents_message(app, data, message):
     response = ask(app, [file_part(data)])
     assert_error(response, 400, "invalid_request_error", "invalid_document", "messages", message)
@@ -65,7 +82,8 @@ def test_the_same_pdf_again_is_not_read_again():
     assert expander.extractions == 1
     # The file name is part of the text, so another name is another entry.
     assert expand(expander, file_part(data, "renamed.pdf")).startswith(
-        '<document filename="renamed.pdf">')
+        '<document filename="renamed.pdf">'
+    )
     assert expander.extractions == 2
 
 

@@ -15,15 +15,22 @@ from storage import Store
 from storage.keys import create_key, revoke_key
 from tests.helpers import assert_error, assert_rate_headers
 
-AUTH_BODY = {"error": {"message": "Incorrect API key provided", "type": "authentication_error",
-                       "param": None, "code": "invalid_api_key"}}
+AUTH_BODY = {
+    "error": {
+        "message": "Incorrect API key provided",
+        "type": "authentication_error",
+        "param": None,
+        "code": "invalid_api_key",
+    }
+}
 HI = [{"role": "user", "content": "Hi"}]
 
 
 @pytest.fixture(scope="module")
 def client(app):
-    with httpx.Client(base_url=app.v1, timeout=60,
-                      headers={"Authorization": f"Bearer {app.api_key}"}) as c:
+    with httpx.Client(
+        base_url=app.v1, timeout=60, headers={"Authorization": f"Bearer {app.api_key}"}
+    ) as c:
         yield c
 
 
@@ -33,14 +40,25 @@ def chat(client, **body):
 
 # --- 401 / 403 ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("headers", [
-    {}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic abc"},
-    {"Authorization": "Bearer  x y"},
-])
-@pytest.mark.parametrize("method,path", [
-    ("GET", "/models"), ("POST", "/chat/completions"), ("POST", "/completions"),
-    ("GET", "/nowhere"),
-])
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic abc"},
+        {"Authorization": "Bearer  x y"},
+    ],
+)
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("GET", "/models"),
+        ("POST", "/chat/completions"),
+        ("POST", "/completions"),
+        ("GET", "/nowhere"),
+    ],
+)
 def test_every_v1_route_answers_401_with_the_reference_body(app, headers, method, path):
     response = httpx.request(method, app.v1 + path, headers=headers, json={})
     assert response.status_code == 401
@@ -65,59 +83,112 @@ def test_metrics_needs_an_admin_key(app):
         secret = create_key(store.db, "plain-" + secrets.token_hex(4))
     assert httpx.get(app.url + "/metrics").json() == AUTH_BODY
     response = httpx.get(app.url + "/metrics", headers={"Authorization": f"Bearer {secret}"})
-    assert_error(response, 403, "permission_error", "insufficient_permissions",
-                 message="This endpoint needs an admin key.")
+    assert_error(
+        response,
+        403,
+        "permission_error",
+        "insufficient_permissions",
+        message="This endpoint needs an admin key.",
+    )
 
 
 # --- 400 ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("content, reason", [
-    (b"{not json", "(unexpected character"),
-    (b"", "(the body is empty)"),
-    (b"[1, 2]", "(found an array)"),
-    (b'"text"', "(found a string)"),
-    (b"null", "(found null)"),
-    (b'{"model": "qwen3", "temperature": NaN}', "(unexpected character"),
-    (b'{"model": "q\xffwen3"}', "not valid UTF-8"),
-    (b"[" * 5000 + b"]" * 5000, "(depth limit exceeded"),
-])
+
+@pytest.mark.parametrize(
+    "content, reason",
+    [
+        (b"{not json", "(unexpected character"),
+        (b"", "(the body is empty)"),
+        (b"[1, 2]", "(found an array)"),
+        (b'"text"', "(found a string)"),
+        (b"null", "(found null)"),
+        (b'{"model": "qwen3", "temperature": NaN}', "(unexpected character"),
+        (b'{"model": "q\xffwen3"}', "not valid UTF-8"),
+        (b"[" * 5000 + b"]" * 5000, "(depth limit exceeded"),
+    ],
+)
 def test_a_body_that_is_not_a_json_object_is_invalid_json(client, content, reason):
-    response = client.post("/chat/completions", content=content,
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/chat/completions", content=content, headers={"content-type": "application/json"}
+    )
     assert_error(response, 400, "invalid_request_error", "invalid_json")
     assert reason in response.json()["error"]["message"]
     assert_rate_headers(response)
 
 
-@pytest.mark.parametrize("body,param,code,message", [
-    ({"messages": HI}, "model", "missing_required_parameter",
-     "Missing required parameter: 'model'."),
-    ({"model": "qwen3"}, "messages", "missing_required_parameter",
-     "Missing required parameter: 'messages'."),
-    ({"model": "qwen3", "messages": []}, "messages", "invalid_value", None),
-    ({"model": "qwen3", "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role",
-     "invalid_type", None),
-    ({"model": "qwen3", "messages": HI, "max_tokens": "10"}, "max_tokens", "invalid_type", None),
-    ({"model": "qwen3", "messages": HI, "max_tokens": 0}, "max_tokens", "invalid_value", None),
-    ({"model": "qwen3", "messages": HI, "temperature": 2.5}, "temperature", "invalid_value",
-     "Invalid value for 'temperature': Input should be less than or equal to 2."),
-    ({"model": "qwen3", "messages": HI, "temperature": -0.1}, "temperature", "invalid_value",
-     None),
-    ({"model": "qwen3", "messages": HI, "top_p": 0}, "top_p", "invalid_value", None),
-    ({"model": "qwen3", "messages": HI, "n": 0}, "n", "invalid_value", None),
-    ({"model": "qwen3", "messages": HI, "presence_penalty": -2.5}, "presence_penalty",
-     "invalid_value", None),
-    ({"model": "qwen3", "messages": HI, "frequency_penalty": 3}, "frequency_penalty",
-     "invalid_value", None),
-    ({"model": "qwen3", "messages": HI, "stream": "yes"}, "stream", "invalid_type", None),
-    ({"model": "qwen3", "messages": HI, "stop": 7}, "stop", "invalid_type", None),
-    ({"model": "qwen3", "messages": HI, "user": 42}, "user", "invalid_type", None),
-    ({"model": "qwen3", "messages": HI, "stop": ["a", "b", "c", "d", "e"]}, "stop",
-     "invalid_value", "Invalid value for 'stop': List should have at most 4 items after"
-     " validation, not 5."),
-    ({"model": "qwen3", "messages": [*HI, {"role": "user"}]}, "messages[1].content",
-     "missing_required_parameter", "Missing required parameter: 'messages[1].content'."),
-])
+@pytest.mark.parametrize(
+    "body,param,code,message",
+    [
+        (
+            {"messages": HI},
+            "model",
+            "missing_required_parameter",
+            "Missing required parameter: 'model'.",
+        ),
+        (
+            {"model": "qwen3"},
+            "messages",
+            "missing_required_parameter",
+            "Missing required parameter: 'messages'.",
+        ),
+        ({"model": "qwen3", "messages": []}, "messages", "invalid_value", None),
+        (
+            {"model": "qwen3", "messages": [{"role": "robot", "content": "x"}]},
+            "messages[0].role",
+            "invalid_type",
+            None,
+        ),
+        (
+            {"model": "qwen3", "messages": HI, "max_tokens": "10"},
+            "max_tokens",
+            "invalid_type",
+            None,
+        ),
+        ({"model": "qwen3", "messages": HI, "max_tokens": 0}, "max_tokens", "invalid_value", None),
+        (
+            {"model": "qwen3", "messages": HI, "temperature": 2.5},
+            "temperature",
+            "invalid_value",
+            "Invalid value for 'temperature': Input should be less than or equal to 2.",
+        ),
+        (
+            {"model": "qwen3", "messages": HI, "temperature": -0.1},
+            "temperature",
+            "invalid_value",
+            None,
+        ),
+        ({"model": "qwen3", "messages": HI, "top_p": 0}, "top_p", "invalid_value", None),
+        ({"model": "qwen3", "messages": HI, "n": 0}, "n", "invalid_value", None),
+        (
+            {"model": "qwen3", "messages": HI, "presence_penalty": -2.5},
+            "presence_penalty",
+            "invalid_value",
+            None,
+        ),
+        (
+            {"model": "qwen3", "messages": HI, "frequency_penalty": 3},
+            "frequency_penalty",
+            "invalid_value",
+            None,
+        ),
+        ({"model": "qwen3", "messages": HI, "stream": "yes"}, "stream", "invalid_type", None),
+        ({"model": "qwen3", "messages": HI, "stop": 7}, "stop", "invalid_type", None),
+        ({"model": "qwen3", "messages": HI, "user": 42}, "user", "invalid_type", None),
+        (
+            {"model": "qwen3", "messages": HI, "stop": ["a", "b", "c", "d", "e"]},
+            "stop",
+            "invalid_value",
+            "Invalid value for 'stop': List should have at most 4 items after validation, not 5.",
+        ),
+        (
+            {"model": "qwen3", "messages": [*HI, {"role": "user"}]},
+            "messages[1].content",
+            "missing_required_parameter",
+            "Missing required parameter: 'messages[1].content'.",
+        ),
+    ],
+)
 def test_invalid_parameters_are_400_naming_the_param(client, body, param, code, message):
     response = client.post("/chat/completions", json=body)
     assert_error(response, 400, "invalid_request_error", code, param, message)
@@ -131,35 +202,65 @@ def test_legacy_completions_validate_the_prompt(client):
 
 def test_a_prompt_over_the_context_is_context_length_exceeded(client):
     response = chat(client, messages=[{"role": "user", "content": "hello " * 9000}])
-    assert_error(response, 400, "invalid_request_error", "context_length_exceeded", "messages",
-                 "Request exceeds maximum context length of 8192 tokens")
+    assert_error(
+        response,
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        "messages",
+        "Request exceeds maximum context length of 8192 tokens",
+    )
     response = client.post("/completions", json={"model": "qwen3", "prompt": "hello " * 9000})
-    assert_error(response, 400, "invalid_request_error", "context_length_exceeded", "prompt",
-                 "Request exceeds maximum context length of 8192 tokens")
+    assert_error(
+        response,
+        400,
+        "invalid_request_error",
+        "context_length_exceeded",
+        "prompt",
+        "Request exceeds maximum context length of 8192 tokens",
+    )
 
 
 def test_vllm_refusing_a_long_prompt_maps_to_context_length_exceeded(engine_url):
     # The engine's own refusal (what reaches us if our count ever disagrees with vLLM's).
-    raw = httpx.post(engine_url + "/v1/chat/completions", timeout=60, json={
-        "model": "qwen3",
-        "messages": [{"role": "user", "content": "hello " * (EMBEDDED_CONTEXT + 100)}]})
+    raw = httpx.post(
+        engine_url + "/v1/chat/completions",
+        timeout=60,
+        json={
+            "model": "qwen3",
+            "messages": [{"role": "user", "content": "hello " * (EMBEDDED_CONTEXT + 100)}],
+        },
+    )
     assert raw.status_code == 400
     error = map_upstream_error(raw.status_code, raw.content, 8192)
-    assert error.body() == {"error": {
-        "message": "Request exceeds maximum context length of 8192 tokens",
-        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
+    assert error.body() == {
+        "error": {
+            "message": "Request exceeds maximum context length of 8192 tokens",
+            "type": "invalid_request_error",
+            "param": "messages",
+            "code": "context_length_exceeded",
+        }
+    }
 
 
 def test_vllm_validation_dumps_become_one_readable_sentence(engine_url):
     # vLLM answers some invalid values with pydantic's whole error list as its message.
-    raw = httpx.post(engine_url + "/v1/chat/completions", timeout=60, json={
-        "model": "qwen3", "messages": HI, "stop": ["a", "b", "c", "d", "e", "f"]})
+    raw = httpx.post(
+        engine_url + "/v1/chat/completions",
+        timeout=60,
+        json={"model": "qwen3", "messages": HI, "stop": ["a", "b", "c", "d", "e", "f"]},
+    )
     assert raw.status_code == 400 and "validation error" in raw.json()["error"]["message"]
     error = map_upstream_error(raw.status_code, raw.content, 8192)
-    assert error.body() == {"error": {
-        "message": "Invalid value for 'stop': List should have at most 4 items after validation,"
-                   " not 6.",
-        "type": "invalid_request_error", "param": "stop", "code": "invalid_request"}}
+    assert error.body() == {
+        "error": {
+            "message": "Invalid value for 'stop': List should have at most 4 items after validation,"
+            " not 6.",
+            "type": "invalid_request_error",
+            "param": "stop",
+            "code": "invalid_request",
+        }
+    }
 
 
 def test_body_over_the_size_cap_is_refused_with_or_without_content_length(make_app):
@@ -172,7 +273,7 @@ def test_body_over_the_size_cap_is_refused_with_or_without_content_length(make_a
 
     def chunked():  # no Content-Length: the gateway has to count what arrives
         for i in range(0, len(big), 512):
-            yield big[i:i + 512].encode()
+            yield big[i : i + 512].encode()
 
     response = httpx.post(small.v1 + "/chat/completions", content=chunked(), headers=headers)
     assert "content-length" not in response.request.headers
@@ -181,18 +282,26 @@ def test_body_over_the_size_cap_is_refused_with_or_without_content_length(make_a
 
 # --- 404 / 405 ------------------------------------------------------------------------------
 
+
 def test_another_model_is_404_model_not_found(client):
     response = chat(client, model="gpt-4")
-    assert_error(response, 404, "not_found_error", "model_not_found", "model",
-                 "The model 'gpt-4' does not exist; this server serves 'qwen3'")
+    assert_error(
+        response,
+        404,
+        "not_found_error",
+        "model_not_found",
+        "model",
+        "The model 'gpt-4' does not exist; this server serves 'qwen3'",
+    )
     assert_rate_headers(response)
 
 
 @pytest.mark.parametrize("path", ["/v1/embeddings", "/v1/chat", "/v1", "/v1/models/x/y"])
 def test_unknown_v1_paths_are_404(app, path):
     response = httpx.post(app.url + path, headers={"Authorization": f"Bearer {app.api_key}"})
-    assert_error(response, 404, "not_found_error", "unknown_url", None,
-                 f"Unknown request URL: POST {path}")
+    assert_error(
+        response, 404, "not_found_error", "unknown_url", None, f"Unknown request URL: POST {path}"
+    )
 
 
 def test_a_base_url_without_v1_is_told_where_the_api_is(app):
@@ -202,25 +311,42 @@ def test_a_base_url_without_v1_is_told_where_the_api_is(app):
     assert caught.value.code == "unknown_url"
     assert caught.value.body["message"] == (
         f"Unknown request URL: POST /chat/completions. The API is under /v1: use base_url"
-        f" {app.url}/v1")
+        f" {app.url}/v1"
+    )
     assert_error(httpx.get(app.url + "/models"), 404, "not_found_error", "unknown_url")
 
 
 def test_wrong_method_is_405(client):
     response = client.get("/chat/completions")
-    assert_error(response, 405, "invalid_request_error", "method_not_allowed", None,
-                 "Method GET is not allowed for /v1/chat/completions")
+    assert_error(
+        response,
+        405,
+        "invalid_request_error",
+        "method_not_allowed",
+        None,
+        "Method GET is not allowed for /v1/chat/completions",
+    )
 
 
 # --- 500 / 503 ------------------------------------------------------------------------------
 
+
 def test_engine_answering_500_is_500_in_our_shape(make_app, fault_upstream):
     broken = make_app(upstream=fault_upstream.url("error500"))
-    response = httpx.post(broken.v1 + "/chat/completions", timeout=30,
-                          headers={"Authorization": f"Bearer {broken.api_key}"},
-                          json={"model": "qwen3", "messages": HI})
-    assert_error(response, 500, "internal_server_error", "engine_error", None,
-                 "The engine failed: EngineCore encountered an issue")
+    response = httpx.post(
+        broken.v1 + "/chat/completions",
+        timeout=30,
+        headers={"Authorization": f"Bearer {broken.api_key}"},
+        json={"model": "qwen3", "messages": HI},
+    )
+    assert_error(
+        response,
+        500,
+        "internal_server_error",
+        "engine_error",
+        None,
+        "The engine failed: EngineCore encountered an issue",
+    )
     assert_rate_headers(response)
 
 
@@ -231,17 +357,30 @@ def test_health_answers_head_as_monitors_send_it(app):
 
 def test_engine_down_is_503_on_health_and_v1(app_without_engine):
     url, key = app_without_engine
-    assert_error(httpx.get(url + "/health"), 503, "service_unavailable", "service_unavailable",
-                 None, "The engine is not available.")
+    assert_error(
+        httpx.get(url + "/health"),
+        503,
+        "service_unavailable",
+        "service_unavailable",
+        None,
+        "The engine is not available.",
+    )
     assert httpx.head(url + "/health").status_code == 503
     headers = {"Authorization": f"Bearer {key}"}
     for response in (
-        httpx.post(url + "/v1/chat/completions", headers=headers,
-                   json={"model": "qwen3", "messages": HI}),
+        httpx.post(
+            url + "/v1/chat/completions", headers=headers, json={"model": "qwen3", "messages": HI}
+        ),
         httpx.get(url + "/v1/models", headers=headers),
     ):
-        assert_error(response, 503, "service_unavailable", "service_unavailable", None,
-                     "The engine is not available; retry later.")
+        assert_error(
+            response,
+            503,
+            "service_unavailable",
+            "service_unavailable",
+            None,
+            "The engine is not available; retry later.",
+        )
 
 
 def test_no_error_anywhere_uses_fastapi_detail_shape(client, app):

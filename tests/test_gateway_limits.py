@@ -13,10 +13,10 @@ from server.gateway import limits_redis
 from server.gateway.limits import (
     KeyLimiter,
     LimitsUnavailable,
-    QuietMemoryStorage,
     RateLimitExceeded,
     format_duration,
 )
+from server.gateway.limits_memory import QuietMemoryStorage
 from server.gateway.limits_redis import RedisBackend
 from tests.harness import free_port
 from tests.helpers import assert_error, assert_rate_headers
@@ -26,7 +26,8 @@ HI = [{"role": "user", "content": "Hi"}]
 
 async def _admit_all(limiter: KeyLimiter, count: int, tokens: int = 10):
     results = await asyncio.gather(
-        *(limiter.admit("k", tokens) for _ in range(count)), return_exceptions=True)
+        *(limiter.admit("k", tokens) for _ in range(count)), return_exceptions=True
+    )
     admitted = [r for r in results if not isinstance(r, BaseException)]
     refused = [r for r in results if isinstance(r, RateLimitExceeded)]
     assert len(admitted) + len(refused) == count, results
@@ -87,7 +88,8 @@ async def test_requests_per_minute_are_exact_across_a_minute_boundary(make_limit
 
 
 async def test_tokens_are_reserved_on_admission_so_concurrent_requests_cannot_overspend(
-        make_limiter):
+    make_limiter,
+):
     limiter = make_limiter(rpm=1000, tpm=100, max_concurrent=1000)
     admitted, refused = await _admit_all(limiter, 20, tokens=30)
     # 0, 30, 60, 90 are below 100 when checked: four are admitted, the fourth into debt.
@@ -109,7 +111,8 @@ async def test_settling_refunds_what_a_request_did_not_use(make_limiter):
 
 
 async def test_one_request_bigger_than_the_budget_runs_then_the_key_waits_out_its_debt(
-        make_limiter):
+    make_limiter,
+):
     limiter = make_limiter(rpm=1000, tpm=100_000, max_concurrent=10)
     lease, state = await limiter.admit("k", 700_000)  # a whole 700k-token document
     assert state.tokens_remaining == 0
@@ -154,17 +157,25 @@ async def test_memory_housekeeping_is_occasional_and_still_drops_expired_counter
 
 def test_durations_use_openai_format():
     assert [format_duration(s) for s in (0, 0.25, 1, 59.5, 60, 361)] == [
-        "0s", "0.25s", "1s", "59.5s", "1m0s", "6m1s"]
+        "0s",
+        "0.25s",
+        "1s",
+        "59.5s",
+        "1m0s",
+        "6m1s",
+    ]
 
 
 # --- through the app, with the real engine ------------------------------------------------
+
 
 async def _burst(app, count: int, **body) -> list[httpx.Response]:
     headers = {"Authorization": f"Bearer {app.api_key}"}
     payload = {"model": "qwen3", "messages": HI, "max_tokens": 1, **body}
     async with httpx.AsyncClient(base_url=app.v1, headers=headers, timeout=120) as client:
         return await asyncio.gather(
-            *(client.post("/chat/completions", json=payload) for _ in range(count)))
+            *(client.post("/chat/completions", json=payload) for _ in range(count))
+        )
 
 
 def _split(responses):
@@ -179,8 +190,14 @@ async def test_rpm_through_the_app_refuses_the_excess_with_retry_after(make_app)
     ok, limited = _split(await _burst(app, 10))
     assert len(ok) == 3 and len(limited) == 7
     for response in limited:
-        assert_error(response, 429, "rate_limit_error", "rate_limit_exceeded", None,
-                     "Rate limit exceeded: 3 requests per minute per key.")
+        assert_error(
+            response,
+            429,
+            "rate_limit_error",
+            "rate_limit_exceeded",
+            None,
+            "Rate limit exceeded: 3 requests per minute per key.",
+        )
         assert_rate_headers(response)
         assert 1 <= int(response.headers["Retry-After"]) <= 60
         assert response.headers["X-RateLimit-Remaining"] == "0"
@@ -194,9 +211,15 @@ async def test_concurrency_through_the_app_with_many_at_once(make_app):
     # Long enough answers that the first two still run when the others arrive.
     ok, limited = _split(await _burst(app, 8, max_tokens=24))
     assert len(ok) == 2 and len(limited) == 6
-    assert_error(limited[0], 429, "rate_limit_error", "rate_limit_exceeded", None,
-                 "Rate limit exceeded: 2 concurrent requests per key; "
-                 "wait for one of your requests to finish.")
+    assert_error(
+        limited[0],
+        429,
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        None,
+        "Rate limit exceeded: 2 concurrent requests per key; "
+        "wait for one of your requests to finish.",
+    )
     # The slots are free again once the answers are complete.
     ok, limited = _split(await _burst(app, 2))
     assert len(ok) == 2
@@ -211,19 +234,28 @@ async def test_tpm_through_the_app_admits_a_big_request_then_makes_the_key_wait(
     assert first.status_code == 200, first.text
     assert first.json()["usage"]["prompt_tokens"] > 50
     [second] = await _burst(app, 1)
-    assert_error(second, 429, "rate_limit_error", "rate_limit_exceeded", None,
-                 "Rate limit exceeded: 50 tokens per minute per key "
-                 "(prompt + max_tokens are reserved when a request starts).")
+    assert_error(
+        second,
+        429,
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        None,
+        "Rate limit exceeded: 50 tokens per minute per key "
+        "(prompt + max_tokens are reserved when a request starts).",
+    )
     assert second.headers["x-ratelimit-remaining-tokens"] == "0"
     assert int(second.headers["Retry-After"]) >= 1
 
 
 # --- the Redis backend's own parts: two processes' limiters, leases, the refund script ----
 
+
 def _two_processes(redis_url: str, **limits) -> tuple[KeyLimiter, KeyLimiter]:
     """Two limiters with their own connections: what two gateway processes hold."""
-    return (KeyLimiter(backend=RedisBackend(redis_url), **limits),
-            KeyLimiter(backend=RedisBackend(redis_url), **limits))
+    return (
+        KeyLimiter(backend=RedisBackend(redis_url), **limits),
+        KeyLimiter(backend=RedisBackend(redis_url), **limits),
+    )
 
 
 @pytest.fixture
@@ -234,8 +266,9 @@ def redis_url(redis_server):
 
 async def test_two_processes_share_every_limit_exactly(redis_url):
     a, b = _two_processes(redis_url, rpm=7, tpm=10**9, max_concurrent=3)
-    results = await asyncio.gather(*(limiter.admit("k", 1) for limiter in [a, b] * 10),
-                                   return_exceptions=True)
+    results = await asyncio.gather(
+        *(limiter.admit("k", 1) for limiter in [a, b] * 10), return_exceptions=True
+    )
     admitted = [r for r in results if not isinstance(r, BaseException)]
     assert len(admitted) == 3, results
     assert {r.limit for r in results if isinstance(r, RateLimitExceeded)} == {"concurrency"}
@@ -298,8 +331,12 @@ async def test_refund_script_goes_back_into_the_window_that_was_charged(redis_ur
 
 
 async def test_without_redis_nothing_is_admitted_and_settling_does_not_raise(redis_url):
-    dead = KeyLimiter(rpm=10, tpm=1000, max_concurrent=2,
-                      backend=RedisBackend(f"redis://127.0.0.1:{free_port()}/0"))
+    dead = KeyLimiter(
+        rpm=10,
+        tpm=1000,
+        max_concurrent=2,
+        backend=RedisBackend(f"redis://127.0.0.1:{free_port()}/0"),
+    )
     with pytest.raises(LimitsUnavailable):
         await dead.admit("k", 1)
     with pytest.raises(LimitsUnavailable):

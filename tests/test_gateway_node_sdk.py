@@ -26,7 +26,10 @@ def seen(app) -> dict:
         key = create_key(store.db, f"node-sdk-{time.time_ns()}")
     result = subprocess.run(
         [node, str(NODE_DIR / "sdk_check.mjs"), app.v1, key],
-        check=False, capture_output=True, text=True, timeout=300,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout)
@@ -64,13 +67,16 @@ def test_legacy_completions(seen):
     assert seen["legacy"]["object"] == "text_completion" and seen["legacy"]["text"]
 
 
-@pytest.mark.parametrize("case, cls, status, code, param", [
-    ("wrong_key", "AuthenticationError", 401, "invalid_api_key", None),
-    ("unknown_model", "NotFoundError", 404, "model_not_found", "model"),
-    ("temperature", "BadRequestError", 400, None, "temperature"),
-    ("empty_messages", "BadRequestError", 400, None, "messages"),
-    ("over_context", "BadRequestError", 400, "context_length_exceeded", "messages"),
-])
+@pytest.mark.parametrize(
+    "case, cls, status, code, param",
+    [
+        ("wrong_key", "AuthenticationError", 401, "invalid_api_key", None),
+        ("unknown_model", "NotFoundError", 404, "model_not_found", "model"),
+        ("temperature", "BadRequestError", 400, None, "temperature"),
+        ("empty_messages", "BadRequestError", 400, None, "messages"),
+        ("over_context", "BadRequestError", 400, "context_length_exceeded", "messages"),
+    ],
+)
 def test_errors_reach_node_as_the_sdks_typed_errors(seen, case, cls, status, code, param):
     error = seen["errors"][case]
     assert error is not None, f"{case} was accepted"
@@ -79,5 +85,6 @@ def test_errors_reach_node_as_the_sdks_typed_errors(seen, case, cls, status, cod
         assert error["code"] == code
     assert error["message"] and "Traceback" not in error["message"]
     if case == "over_context":
-        assert re.search(r"Request exceeds maximum context length of \d[\d,]* tokens",
-                         error["message"])
+        assert re.search(
+            r"Request exceeds maximum context length of \d[\d,]* tokens", error["message"]
+        )

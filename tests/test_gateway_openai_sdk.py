@@ -33,8 +33,7 @@ def test_sync_chat_completion(client):
 
 
 def test_reference_defaults_are_filled_and_the_raw_headers_carry_limits(client):
-    raw = client.chat.completions.with_raw_response.create(model="qwen3", messages=HI,
-                                                           max_tokens=2)
+    raw = client.chat.completions.with_raw_response.create(model="qwen3", messages=HI, max_tokens=2)
     assert raw.headers["x-ratelimit-limit-requests"] == "60"
     assert raw.headers["X-RateLimit-Limit"] == "60"
     assert int(raw.headers["x-ratelimit-remaining-tokens"]) < 100_000
@@ -43,14 +42,16 @@ def test_reference_defaults_are_filled_and_the_raw_headers_carry_limits(client):
 
 async def test_async_chat_completion(aclient):
     response = await aclient.chat.completions.create(
-        model="qwen3", messages=HI, max_tokens=3, temperature=0.0, user="alice")
+        model="qwen3", messages=HI, max_tokens=3, temperature=0.0, user="alice"
+    )
     assert response.choices[0].message.content
     assert response.usage.completion_tokens <= 3
 
 
 def test_streaming_first_chunk_has_the_role_and_usage_only_when_asked(client):
-    chunks = list(client.chat.completions.create(
-        model="qwen3", messages=HI, max_tokens=5, stream=True))
+    chunks = list(
+        client.chat.completions.create(model="qwen3", messages=HI, max_tokens=5, stream=True)
+    )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert all(c.object == "chat.completion.chunk" and c.model == "qwen3" for c in chunks)
     assert all(c.usage is None for c in chunks)
@@ -59,9 +60,15 @@ def test_streaming_first_chunk_has_the_role_and_usage_only_when_asked(client):
     text = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert text
 
-    chunks = list(client.chat.completions.create(
-        model="qwen3", messages=HI, max_tokens=5, stream=True,
-        stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model="qwen3",
+            messages=HI,
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
     last = chunks[-1]
     assert last.choices == []
     assert last.usage.completion_tokens <= 5 and last.usage.prompt_tokens > 0
@@ -69,7 +76,8 @@ def test_streaming_first_chunk_has_the_role_and_usage_only_when_asked(client):
 
 async def test_async_streaming(aclient):
     stream = await aclient.chat.completions.create(
-        model="qwen3", messages=HI, max_tokens=5, stream=True)
+        model="qwen3", messages=HI, max_tokens=5, stream=True
+    )
     pieces = [chunk.choices[0].delta.content or "" async for chunk in stream]
     assert "".join(pieces)
 
@@ -111,10 +119,12 @@ def test_max_tokens_is_fitted_into_what_the_context_leaves(make_app):
         assert response.choices[0].finish_reason in ("stop", "length")
         with pytest.raises(openai.BadRequestError) as refused:
             client.chat.completions.create(
-                model="qwen3", messages=[{"role": "user", "content": "word " * 60}], max_tokens=1)
+                model="qwen3", messages=[{"role": "user", "content": "word " * 60}], max_tokens=1
+            )
         assert refused.value.code == "context_length_exceeded"
         assert refused.value.body["message"] == (
-            "Request exceeds maximum context length of 64 tokens")
+            "Request exceeds maximum context length of 64 tokens"
+        )
 
 
 def test_sdk_exceptions_map_to_the_right_classes(app, client):
@@ -131,7 +141,8 @@ def test_sdk_exceptions_map_to_the_right_classes(app, client):
     assert bad_request.value.body["param"] == "temperature"
     with pytest.raises(openai.BadRequestError) as too_long:
         client.chat.completions.create(
-            model="qwen3", messages=[{"role": "user", "content": "word " * 9000}])
+            model="qwen3", messages=[{"role": "user", "content": "word " * 9000}]
+        )
     assert too_long.value.code == "context_length_exceeded"
 
 

@@ -15,16 +15,24 @@ from server.gateway.routes import described, v1
 from server.settings import Settings
 
 OPERATIONS = {
-    ("post", "/v1/chat/completions"), ("post", "/v1/completions"), ("post", "/v1/responses"),
-    ("post", "/v1/messages"), ("post", "/v1/messages/count_tokens"), ("get", "/v1/models"),
-    ("get", "/v1/models/{model_id}"), ("get", "/v1/openapi.json"),
+    ("post", "/v1/chat/completions"),
+    ("post", "/v1/completions"),
+    ("post", "/v1/responses"),
+    ("post", "/v1/messages"),
+    ("post", "/v1/messages/count_tokens"),
+    ("get", "/v1/models"),
+    ("get", "/v1/models/{model_id}"),
+    ("get", "/v1/openapi.json"),
 }
 
 
 @pytest.fixture(scope="module")
 def document(tmp_path_factory):
-    settings = Settings(data_dir=tmp_path_factory.mktemp("openapi"), profile="external",
-                        upstream="http://127.0.0.1:9")
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("openapi"),
+        profile="external",
+        upstream="http://127.0.0.1:9",
+    )
     # No lifespan: the description needs neither the engine nor a key.
     response = TestClient(create_app(settings)).get("/v1/openapi.json")
     assert response.status_code == 200
@@ -37,15 +45,19 @@ def test_it_is_valid_openapi_and_lists_every_v1_operation(document):
     listed = {(method, path) for path, ops in document["paths"].items() for method in ops}
     assert listed == OPERATIONS
     # Every route of the /v1 router is described, except the catch-alls for unknown paths.
-    served = {r.path.replace(":path", "") for r in described.routes + v1.routes
-              if r.include_in_schema}
+    served = {
+        r.path.replace(":path", "") for r in described.routes + v1.routes if r.include_in_schema
+    }
     assert served == {path for _, path in OPERATIONS}
 
 
 def test_bodies_are_the_models_the_gateway_validates_with(document):
     schemas = document["components"]["schemas"]
-    for path, model in (("/v1/chat/completions", ChatCompletionRequest),
-                        ("/v1/responses", ResponsesRequest), ("/v1/messages", MessagesRequest)):
+    for path, model in (
+        ("/v1/chat/completions", ChatCompletionRequest),
+        ("/v1/responses", ResponsesRequest),
+        ("/v1/messages", MessagesRequest),
+    ):
         body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
         name = body["schema"]["$ref"].rsplit("/", 1)[-1]
         assert name == model.__name__
@@ -62,7 +74,7 @@ def test_errors_are_described_in_each_protocols_shape(document):
         schema = {**schemas[ref.rsplit("/", 1)[-1]], **resolver}
         jsonschema.validate(instance, schema)
 
-    for (method, path) in OPERATIONS - {("get", "/v1/openapi.json")}:
+    for method, path in OPERATIONS - {("get", "/v1/openapi.json")}:
         responses = document["paths"][path][method]["responses"]
         assert {"200", "400", "401", "404", "429", "500", "503"} <= set(responses), path
         dialect = errors.dialect_of(path)

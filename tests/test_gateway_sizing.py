@@ -11,15 +11,38 @@ from server.gateway.sizing import token_bound
 from server.tokens import TokenCounter, qwen3_tokenizer_dir
 from tests.helpers import APP_CONTEXT, assert_error, usage_rows, wait_until
 
-TOOLS = [{"type": "function", "function": {
-    "name": "get_weather", "description": "Weather of a city, now.",
-    "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                   "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather of a city, now.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 HOSTILE_TEXTS = [
-    "", "a", "1", " ", "\n" * 500, " " * 999, "1234567890" * 200, "😀" * 300, "👩‍👩‍👧‍👦" * 50,
-    "漢字かなカナ한국어" * 200, "ﷺ" * 100, "\u200b" * 400, "\\\"\x01" * 300,
-    "def f(x):\n\treturn x ** 2  # squared\n" * 60, "<|im_start|>system\n" * 80,
-    bytes(range(32, 127)).decode() * 20, "".join(chr(c) for c in range(0x2500, 0x2600)) * 4,
+    "",
+    "a",
+    "1",
+    " ",
+    "\n" * 500,
+    " " * 999,
+    "1234567890" * 200,
+    "😀" * 300,
+    "👩‍👩‍👧‍👦" * 50,
+    "漢字かなカナ한국어" * 200,
+    "ﷺ" * 100,
+    "\u200b" * 400,
+    '\\"\x01' * 300,
+    "def f(x):\n\treturn x ** 2  # squared\n" * 60,
+    "<|im_start|>system\n" * 80,
+    bytes(range(32, 127)).decode() * 20,
+    "".join(chr(c) for c in range(0x2500, 0x2600)) * 4,
 ]
 
 
@@ -32,10 +55,16 @@ def counter(request, model_dir) -> TokenCounter:
 @pytest.mark.parametrize("tools", [None, TOOLS])
 @pytest.mark.parametrize("text", HOSTILE_TEXTS, ids=range(len(HOSTILE_TEXTS)))
 def test_the_bound_is_never_below_the_real_count(counter, text, tools):
-    for messages in ([{"role": "user", "content": text}],
-                     [{"role": "system", "content": text}, {"role": "user", "content": text},
-                      {"role": "assistant", "content": text}, {"role": "user", "content": "?"}],
-                     [{"role": "user", "content": [{"type": "text", "text": text}] * 3}]):
+    for messages in (
+        [{"role": "user", "content": text}],
+        [
+            {"role": "system", "content": text},
+            {"role": "user", "content": text},
+            {"role": "assistant", "content": text},
+            {"role": "user", "content": "?"},
+        ],
+        [{"role": "user", "content": [{"type": "text", "text": text}] * 3}],
+    ):
         exact = counter.count_messages(messages, tools=tools)
         assert token_bound(messages, tools)[0] >= exact
 
@@ -47,9 +76,12 @@ def remote(make_app):
 
 
 def _chat(app, **body) -> httpx.Response:
-    return httpx.post(app.v1 + "/chat/completions", timeout=120,
-                      headers={"Authorization": f"Bearer {app.api_key}"},
-                      json={"model": "qwen3", "temperature": 0, **body})
+    return httpx.post(
+        app.v1 + "/chat/completions",
+        timeout=120,
+        headers={"Authorization": f"Bearer {app.api_key}"},
+        json={"model": "qwen3", "temperature": 0, **body},
+    )
 
 
 def test_a_small_prompt_is_served_and_settled_with_the_engines_own_count(remote):
@@ -58,18 +90,29 @@ def test_a_small_prompt_is_served_and_settled_with_the_engines_own_count(remote)
     usage = response.json()["usage"]
     rows = wait_until(lambda: usage_rows(remote, "/v1/chat/completions"))
     assert (rows[-1]["prompt_tokens"], rows[-1]["completion_tokens"]) == (
-        usage["prompt_tokens"], usage["completion_tokens"])
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
 
 
 def test_near_the_edge_the_count_is_exact_and_the_errors_are_the_same(remote, app):
     too_long = [{"role": "user", "content": "hello " * 9000}]
     for served in (remote, app):  # counted remotely, and by the local tokenizer
-        assert_error(_chat(served, messages=too_long), 400, "invalid_request_error",
-                     "context_length_exceeded", "messages",
-                     f"Request exceeds maximum context length of {APP_CONTEXT} tokens")
+        assert_error(
+            _chat(served, messages=too_long),
+            400,
+            "invalid_request_error",
+            "context_length_exceeded",
+            "messages",
+            f"Request exceeds maximum context length of {APP_CONTEXT} tokens",
+        )
     # A small prompt asking for the whole context: max_tokens is lowered to what the exact
     # count leaves, so the reservation is exactly the context.
-    response = _chat(remote, messages=[{"role": "user", "content": "Reply with one word."}],
-                     max_tokens=APP_CONTEXT, stop=["\n", "."])
+    response = _chat(
+        remote,
+        messages=[{"role": "user", "content": "Reply with one word."}],
+        max_tokens=APP_CONTEXT,
+        stop=["\n", "."],
+    )
     assert response.status_code == 200, response.text
     assert int(response.headers["x-ratelimit-remaining-tokens"]) == 1_000_000 - APP_CONTEXT

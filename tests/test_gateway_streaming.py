@@ -11,15 +11,25 @@ import pytest
 from tests.helpers import RATE_HEADERS, usage_rows, wait_until
 
 HI = [{"role": "user", "content": "Count from one to twenty."}]
-ENGINE_STOPPED = {"error": {
-    "message": "The engine stopped in the middle of the response.",
-    "type": "internal_server_error", "param": None, "code": "engine_error"}}
+ENGINE_STOPPED = {
+    "error": {
+        "message": "The engine stopped in the middle of the response.",
+        "type": "internal_server_error",
+        "param": None,
+        "code": "engine_error",
+    }
+}
 
 
 def _stream(app, timeout=60, **body):
     payload = {"model": "qwen3", "messages": HI, "stream": True, **body}
-    return httpx.stream("POST", app.v1 + "/chat/completions", json=payload, timeout=timeout,
-                        headers={"Authorization": f"Bearer {app.api_key}"})
+    return httpx.stream(
+        "POST",
+        app.v1 + "/chat/completions",
+        json=payload,
+        timeout=timeout,
+        headers={"Authorization": f"Bearer {app.api_key}"},
+    )
 
 
 def _events(response) -> list[tuple[float, str]]:
@@ -33,7 +43,6 @@ def _events(response) -> list[tuple[float, str]]:
             events.append((time.perf_counter(), event[6:].decode()))
     assert buffer == b""
     return events
-
 
 
 def test_stream_framing_headers_and_done(app):
@@ -63,9 +72,15 @@ def test_stream_usage_chunk_when_asked_and_a_usage_row_with_ttft(make_app):
     assert usage["completion_tokens"] <= 4
     row = wait_until(lambda: usage_rows(app), message="no usage row")[-1]
     assert (row["key_name"], row["endpoint"], row["model"], row["status_code"]) == (
-        "admin", "/v1/chat/completions", "qwen3", 200)
+        "admin",
+        "/v1/chat/completions",
+        "qwen3",
+        200,
+    )
     assert (row["prompt_tokens"], row["completion_tokens"]) == (
-        usage["prompt_tokens"], usage["completion_tokens"])
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
     assert 0 < row["ttft_ms"] <= row["latency_ms"]
     assert row["error_code"] is None
 
@@ -85,8 +100,13 @@ def test_chunks_are_passed_on_as_they_arrive(app):
 
 def test_legacy_completions_stream(app):
     payload = {"model": "qwen3", "prompt": "Once upon a time", "max_tokens": 4, "stream": True}
-    with httpx.stream("POST", app.v1 + "/completions", json=payload, timeout=60,
-                      headers={"Authorization": f"Bearer {app.api_key}"}) as response:
+    with httpx.stream(
+        "POST",
+        app.v1 + "/completions",
+        json=payload,
+        timeout=60,
+        headers={"Authorization": f"Bearer {app.api_key}"},
+    ) as response:
         assert "x-ratelimit-remaining-requests" in response.headers
         data = [d for _, d in _events(response)]
     assert data[-1] == "[DONE]"
@@ -122,7 +142,8 @@ def test_client_leaving_a_stream_aborts_the_engine_request(make_app, fault_upstr
     # The gateway noticed the client left and closed its connection to the engine.
     assert fault_upstream.closed["hang"].wait(10)
     row = wait_until(
-        lambda: [r for r in usage_rows(app) if r["status_code"] == 499], message="no 499 row")[-1]
+        lambda: [r for r in usage_rows(app) if r["status_code"] == 499], message="no 499 row"
+    )[-1]
     assert row["error_code"] == "client_disconnected"
     # ... and gave the key its concurrency slot back.
     fault_upstream.reset()
@@ -135,12 +156,16 @@ def test_client_leaving_a_complete_request_aborts_the_engine_request(make_app, f
     app = make_app(upstream=fault_upstream.url("hang"))
     fault_upstream.reset()
     with pytest.raises(httpx.ReadTimeout):
-        httpx.post(app.v1 + "/chat/completions", timeout=2,
-                   headers={"Authorization": f"Bearer {app.api_key}"},
-                   json={"model": "qwen3", "messages": HI})
+        httpx.post(
+            app.v1 + "/chat/completions",
+            timeout=2,
+            headers={"Authorization": f"Bearer {app.api_key}"},
+            json={"model": "qwen3", "messages": HI},
+        )
     assert fault_upstream.closed["hang"].wait(10)
     row = wait_until(
-        lambda: [r for r in usage_rows(app) if r["status_code"] == 499], message="no 499 row")[-1]
+        lambda: [r for r in usage_rows(app) if r["status_code"] == 499], message="no 499 row"
+    )[-1]
     assert row["error_code"] == "client_disconnected"
 
 
@@ -148,8 +173,13 @@ def test_a_client_closing_after_the_terminal_event_has_been_answered(make_app):
     # Codex closes its connection as soon as `response.completed` arrives.
     app = make_app()
     body = {"model": "qwen3", "input": "Say hello.", "max_output_tokens": 5, "stream": True}
-    with httpx.stream("POST", app.v1 + "/responses", json=body, timeout=120,
-                      headers={"Authorization": f"Bearer {app.api_key}"}) as response:
+    with httpx.stream(
+        "POST",
+        app.v1 + "/responses",
+        json=body,
+        timeout=120,
+        headers={"Authorization": f"Bearer {app.api_key}"},
+    ) as response:
         for line in response.iter_lines():
             if line == "event: response.completed":
                 break

@@ -14,13 +14,21 @@ def rows(app, count: int, timeout: float = 10.0) -> list[dict]:
     def found() -> list[dict]:
         db = sqlite_utils.Database(app.data_dir / "workbench.db")
         try:
-            return list(db.query(f"SELECT {COLUMNS}, prompt_tokens, completion_tokens, "
-                                 "latency_ms, ttft_ms FROM usage_log ORDER BY id"))
+            return list(
+                db.query(
+                    f"SELECT {COLUMNS}, prompt_tokens, completion_tokens, "
+                    "latency_ms, ttft_ms FROM usage_log ORDER BY id"
+                )
+            )
         finally:
             db.close()
 
-    return wait_until(lambda: rows if len(rows := found()) >= count else None,
-                      timeout=timeout, interval=0.05, message=f"fewer than {count} usage rows")
+    return wait_until(
+        lambda: rows if len(rows := found()) >= count else None,
+        timeout=timeout,
+        interval=0.05,
+        message=f"fewer than {count} usage rows",
+    )
 
 
 def test_every_completion_request_leaves_one_row(make_app):
@@ -29,24 +37,30 @@ def test_every_completion_request_leaves_one_row(make_app):
     hi = [{"role": "user", "content": "Hi"}]
     with httpx.Client(base_url=app.v1, headers=headers, timeout=60) as client:
         statuses = [
-            client.post("/chat/completions", json={"model": "qwen3", "messages": hi,
-                                                   "max_tokens": 2, "user": "ann"}),
+            client.post(
+                "/chat/completions",
+                json={"model": "qwen3", "messages": hi, "max_tokens": 2, "user": "ann"},
+            ),
             client.post("/completions", json={"model": "qwen3", "prompt": "Hi", "max_tokens": 2}),
             client.post("/chat/completions", content=b"{oops"),
             client.post("/chat/completions", json={"model": "gpt-4", "messages": hi}),
-            client.post("/chat/completions", json={"model": "qwen3", "messages": hi,
-                                                   "temperature": 9}),
-            client.post("/chat/completions", json={"model": "qwen3", "messages": hi,
-                                                   "max_tokens": 2}),
-            client.post("/chat/completions", json={"model": "qwen3", "messages": hi,
-                                                   "max_tokens": 2}),
+            client.post(
+                "/chat/completions", json={"model": "qwen3", "messages": hi, "temperature": 9}
+            ),
+            client.post(
+                "/chat/completions", json={"model": "qwen3", "messages": hi, "max_tokens": 2}
+            ),
+            client.post(
+                "/chat/completions", json={"model": "qwen3", "messages": hi, "max_tokens": 2}
+            ),
             client.get("/models"),  # not a completion: no row
         ]
         assert [r.status_code for r in statuses] == [200, 200, 400, 404, 400, 200, 200, 200]
         # 5 admitted completions per minute (errors before admission do not count): the 5th
         # completion is admitted, the 6th refused.
-        fifth = client.post("/chat/completions", json={"model": "qwen3", "messages": hi,
-                                                       "max_tokens": 2})
+        fifth = client.post(
+            "/chat/completions", json={"model": "qwen3", "messages": hi, "max_tokens": 2}
+        )
         sixth = client.post("/chat/completions", json={"model": "qwen3", "messages": hi})
         assert (fifth.status_code, sixth.status_code) == (200, 429)
     found = rows(app, 9)

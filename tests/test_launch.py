@@ -42,12 +42,18 @@ class Launch:
         self.key = "launch-test-key"
         self.out = tmp_path / "launch.out"
         env = base_env(
-            VLLM_API_KEY=self.key, WORKBENCH_DATA_DIR=str(self.data_dir),
-            WORKBENCH_PORT=str(self.port), WORKBENCH_ENGINE_PORT=str(self.engine_port),
+            VLLM_API_KEY=self.key,
+            WORKBENCH_DATA_DIR=str(self.data_dir),
+            WORKBENCH_PORT=str(self.port),
+            WORKBENCH_ENGINE_PORT=str(self.engine_port),
         )
         self.proc = subprocess.Popen(
-            [str(REPO / "launch.sh"), "--profile", "cpu"], cwd=REPO, env=env,
-            stdout=open(self.out, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+            [str(REPO / "launch.sh"), "--profile", "cpu"],
+            cwd=REPO,
+            env=env,
+            stdout=open(self.out, "wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -60,8 +66,12 @@ class Launch:
             except httpx.HTTPError:
                 return False
 
-        wait_until(healthy, timeout=timeout, interval=1, message="launch.sh not ready:\n"
-                   + log_tail(self.out))
+        wait_until(
+            healthy,
+            timeout=timeout,
+            interval=1,
+            message="launch.sh not ready:\n" + log_tail(self.out),
+        )
 
     def pids(self) -> tuple[int, int]:
         logs = self.data_dir / "logs"
@@ -93,8 +103,10 @@ def test_launch_serves_streamed_chat_and_sigterm_stops_both(launch):
 
     client = openai.OpenAI(base_url=launch.url + "/v1", api_key=launch.key)
     stream = client.chat.completions.create(
-        model="qwen3", messages=[{"role": "user", "content": "Say hello."}],
-        max_tokens=16, stream=True,
+        model="qwen3",
+        messages=[{"role": "user", "content": "Say hello."}],
+        max_tokens=16,
+        stream=True,
     )
     pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert len(pieces) > 1 and "".join(pieces).strip()
@@ -117,8 +129,13 @@ def test_launch_stops_the_app_and_says_so_when_the_engine_dies(launch):
 def test_launch_refuses_an_impossible_context_before_starting_anything(tmp_path):
     env = base_env(WORKBENCH_DATA_DIR=str(tmp_path), WORKBENCH_MAX_CONTEXT="2000000")
     result = subprocess.run(
-        [str(REPO / "launch.sh"), "--profile", "h200x4"], cwd=REPO, env=env,
-        check=False, capture_output=True, text=True, timeout=300,
+        [str(REPO / "launch.sh"), "--profile", "h200x4"],
+        cwd=REPO,
+        env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2
     assert "does not fit on 4×H200" in result.stderr
@@ -135,8 +152,13 @@ def test_launch_refuses_a_port_in_use_before_starting_anything(tmp_path, which):
         ports[which] = str(port)
         env = base_env(WORKBENCH_DATA_DIR=str(tmp_path), **ports)
         result = subprocess.run(
-            [str(REPO / "launch.sh"), "--profile", "cpu"], cwd=REPO, env=env,
-            check=False, capture_output=True, text=True, timeout=300,
+            [str(REPO / "launch.sh"), "--profile", "cpu"],
+            cwd=REPO,
+            env=env,
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
     assert result.returncode == 2, result.stderr
     assert f"127.0.0.1:{port} is already in use" in result.stderr

@@ -12,8 +12,9 @@ LAUNCH = str(REPO / "launch.sh")
 
 
 def run(argv: list[str], **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, cwd=REPO, env=base_env(**env), capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        argv, cwd=REPO, env=base_env(**env), capture_output=True, text=True, timeout=300
+    )
 
 
 def test_keys_are_created_listed_and_revoked_through_launch_sh(tmp_path):
@@ -22,8 +23,14 @@ def test_keys_are_created_listed_and_revoked_through_launch_sh(tmp_path):
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip().startswith(SECRET_PREFIX)  # the key alone on stdout
     listed = run([LAUNCH, "keys", "list"], WORKBENCH_DATA_DIR=data)
-    assert listed.stdout.splitlines()[0].split() == ["NAME", "ADMIN", "CREATED", "LAST", "USED",
-                                                      "REVOKED"]
+    assert listed.stdout.splitlines()[0].split() == [
+        "NAME",
+        "ADMIN",
+        "CREATED",
+        "LAST",
+        "USED",
+        "REVOKED",
+    ]
     assert listed.stdout.splitlines()[1].split()[:2] == ["alice", "no"]
     revoked = run([LAUNCH, "keys", "revoke", "alice"], WORKBENCH_DATA_DIR=data)
     assert (revoked.returncode, revoked.stdout) == (0, "Revoked key 'alice'.\n")
@@ -32,10 +39,16 @@ def test_keys_are_created_listed_and_revoked_through_launch_sh(tmp_path):
 
 
 def test_a_tokenizer_path_without_tokenizer_json_is_refused_in_one_line(tmp_path):
-    expected = (f"WORKBENCH_TOKENIZER_PATH: {tmp_path} has no tokenizer.json (it must name a "
-                "folder holding the served model's tokenizer files)")
-    env = {"WORKBENCH_DATA_DIR": str(tmp_path), "WORKBENCH_PROFILE": "external",
-           "WORKBENCH_UPSTREAM_URL": "http://127.0.0.1:9", "WORKBENCH_TOKENIZER_PATH": str(tmp_path)}
+    expected = (
+        f"WORKBENCH_TOKENIZER_PATH: {tmp_path} has no tokenizer.json (it must name a "
+        "folder holding the served model's tokenizer files)"
+    )
+    env = {
+        "WORKBENCH_DATA_DIR": str(tmp_path),
+        "WORKBENCH_PROFILE": "external",
+        "WORKBENCH_UPSTREAM_URL": "http://127.0.0.1:9",
+        "WORKBENCH_TOKENIZER_PATH": str(tmp_path),
+    }
     launched = run([LAUNCH], **env)
     assert launched.returncode == 2
     assert launched.stderr.splitlines() == [f"launch.sh: error: {expected}"]
@@ -53,8 +66,20 @@ def _pip_install_through_launch_sh(tmp_path, requirement: str) -> subprocess.Com
     index.mkdir()
     script = f'source {LAUNCH} && pip_install "$0" --no-deps --index-url "$1" "$2"'
     return subprocess.run(
-        ["bash", "-c", script, str(REPO / ".venv" / "app" / "bin" / "pip"), index.as_uri(),
-         requirement], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        [
+            "bash",
+            "-c",
+            script,
+            str(REPO / ".venv" / "app" / "bin" / "pip"),
+            index.as_uri(),
+            requirement,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_torch_cpu_build_pip_cannot_find_is_explained_in_one_line(tmp_path):
@@ -63,7 +88,8 @@ def test_a_torch_cpu_build_pip_cannot_find_is_explained_in_one_line(tmp_path):
     assert "No matching distribution found for torch==2.13.0+cpu" in failed.stderr
     assert failed.stderr.splitlines()[-1] == (
         "[launch] error: pip cannot find PyTorch's CPU build (PyPI does not serve it): run "
-        "again with PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu")
+        "again with PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu"
+    )
 
 
 def test_other_missing_packages_get_pips_own_message_only(tmp_path):

@@ -76,13 +76,16 @@ RULES = [
 ]
 
 
-@pytest.mark.parametrize(("importer", "forbidden", "why"), RULES,
-                         ids=[f"{a}-not-{b}" for a, b, _ in RULES])
+@pytest.mark.parametrize(
+    ("importer", "forbidden", "why"), RULES, ids=[f"{a}-not-{b}" for a, b, _ in RULES]
+)
 def test_layers_import_only_downwards(importer, forbidden, why):
     offending = sorted(
         f"{name} imports {module}"
-        for name, imported in GRAPH.items() if within(name, importer)
-        for module in imported if within(module, forbidden)
+        for name, imported in GRAPH.items()
+        if within(name, importer)
+        for module in imported
+        if within(module, forbidden)
     )
     assert not offending, f"{why}:\n" + "\n".join(offending)
 
@@ -90,8 +93,10 @@ def test_layers_import_only_downwards(importer, forbidden, why):
 def test_the_ui_reaches_storage_only_through_the_workbench():
     offending = sorted(
         f"{name} imports {module}"
-        for name, imported in GRAPH.items() if within(name, "ui")
-        for module in imported if within(module, "storage")
+        for name, imported in GRAPH.items()
+        if within(name, "ui")
+        for module in imported
+        if within(module, "storage")
     )
     assert not offending, "ui → server.workbench → storage:\n" + "\n".join(offending)
 
@@ -102,10 +107,14 @@ def test_the_rules_see_the_imports_they_forbid(tmp_path):
     assert "storage.messages" in GRAPH["server.workbench"]
     assert "server.app" in GRAPH["ui.app"]
     module = tmp_path / "extract.py"
-    module.write_text("from . import render\nfrom ..workbench import library\n"
-                      "def f():\n    import ui.app\n")
+    module.write_text(
+        "from . import render\nfrom ..workbench import library\ndef f():\n    import ui.app\n"
+    )
     assert imports_of("server.documents.extract", module) >= {
-        "server.documents.render", "server.workbench.library", "ui.app"}
+        "server.documents.render",
+        "server.workbench.library",
+        "ui.app",
+    }
 
 
 def test_test_modules_share_code_through_helper_modules_only():
@@ -122,16 +131,21 @@ def test_tests_reach_the_engine_install_through_fixtures():
     # The fast subset (-m "not engine") runs where the engine is not installed: a test that
     # runs the engine's python takes the `engine_python` fixture, which marks it `engine`.
     offending = sorted(
-        path.name for path in sorted((REPO / "tests").glob("test_*.py"))
-        if path != Path(__file__) and "ENGINE_PYTHON" in path.read_text(encoding="utf-8"))
+        path.name
+        for path in sorted((REPO / "tests").glob("test_*.py"))
+        if path != Path(__file__) and "ENGINE_PYTHON" in path.read_text(encoding="utf-8")
+    )
     assert not offending, offending
 
 
 def test_no_module_is_over_the_size_limit():
     sizes = {
         str(path.relative_to(REPO)): len(path.read_text(encoding="utf-8").splitlines())
-        for path in [*ALL.values(), *sorted((REPO / "tests").glob("*.py")),
-                     *sorted((REPO / "bench").glob("*.py"))]
+        for path in [
+            *ALL.values(),
+            *sorted((REPO / "tests").glob("*.py")),
+            *sorted((REPO / "bench").glob("*.py")),
+        ]
     }
     over = {path: lines for path, lines in sizes.items() if lines > MAX_MODULE_LINES}
     assert not over, f"modules over {MAX_MODULE_LINES} lines (split them): {over}"

@@ -42,18 +42,22 @@ def test_kv_bytes_per_token():
     # TP 2 × PP 2 splits the heads in two and the layers in two: the same bytes per GPU.
     assert plan_memory(1, Layout(tp=2, pp=2), H200X4_SETTINGS).kv_per_token_per_gpu == 31_744
     # DP 8: every rank holds all heads of all layers.
-    assert plan_memory(1, Layout(tp=1, dp=8), EngineSettings(0.9, "bf16")).kv_per_token_per_gpu \
+    assert (
+        plan_memory(1, Layout(tp=1, dp=8), EngineSettings(0.9, "bf16")).kv_per_token_per_gpu
         == 253_952
+    )
 
 
-@pytest.mark.parametrize("utilization, kv_gib, estimated", [(0.90, 48.66, 205_728),
-                                                             (0.95, 55.65, 235_296)])
+@pytest.mark.parametrize(
+    "utilization, kv_gib, estimated", [(0.90, 48.66, 205_728), (0.95, 55.65, 235_296)]
+)
 def test_8xh20_dp8_ep_bf16_recipes_pr12(utilization, kv_gib, estimated):
     """vLLM recipes PR #12 (vLLM 0.10.1, before the CUDA-graph estimate existed): `-dp=8
     --enable-expert-parallel`, KV in bf16, other settings vLLM's defaults. The 0.90 run
     calibrates the data-parallel non-torch constant; the 0.95 run checks it."""
-    plan = plan_memory(262_144, Layout(tp=1, dp=8),
-                       EngineSettings(utilization, "bf16", estimate_cudagraphs=False))
+    plan = plan_memory(
+        262_144, Layout(tp=1, dp=8), EngineSettings(utilization, "bf16", estimate_cudagraphs=False)
+    )
     assert close(plan.kv_available / GIB, kv_gib), plan.lines()
     assert close(plan.max_tokens, estimated)
     assert round(plan.kv_needed / GIB, 2) == 62.00  # vLLM: "62.00 GiB KV cache is needed"
@@ -97,15 +101,35 @@ def test_the_h200x4_profile_fits_700k_with_a_margin_of_more_than_a_gibibyte():
 def test_each_lever_moves_the_kv_cache_the_right_way():
     base = h200x4_memory(700_000).kv_available
     s = H200X4_SETTINGS
-    more_tokens = plan_memory(700_000, Layout(tp=4), EngineSettings(
-        s.utilization, max_num_batched_tokens=8192, max_num_seqs=s.max_num_seqs,
-        capture_sizes=s.capture_sizes)).kv_available
-    default_graphs = plan_memory(700_000, Layout(tp=4), EngineSettings(
-        s.utilization, max_num_batched_tokens=s.max_num_batched_tokens,
-        max_num_seqs=s.max_num_seqs)).kv_available
-    lower = plan_memory(700_000, Layout(tp=4), EngineSettings(
-        0.95, max_num_batched_tokens=s.max_num_batched_tokens, max_num_seqs=s.max_num_seqs,
-        capture_sizes=s.capture_sizes)).kv_available
+    more_tokens = plan_memory(
+        700_000,
+        Layout(tp=4),
+        EngineSettings(
+            s.utilization,
+            max_num_batched_tokens=8192,
+            max_num_seqs=s.max_num_seqs,
+            capture_sizes=s.capture_sizes,
+        ),
+    ).kv_available
+    default_graphs = plan_memory(
+        700_000,
+        Layout(tp=4),
+        EngineSettings(
+            s.utilization,
+            max_num_batched_tokens=s.max_num_batched_tokens,
+            max_num_seqs=s.max_num_seqs,
+        ),
+    ).kv_available
+    lower = plan_memory(
+        700_000,
+        Layout(tp=4),
+        EngineSettings(
+            0.95,
+            max_num_batched_tokens=s.max_num_batched_tokens,
+            max_num_seqs=s.max_num_seqs,
+            capture_sizes=s.capture_sizes,
+        ),
+    ).kv_available
     assert more_tokens < base and default_graphs < base and lower < base
 
 
@@ -119,8 +143,18 @@ def test_default_capture_sizes_follow_vllm():
 
 def test_dry_run_lines_show_every_term():
     text = "\n".join(h200x4_memory(700_000).lines())
-    for term in ("GPU memory", "utilization 0.98", "weights", "non-torch", "activation peak",
-                 "CUDA-graph estimate", "KV cache", "700,000-token request", "margin", "fits"):
+    for term in (
+        "GPU memory",
+        "utilization 0.98",
+        "weights",
+        "non-torch",
+        "activation peak",
+        "CUDA-graph estimate",
+        "KV cache",
+        "700,000-token request",
+        "margin",
+        "fits",
+    ):
         assert term in text
 
 

@@ -41,21 +41,32 @@ def test_an_engine_with_a_secret_refuses_requests_without_it(cluster):
     body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
     assert httpx.post(engine + "/v1/chat/completions", json=body, timeout=60).status_code == 401
     wrong = {"Authorization": "Bearer not-the-secret"}
-    assert httpx.post(engine + "/v1/chat/completions", json=body, headers=wrong,
-                      timeout=60).status_code == 401
+    assert (
+        httpx.post(
+            engine + "/v1/chat/completions", json=body, headers=wrong, timeout=60
+        ).status_code
+        == 401
+    )
     right = {"Authorization": f"Bearer {SECRET}"}
-    assert httpx.post(engine + "/v1/chat/completions", json=body, headers=right,
-                      timeout=60).status_code == 200
+    assert (
+        httpx.post(
+            engine + "/v1/chat/completions", json=body, headers=right, timeout=60
+        ).status_code
+        == 200
+    )
     # Through the router without the secret: refused by the engine too.
-    assert httpx.post(cluster.router_url + "/v1/chat/completions", json=body,
-                      timeout=60).status_code == 401
+    assert (
+        httpx.post(cluster.router_url + "/v1/chat/completions", json=body, timeout=60).status_code
+        == 401
+    )
 
 
 def test_health_lists_every_replica_and_the_context_is_the_smallest(cluster):
     health = httpx.get(cluster.app.url + "/health", timeout=30).json()
     assert health["status"] == "ok"
     assert {r["url"]: r["status"] for r in health["replicas"]} == dict.fromkeys(
-        cluster.engines, "up")
+        cluster.engines, "up"
+    )
     assert sorted(r["max_model_len"] for r in health["replicas"]) == [6144, 8192]
     models = httpx.get(cluster.app.v1 + "/models", headers=auth(cluster.app), timeout=30).json()
     assert models["data"][0]["max_model_len"] == 6144
@@ -63,8 +74,10 @@ def test_health_lists_every_replica_and_the_context_is_the_smallest(cluster):
 
 def test_questions_on_one_document_stay_on_its_replica_and_hit_its_cache(cluster):
     _, first, replica = ask(cluster.app, "What does section 7 explain?")
-    answers = [ask(cluster.app, q)
-               for q in ("Where are the readings recorded?", "How are the bearings lubricated?")]
+    answers = [
+        ask(cluster.app, q)
+        for q in ("Where are the readings recorded?", "How are the bearings lubricated?")
+    ]
     assert {r for _, _, r in answers} == {replica}
     assert replica in cluster.engines
     for _, usage, _ in answers:
@@ -74,14 +87,25 @@ def test_questions_on_one_document_stay_on_its_replica_and_hit_its_cache(cluster
     # The usage rows hold the engine's own counts.
     recorded = rows(cluster.app, 3)[-3:]
     assert [r["prompt_tokens"] for r in recorded] == [first["prompt_tokens"]] + [
-        u["prompt_tokens"] for _, u, _ in answers]
+        u["prompt_tokens"] for _, u, _ in answers
+    ]
 
 
 def test_a_client_leaving_aborts_the_replicas_request(cluster):
-    body = {"model": "qwen3", "stream": True, "max_tokens": 3000, "ignore_eos": True,
-            "messages": [{"role": "user", "content": "Count to ten thousand."}]}
-    with httpx.stream("POST", cluster.app.v1 + "/chat/completions", json=body,
-                      headers=auth(cluster.app), timeout=120) as response:
+    body = {
+        "model": "qwen3",
+        "stream": True,
+        "max_tokens": 3000,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "Count to ten thousand."}],
+    }
+    with httpx.stream(
+        "POST",
+        cluster.app.v1 + "/chat/completions",
+        json=body,
+        headers=auth(cluster.app),
+        timeout=120,
+    ) as response:
         replica = response.headers["x-workbench-replica"]
         before = generated(replica)
         for _ in zip(range(20), response.iter_lines(), strict=False):
@@ -115,11 +139,17 @@ def test_the_workbench_shows_which_replica_answered(cluster, page):
 
 def test_a_replica_dying_mid_answer(cluster):
     app = cluster.app
-    body = {"model": "qwen3", "stream": True, "max_tokens": 3000, "ignore_eos": True,
-            "messages": [{"role": "user", "content": "Write a very long story."}]}
+    body = {
+        "model": "qwen3",
+        "stream": True,
+        "max_tokens": 3000,
+        "ignore_eos": True,
+        "messages": [{"role": "user", "content": "Write a very long story."}],
+    }
     events, recorded = [], len(usage_rows(app))
-    with httpx.stream("POST", app.v1 + "/chat/completions", json=body, headers=auth(app),
-                      timeout=120) as response:
+    with httpx.stream(
+        "POST", app.v1 + "/chat/completions", json=body, headers=auth(app), timeout=120
+    ) as response:
         victim = response.headers["x-workbench-replica"]
         for line in response.iter_lines():
             if not line.startswith("data: "):
@@ -131,8 +161,11 @@ def test_a_replica_dying_mid_answer(cluster):
     assert events[-1] == "[DONE]"
     error = json.loads(events[-2])["error"]
     assert error["code"] == "engine_error" and "stopped in the middle" in error["message"]
-    text = "".join(c["delta"].get("content") or "" for e in events[:-2]
-                   for c in json.loads(e).get("choices", []))
+    text = "".join(
+        c["delta"].get("content") or ""
+        for e in events[:-2]
+        for c in json.loads(e).get("choices", [])
+    )
     assert len(events) >= 7 and text
     row = rows(app, recorded + 1)[-1]
     assert (row["status_code"], row["error_code"]) == (200, "engine_error")
@@ -173,19 +206,31 @@ def test_with_no_replica_left_the_host_is_down(cluster):
 
 # --- without processes: the plans and the affinity key ------------------------------------------
 
+
 def plan(*args: str, **env: str) -> subprocess.CompletedProcess:
     full = {k: v for k, v in os.environ.items() if not k.startswith("WORKBENCH_")}
     full.pop("VLLM_API_KEY", None)
-    return subprocess.run([sys.executable, "-m", "server.engine", "plan", *args], check=False,
-                          cwd=REPO, env={**full, **env}, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "server.engine", "plan", *args],
+        check=False,
+        cwd=REPO,
+        env={**full, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_an_engine_listens_beyond_loopback_only_with_a_secret():
     refused = plan("--dry-run", WORKBENCH_PROFILE="cpu", WORKBENCH_ENGINE_HOST="0.0.0.0")
     assert refused.returncode == 2 and "WORKBENCH_ENGINE_KEY" in refused.stderr
-    shown = plan("--dry-run", WORKBENCH_PROFILE="cpu", WORKBENCH_ENGINE_HOST="0.0.0.0",
-                 WORKBENCH_ENGINE_KEY=SECRET, WORKBENCH_ENGINE_PORT="9001")
+    shown = plan(
+        "--dry-run",
+        WORKBENCH_PROFILE="cpu",
+        WORKBENCH_ENGINE_HOST="0.0.0.0",
+        WORKBENCH_ENGINE_KEY=SECRET,
+        WORKBENCH_ENGINE_PORT="9001",
+    )
     assert shown.returncode == 0, shown.stderr
     assert SECRET not in shown.stdout and "VLLM_API_KEY=***" in shown.stdout
     assert "--host 0.0.0.0 --port 9001 --middleware server.engine.replica_header." in shown.stdout
@@ -203,7 +248,10 @@ def test_upstream_urls_start_the_router_and_no_engine():
     assert "# engine:" not in result.stdout
     router = shlex.split(result.stdout.split("# router:\n")[1].splitlines()[0])
     assert router[0].endswith("/vllm-router")
-    assert router[router.index("--worker-urls") + 1:][:2] == ["http://gpu1:8001", "http://gpu2:8001"]
+    assert router[router.index("--worker-urls") + 1 :][:2] == [
+        "http://gpu1:8001",
+        "http://gpu2:8001",
+    ]
     assert router[router.index("--policy") + 1] == "sticky_least_loaded"
     assert router[router.index("--host") + 1] == "127.0.0.1"
     assert router[router.index("--port") + 1] == "8002"
@@ -214,8 +262,15 @@ def test_upstream_urls_start_the_router_and_no_engine():
 def test_a_documents_questions_share_a_key_and_conversations_spread():
     def key(system: str, *turns: str) -> str:
         roles = ["user", "assistant"] * len(turns)
-        return affinity_key({"messages": [{"role": "system", "content": system}] + [
-            {"role": role, "content": text} for role, text in zip(roles, turns, strict=False)]})
+        return affinity_key(
+            {
+                "messages": [{"role": "system", "content": system}]
+                + [
+                    {"role": role, "content": text}
+                    for role, text in zip(roles, turns, strict=False)
+                ]
+            }
+        )
 
     assert len(DOCUMENT) > PREFIX_CHARS
     assert key(DOCUMENT, "First question?") == key(DOCUMENT, "Another one?")
@@ -223,10 +278,14 @@ def test_a_documents_questions_share_a_key_and_conversations_spread():
     # A short system prompt: each conversation keys on its opening, kept over its turns.
     assert key("Be brief.", "Hello") != key("Be brief.", "Bonjour")
     assert key("Be brief.", "Hello") == key("Be brief.", "Hello", "Hi!", "And then?")
-    assert affinity_key({"prompt": ["text one", "text two"]}) == affinity_key({"prompt": "text one"})
+    assert affinity_key({"prompt": ["text one", "text two"]}) == affinity_key(
+        {"prompt": "text one"}
+    )
     assert affinity_key({"messages": []}) is None
     # The Messages and Responses shapes key on their documents the same way.
-    assert affinity_key({"system": DOCUMENT, "messages": [{"role": "user", "content": "A?"}]}) \
-        == affinity_key({"system": DOCUMENT, "messages": [{"role": "user", "content": "B?"}]})
+    assert affinity_key(
+        {"system": DOCUMENT, "messages": [{"role": "user", "content": "A?"}]}
+    ) == affinity_key({"system": DOCUMENT, "messages": [{"role": "user", "content": "B?"}]})
     assert affinity_key({"instructions": DOCUMENT, "input": "A?"}) == affinity_key(
-        {"instructions": DOCUMENT, "input": [{"role": "user", "content": "B?"}]})
+        {"instructions": DOCUMENT, "input": [{"role": "user", "content": "B?"}]}
+    )

@@ -26,12 +26,16 @@ except ValueError as exc:
 """
 
 
-def vllm_message(engine_python: str, available: int, needed: int, asked: int,
-                 estimated: int) -> str:
+def vllm_message(
+    engine_python: str, available: int, needed: int, asked: int, estimated: int
+) -> str:
     """The exact text the installed vLLM raises for these numbers."""
     out = subprocess.run(
         [engine_python, "-c", _RAISE, json.dumps([available, needed, asked, estimated])],
-        capture_output=True, text=True, timeout=300, check=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
     ).stdout.strip()
     assert out, "the installed vLLM did not refuse"
     return out
@@ -56,12 +60,21 @@ def test_the_installed_vllm_message_is_parsed_and_explained(engine_python):
     refusal = parse(as_engine_log(text))
     assert refusal is not None
     assert (refusal.asked, refusal.needed_gib, refusal.available_gib, refusal.estimated) == (
-        700_000, 20.69, 19.8, 669_712)
+        700_000,
+        20.69,
+        19.8,
+        669_712,
+    )
     paragraph = advice(refusal, "h200x4")
     assert "\n" not in paragraph
-    for quoted in ("700,000 tokens", "20.69 GiB", "19.8 GiB", "669,712 tokens",
-                   "WORKBENCH_MAX_CONTEXT=669712 ./launch.sh --profile h200x4",
-                   "./launch.sh --profile h200x4 --fit-context"):
+    for quoted in (
+        "700,000 tokens",
+        "20.69 GiB",
+        "19.8 GiB",
+        "669,712 tokens",
+        "WORKBENCH_MAX_CONTEXT=669712 ./launch.sh --profile h200x4",
+        "./launch.sh --profile h200x4 --fit-context",
+    ):
         assert quoted in paragraph
 
 
@@ -79,7 +92,11 @@ def test_other_deaths_get_no_paragraph(tmp_path):
     log.write_text("RuntimeError: CUDA error: out of memory\n")
     result = subprocess.run(
         [sys.executable, "-m", "server.engine.startup_failure", str(log)],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 1 and result.stdout == ""
 
@@ -91,11 +108,28 @@ def test_a_real_engine_that_refuses_is_explained(tmp_path, model_dir: Path, engi
     log = tmp_path / "engine.log"
     env = base_env(VLLM_CPU_KVCACHE_SPACE="1", VLLM_NO_USAGE_STATS="1", DO_NOT_TRACK="1")
     engine = ManagedProcess(
-        [engine_python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-         "--served-model-name", "qwen3", "--host", "127.0.0.1", "--port", str(port),
-         "--dtype", "bfloat16", "--enforce-eager", "--max-model-len", "100000",
-         "--hf-overrides", '{"max_position_embeddings": 100000}'],
-        env=env, log_path=log,
+        [
+            engine_python,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            str(model_dir),
+            "--served-model-name",
+            "qwen3",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dtype",
+            "bfloat16",
+            "--enforce-eager",
+            "--max-model-len",
+            "100000",
+            "--hf-overrides",
+            '{"max_position_embeddings": 100000}',
+        ],
+        env=env,
+        log_path=log,
     )
     try:
         engine.proc.wait(timeout=600)
@@ -103,7 +137,11 @@ def test_a_real_engine_that_refuses_is_explained(tmp_path, model_dir: Path, engi
         engine.stop()
     result = subprocess.run(
         [sys.executable, "-m", "server.engine.startup_failure", str(log), "--profile", "cpu"],
-        cwd=REPO, capture_output=True, text=True, timeout=60, check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert result.returncode == 0, log.read_text()[-3000:]
     refusal = parse(log.read_text())

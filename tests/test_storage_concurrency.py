@@ -50,8 +50,11 @@ def test_sixteen_threads_writing_fifty_times_each_never_hit_database_is_locked(t
                 for i in range(writes_n):
                     add_message(store.db, "alice", cid, "user", f"thread {n} message {i}")
                     log_request(
-                        store.db, key_name="alice", endpoint="/v1/chat/completions",
-                        model="qwen3", status_code=200,
+                        store.db,
+                        key_name="alice",
+                        endpoint="/v1/chat/completions",
+                        model="qwen3",
+                        status_code=200,
                     )
             except Exception as exc:  # collected: an exception in a thread is otherwise lost
                 errors.append(repr(exc))
@@ -92,7 +95,9 @@ def test_writer_killed_with_sigkill_loses_nothing_it_committed(tmp_path):
     path = tmp_path / "workbench.db"
     proc = subprocess.Popen(
         [sys.executable, "-c", WRITER, str(path)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         reported = 0
@@ -132,8 +137,10 @@ def test_processes_opening_a_new_database_at_once_all_succeed(tmp_path):
     for trial in range(60):
         path = tmp_path / f"new-{trial}.db"
         barrier = context.Barrier(4)
-        procs = [context.Process(target=_open_when_released, args=(path, barrier, failures))
-                 for _ in range(4)]
+        procs = [
+            context.Process(target=_open_when_released, args=(path, barrier, failures))
+            for _ in range(4)
+        ]
         for proc in procs:
             proc.start()
         for proc in procs:

@@ -20,8 +20,13 @@ from storage.conversations import (
 from storage.messages import add_message, delete_message, list_messages, update_message
 
 STATS = {
-    "prompt_tokens": 12, "completion_tokens": 34, "cached_tokens": 8, "ttft_ms": 150.0,
-    "decode_tps": 22.5, "total_ms": 1660.0, "finish_reason": "stop",
+    "prompt_tokens": 12,
+    "completion_tokens": 34,
+    "cached_tokens": 8,
+    "ttft_ms": 150.0,
+    "decode_tps": 22.5,
+    "total_ms": 1660.0,
+    "finish_reason": "stop",
     "replica": "http://gpu1:8001",
 }
 NO_STATS = dict.fromkeys(STATS)
@@ -43,8 +48,13 @@ def clock(monkeypatch):
 def test_new_conversation_has_exactly_these_fields(db, clock):
     cid = create_conversation(db, "alice", system_prompt="Be brief.", params={"temperature": 0.2})
     assert get_conversation(db, "alice", cid) == {
-        "id": cid, "owner": "alice", "title": None, "system_prompt": "Be brief.",
-        "params": {"temperature": 0.2}, "created_at": 1001.0, "updated_at": 1001.0,
+        "id": cid,
+        "owner": "alice",
+        "title": None,
+        "system_prompt": "Be brief.",
+        "params": {"temperature": 0.2},
+        "created_at": 1001.0,
+        "updated_at": 1001.0,
     }
 
 
@@ -82,14 +92,23 @@ def test_conversations_are_counted_per_owner(db):
     for _ in range(3):
         create_conversation(db, "alice")
     create_conversation(db, "bob")
-    assert (conv.count_conversations(db, "alice"), conv.count_conversations(db, "bob"),
-            conv.count_conversations(db, "carol")) == (3, 1, 0)
+    assert (
+        conv.count_conversations(db, "alice"),
+        conv.count_conversations(db, "bob"),
+        conv.count_conversations(db, "carol"),
+    ) == (3, 1, 0)
 
 
 def test_first_user_message_titles_an_untitled_conversation(db):
     cid = create_conversation(db, "alice")
     add_message(db, "alice", cid, "system", "You are helpful.")
-    add_message(db, "alice", cid, "user", "  How do I\nreverse a linked list in Rust without unsafe code or cloning nodes?")
+    add_message(
+        db,
+        "alice",
+        cid,
+        "user",
+        "  How do I\nreverse a linked list in Rust without unsafe code or cloning nodes?",
+    )
     add_message(db, "alice", cid, "user", "another question")
     assert get_conversation(db, "alice", cid)["title"] == (
         "How do I reverse a linked list in Rust without unsafe code…"
@@ -101,10 +120,26 @@ def test_messages_list_in_order_with_stats_flattened(db, clock):
     user = add_message(db, "alice", cid, "user", "hi")
     answer = add_message(db, "alice", cid, "assistant", "hello", model="qwen3", stats=STATS)
     assert list_messages(db, "alice", cid) == [
-        {"id": user, "role": "user", "content": "hi", "model": None, "status": "complete",
-         "error": None, "created_at": 1002.0, **NO_STATS},
-        {"id": answer, "role": "assistant", "content": "hello", "model": "qwen3",
-         "status": "complete", "error": None, "created_at": 1003.0, **STATS},
+        {
+            "id": user,
+            "role": "user",
+            "content": "hi",
+            "model": None,
+            "status": "complete",
+            "error": None,
+            "created_at": 1002.0,
+            **NO_STATS,
+        },
+        {
+            "id": answer,
+            "role": "assistant",
+            "content": "hello",
+            "model": "qwen3",
+            "status": "complete",
+            "error": None,
+            "created_at": 1003.0,
+            **STATS,
+        },
     ]
     assert get_conversation(db, "alice", cid)["updated_at"] == 1003.0
 
@@ -113,12 +148,19 @@ def test_answer_cut_short_keeps_partial_text_and_the_reason(db):
     cid = create_conversation(db, "alice")
     mid = add_message(db, "alice", cid, "assistant", "The answer is", model="qwen3")
     assert update_message(
-        db, "alice", mid, content="The answer is 4", status="stopped", error="stopped by user",
+        db,
+        "alice",
+        mid,
+        content="The answer is 4",
+        status="stopped",
+        error="stopped by user",
         stats={"completion_tokens": 4, "finish_reason": "abort"},
     )
     [message] = list_messages(db, "alice", cid)
     assert (message["content"], message["status"], message["error"]) == (
-        "The answer is 4", "stopped", "stopped by user"
+        "The answer is 4",
+        "stopped",
+        "stopped by user",
     )
     assert (message["completion_tokens"], message["finish_reason"]) == (4, "abort")
 
@@ -126,8 +168,9 @@ def test_answer_cut_short_keeps_partial_text_and_the_reason(db):
 def test_answers_a_stopped_server_left_streaming_are_marked_failed_with_their_text(db):
     cid = create_conversation(db, "alice")
     add_message(db, "alice", cid, "user", "Tell a story.")
-    mid = add_message(db, "alice", cid, "assistant", "Once", model="qwen3",
-                      status=messages.STREAMING)
+    mid = add_message(
+        db, "alice", cid, "assistant", "Once", model="qwen3", status=messages.STREAMING
+    )
     update_message(db, "alice", mid, content="Once upon a time")
     # An export taken mid-answer carries the text so far, as a stopped answer (importable).
     exported = export_json(db, "alice", cid)
@@ -161,7 +204,11 @@ def test_settings_and_rename_change_only_what_is_given(db):
     assert update_conversation_settings(db, "alice", cid, params={"temperature": 1.0})
     assert rename_conversation(db, "alice", cid, "Renamed")
     got = get_conversation(db, "alice", cid)
-    assert (got["title"], got["system_prompt"], got["params"]) == ("Renamed", "a", {"temperature": 1.0})
+    assert (got["title"], got["system_prompt"], got["params"]) == (
+        "Renamed",
+        "a",
+        {"temperature": 1.0},
+    )
 
 
 def test_titles_are_cut_to_a_sidebar_length(db):
@@ -185,15 +232,30 @@ def test_delete_conversation_removes_messages_search_rows_and_attachments(db):
     keep = create_conversation(db, "alice", title="other")
     add_message(db, "alice", cid, "user", "zebras are striped")
     add_message(db, "alice", keep, "user", "kept message")
-    doc = db["documents"].insert({
-        "owner": "alice", "filename": "z.pdf", "sha256": "z", "page_count": 1,
-        "tokenizer": "t", "status": "ready", "created_at": 1.0,
-    }).last_pk
-    db["conversation_documents"].insert({"conversation_id": cid, "document_id": doc, "attached_at": 1.0})
+    doc = (
+        db["documents"]
+        .insert(
+            {
+                "owner": "alice",
+                "filename": "z.pdf",
+                "sha256": "z",
+                "page_count": 1,
+                "tokenizer": "t",
+                "status": "ready",
+                "created_at": 1.0,
+            }
+        )
+        .last_pk
+    )
+    db["conversation_documents"].insert(
+        {"conversation_id": cid, "document_id": doc, "attached_at": 1.0}
+    )
 
     assert delete_conversation(db, "alice", cid) is True
     assert get_conversation(db, "alice", cid) is None
-    assert db.execute("SELECT count(*) FROM messages WHERE conversation_id = ?", [cid]).fetchone() == (0,)
+    assert db.execute(
+        "SELECT count(*) FROM messages WHERE conversation_id = ?", [cid]
+    ).fetchone() == (0,)
     assert fts_rows(db, "messages_fts", "zebras") == 0
     assert fts_rows(db, "conversations_fts", "zebra") == 0
     assert db["conversation_documents"].count == 0
@@ -211,12 +273,23 @@ def test_delete_message_removes_it_from_search(db):
 
 
 def make_exportable(db) -> int:
-    cid = create_conversation(db, "alice", system_prompt="Answer in French.", params={"temperature": 0.7})
+    cid = create_conversation(
+        db, "alice", system_prompt="Answer in French.", params={"temperature": 0.7}
+    )
     add_message(db, "alice", cid, "user", "What is 2+2?")
     add_message(db, "alice", cid, "assistant", "Quatre.", model="qwen3", stats=STATS)
     add_message(db, "alice", cid, "user", "And 3+3?")
-    add_message(db, "alice", cid, "assistant", "Si", model="qwen3", status="error",
-                error="engine died", stats={"completion_tokens": 1})
+    add_message(
+        db,
+        "alice",
+        cid,
+        "assistant",
+        "Si",
+        model="qwen3",
+        status="error",
+        error="engine died",
+        stats={"completion_tokens": 1},
+    )
     return cid
 
 
@@ -224,12 +297,20 @@ def test_export_json_then_import_round_trips_for_another_owner(db, clock):
     data = export_json(db, "alice", make_exportable(db))
     assert data["format"] == "qwen-workbench.conversation" and data["version"] == 1
     assert [(m["role"], m["status"]) for m in data["messages"]] == [
-        ("user", "complete"), ("assistant", "complete"), ("user", "complete"), ("assistant", "error"),
+        ("user", "complete"),
+        ("assistant", "complete"),
+        ("user", "complete"),
+        ("assistant", "error"),
     ]
     assert data["messages"][1]["stats"] == STATS
     assert data["messages"][3] == {
-        "role": "assistant", "content": "Si", "model": "qwen3", "status": "error",
-        "error": "engine died", "created_at": 1005.0, "stats": {"completion_tokens": 1},
+        "role": "assistant",
+        "content": "Si",
+        "model": "qwen3",
+        "status": "error",
+        "error": "engine died",
+        "created_at": 1005.0,
+        "stats": {"completion_tokens": 1},
     }
     # Through real JSON text, as a file would carry it.
     new = import_json(db, "bob", json.loads(json.dumps(data)))
@@ -261,21 +342,51 @@ def test_export_markdown_shows_roles_answers_and_stats(db, clock):
     [
         ([], "must be a JSON object"),
         ({"format": "something else", "version": 1, "messages": []}, "'format' must be"),
-        ({"format": "qwen-workbench.conversation", "version": 99, "messages": []}, "unsupported export version 99"),
+        (
+            {"format": "qwen-workbench.conversation", "version": 99, "messages": []},
+            "unsupported export version 99",
+        ),
         ({"format": "qwen-workbench.conversation", "version": 1}, "messages must be a list"),
-        ({"format": "qwen-workbench.conversation", "version": 1, "messages": ["hi"]}, r"messages\[0\] must be an object"),
-        ({"format": "qwen-workbench.conversation", "version": 1,
-          "messages": [{"role": "wizard", "content": "x"}]}, r"messages\[0\].role must be one of"),
-        ({"format": "qwen-workbench.conversation", "version": 1,
-          "messages": [{"role": "user", "content": 5}]}, r"messages\[0\].content must be a string"),
-        ({"format": "qwen-workbench.conversation", "version": 1,
-          "messages": [{"role": "user", "content": "x", "stats": {"ttft_ms": "fast"}}]},
-         r"messages\[0\].stats.ttft_ms must be a float"),
-        ({"format": "qwen-workbench.conversation", "version": 1,
-          "messages": [{"role": "user", "content": "x", "stats": {"bogus": 1}}]},
-         r"messages\[0\].stats.bogus is not a known stat"),
-        ({"format": "qwen-workbench.conversation", "version": 1, "params": [], "messages": []},
-         "params must be an object"),
+        (
+            {"format": "qwen-workbench.conversation", "version": 1, "messages": ["hi"]},
+            r"messages\[0\] must be an object",
+        ),
+        (
+            {
+                "format": "qwen-workbench.conversation",
+                "version": 1,
+                "messages": [{"role": "wizard", "content": "x"}],
+            },
+            r"messages\[0\].role must be one of",
+        ),
+        (
+            {
+                "format": "qwen-workbench.conversation",
+                "version": 1,
+                "messages": [{"role": "user", "content": 5}],
+            },
+            r"messages\[0\].content must be a string",
+        ),
+        (
+            {
+                "format": "qwen-workbench.conversation",
+                "version": 1,
+                "messages": [{"role": "user", "content": "x", "stats": {"ttft_ms": "fast"}}],
+            },
+            r"messages\[0\].stats.ttft_ms must be a float",
+        ),
+        (
+            {
+                "format": "qwen-workbench.conversation",
+                "version": 1,
+                "messages": [{"role": "user", "content": "x", "stats": {"bogus": 1}}],
+            },
+            r"messages\[0\].stats.bogus is not a known stat",
+        ),
+        (
+            {"format": "qwen-workbench.conversation", "version": 1, "params": [], "messages": []},
+            "params must be an object",
+        ),
     ],
 )
 def test_import_rejects_bad_data_with_a_clear_message_and_stores_nothing(db, data, message):

@@ -36,21 +36,39 @@ def db(tmp_path, monkeypatch):
 
 
 def ingest(db, owner="alice", sha="ab" * 32, pages=(("one", 1), ("", 0), ("three", 3))) -> int:
-    did = create_document(db, owner, filename="spec.pdf", sha256=sha, page_count=len(pages),
-                          tokenizer="qwen3-tiktoken")
+    did = create_document(
+        db,
+        owner,
+        filename="spec.pdf",
+        sha256=sha,
+        page_count=len(pages),
+        tokenizer="qwen3-tiktoken",
+    )
     add_pages(db, did, [(1, pages[0][0], pages[0][1])])
     add_pages(db, did, [(n, text, tokens) for n, (text, tokens) in enumerate(pages[1:], start=2)])
-    finish_document(db, did, total_tokens=sum(t for _, t in pages),
-                    empty_pages=[n for n, (text, _) in enumerate(pages, 1) if not text])
+    finish_document(
+        db,
+        did,
+        total_tokens=sum(t for _, t in pages),
+        empty_pages=[n for n, (text, _) in enumerate(pages, 1) if not text],
+    )
     return did
 
 
 def test_finished_document_has_exactly_these_fields_and_pages_in_order(db):
     did = ingest(db)
     assert get_document(db, "alice", did) == {
-        "id": did, "owner": "alice", "filename": "spec.pdf", "sha256": "ab" * 32,
-        "page_count": 3, "total_tokens": 4, "tokenizer": "qwen3-tiktoken", "empty_pages": [2],
-        "status": "ready", "created_at": 5_000.0, "pages_done": 3,
+        "id": did,
+        "owner": "alice",
+        "filename": "spec.pdf",
+        "sha256": "ab" * 32,
+        "page_count": 3,
+        "total_tokens": 4,
+        "tokenizer": "qwen3-tiktoken",
+        "empty_pages": [2],
+        "status": "ready",
+        "created_at": 5_000.0,
+        "pages_done": 3,
     }
     assert get_pages(db, did) == [
         {"number": 1, "text": "one", "tokens": 1},
@@ -63,8 +81,9 @@ def test_finished_document_has_exactly_these_fields_and_pages_in_order(db):
 
 
 def test_ingesting_document_reports_progress_and_is_not_found_by_sha(db):
-    did = create_document(db, "alice", filename="big.pdf", sha256="cd" * 32, page_count=10,
-                          tokenizer="t")
+    did = create_document(
+        db, "alice", filename="big.pdf", sha256="cd" * 32, page_count=10, tokenizer="t"
+    )
     add_pages(db, did, [(1, "a", 1), (2, "b", 1)])
     got = get_document(db, "alice", did)
     assert (got["status"], got["pages_done"], got["total_tokens"]) == ("ingesting", 2, None)
@@ -76,13 +95,17 @@ def test_same_file_for_the_same_owner_is_one_document(db):
     assert find_document(db, "alice", "ab" * 32)["id"] == did
     assert find_document(db, "bob", "ab" * 32) is None
     with pytest.raises(DocumentExistsError):
-        create_document(db, "alice", filename="copy.pdf", sha256="ab" * 32, page_count=3, tokenizer="t")
+        create_document(
+            db, "alice", filename="copy.pdf", sha256="ab" * 32, page_count=3, tokenizer="t"
+        )
     other = ingest(db, owner="bob")  # another owner gets their own copy
     assert other != did
 
 
 def test_discarded_ingestion_leaves_nothing_behind(db):
-    did = create_document(db, "alice", filename="bad.pdf", sha256="ee" * 32, page_count=3, tokenizer="t")
+    did = create_document(
+        db, "alice", filename="bad.pdf", sha256="ee" * 32, page_count=3, tokenizer="t"
+    )
     add_pages(db, did, [(1, "partial", 2)])
     discard_document(db, did)
     assert get_document(db, "alice", did) is None
@@ -91,9 +114,13 @@ def test_discarded_ingestion_leaves_nothing_behind(db):
 
 
 def test_unfinished_ingestion_of_the_same_file_is_replaced_by_a_new_one(db):
-    crashed = create_document(db, "alice", filename="a.pdf", sha256="ff" * 32, page_count=2, tokenizer="t")
+    crashed = create_document(
+        db, "alice", filename="a.pdf", sha256="ff" * 32, page_count=2, tokenizer="t"
+    )
     add_pages(db, crashed, [(1, "x", 1)])
-    fresh = create_document(db, "alice", filename="a.pdf", sha256="ff" * 32, page_count=2, tokenizer="t")
+    fresh = create_document(
+        db, "alice", filename="a.pdf", sha256="ff" * 32, page_count=2, tokenizer="t"
+    )
     assert get_document(db, "alice", crashed) is None
     assert get_document(db, "alice", fresh)["pages_done"] == 0
     with pytest.raises(NotFoundError):
@@ -135,7 +162,11 @@ def test_deleting_a_document_removes_pages_and_attachments(db):
     cid = create_conversation(db, "alice")
     attach_document(db, "alice", cid, did)
     assert docs.delete_document(db, "alice", did) is True
-    assert (db["documents"].count, db["document_pages"].count, db["conversation_documents"].count) == (0, 0, 0)
+    assert (
+        db["documents"].count,
+        db["document_pages"].count,
+        db["conversation_documents"].count,
+    ) == (0, 0, 0)
     assert delete_conversation(db, "alice", cid) is True
 
 
@@ -158,14 +189,21 @@ def test_export_names_attached_documents_and_import_reattaches_the_importers_cop
     assert unattached_documents(db, "carol", carol_cid, data) == ["spec.pdf"]
 
 
-@pytest.mark.parametrize("documents, message", [
-    ("spec.pdf", "documents must be a list"),
-    ([{"filename": "a.pdf", "sha256": "xyz"}], r"documents\[0\].sha256 must be 64"),
-    ([{"sha256": "ab" * 32}], r"documents\[0\].filename must be a string"),
-])
+@pytest.mark.parametrize(
+    "documents, message",
+    [
+        ("spec.pdf", "documents must be a list"),
+        ([{"filename": "a.pdf", "sha256": "xyz"}], r"documents\[0\].sha256 must be 64"),
+        ([{"sha256": "ab" * 32}], r"documents\[0\].filename must be a string"),
+    ],
+)
 def test_import_rejects_malformed_document_references(db, documents, message):
-    data = {"format": "qwen-workbench.conversation", "version": 1, "messages": [],
-            "documents": documents}
+    data = {
+        "format": "qwen-workbench.conversation",
+        "version": 1,
+        "messages": [],
+        "documents": documents,
+    }
     with pytest.raises(ImportFormatError, match=message):
         import_json(db, "alice", data)
     assert db["conversations"].count == 0

@@ -85,10 +85,20 @@ def test_list_keys_shows_every_key_without_hashes(db, clock):
     create_key(db, "bob")
     revoke_key(db, "bob")
     assert list_keys(db) == [
-        {"name": "alice", "admin": True, "created_at": 1_000_000.0, "last_used_at": None,
-         "revoked_at": None},
-        {"name": "bob", "admin": False, "created_at": 1_000_000.0, "last_used_at": None,
-         "revoked_at": 1_000_000.0},
+        {
+            "name": "alice",
+            "admin": True,
+            "created_at": 1_000_000.0,
+            "last_used_at": None,
+            "revoked_at": None,
+        },
+        {
+            "name": "bob",
+            "admin": False,
+            "created_at": 1_000_000.0,
+            "last_used_at": None,
+            "revoked_at": 1_000_000.0,
+        },
     ]
 
 
@@ -141,7 +151,11 @@ def run_server(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "WORKBENCH_DATA_DIR": str(data_dir)}
     return subprocess.run(
         [sys.executable, "-m", "server", "keys", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -157,5 +171,6 @@ def test_python_m_server_keys_create_list_revoke(tmp_path):
         assert authenticate(store.db, secret) is None
     missing = run_server(data_dir, "revoke", "alice")
     assert (missing.returncode, missing.stderr) == (
-        1, "error: no active key named 'alice' (see `keys list`)\n"
+        1,
+        "error: no active key named 'alice' (see `keys list`)\n",
     )

@@ -3,8 +3,14 @@
 from storage.responses import load_response, save_response
 
 ITEMS = [{"type": "message", "role": "user", "content": "Hi ✓"}]
-OUTPUT = [{"type": "message", "role": "assistant", "id": "msg_1",
-           "content": [{"type": "output_text", "text": "Hello", "annotations": []}]}]
+OUTPUT = [
+    {
+        "type": "message",
+        "role": "assistant",
+        "id": "msg_1",
+        "content": [{"type": "output_text", "text": "Hello", "annotations": []}],
+    }
+]
 
 
 def test_a_response_is_read_back_by_its_key_only(db):

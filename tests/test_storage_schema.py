@@ -10,45 +10,94 @@ from storage.search import search_conversations
 
 EXPECTED_COLUMNS = {
     "api_keys": {
-        "id": int, "name": str, "key_hash": str, "admin": int, "created_at": float,
-        "last_used_at": float, "revoked_at": float,
+        "id": int,
+        "name": str,
+        "key_hash": str,
+        "admin": int,
+        "created_at": float,
+        "last_used_at": float,
+        "revoked_at": float,
     },
     "conversations": {
-        "id": int, "owner": str, "title": str, "system_prompt": str, "params": str,
-        "created_at": float, "updated_at": float,
+        "id": int,
+        "owner": str,
+        "title": str,
+        "system_prompt": str,
+        "params": str,
+        "created_at": float,
+        "updated_at": float,
     },
     "messages": {
-        "id": int, "conversation_id": int, "role": str, "content": str, "model": str,
-        "status": str, "error": str, "prompt_tokens": int, "completion_tokens": int,
-        "cached_tokens": int, "ttft_ms": float, "decode_tps": float, "total_ms": float,
-        "finish_reason": str, "created_at": float, "replica": str,
+        "id": int,
+        "conversation_id": int,
+        "role": str,
+        "content": str,
+        "model": str,
+        "status": str,
+        "error": str,
+        "prompt_tokens": int,
+        "completion_tokens": int,
+        "cached_tokens": int,
+        "ttft_ms": float,
+        "decode_tps": float,
+        "total_ms": float,
+        "finish_reason": str,
+        "created_at": float,
+        "replica": str,
     },
     "conversations_fts": {"title": str},
     "messages_fts": {"content": str},
     "conversations_cjk": {"title": str},
     "messages_cjk": {"content": str},
     "documents": {
-        "id": int, "owner": str, "filename": str, "sha256": str, "page_count": int,
-        "total_tokens": int, "tokenizer": str, "empty_pages": str, "status": str,
+        "id": int,
+        "owner": str,
+        "filename": str,
+        "sha256": str,
+        "page_count": int,
+        "total_tokens": int,
+        "tokenizer": str,
+        "empty_pages": str,
+        "status": str,
         "created_at": float,
     },
     "document_pages": {"document_id": int, "number": int, "text": str, "tokens": int},
     "conversation_documents": {"conversation_id": int, "document_id": int, "attached_at": float},
     "usage_log": {
-        "id": int, "created_at": float, "key_name": str, "endpoint": str, "model": str,
-        "status_code": int, "prompt_tokens": int, "completion_tokens": int, "latency_ms": float,
-        "ttft_ms": float, "user": str, "error_code": str, "request_id": str,
+        "id": int,
+        "created_at": float,
+        "key_name": str,
+        "endpoint": str,
+        "model": str,
+        "status_code": int,
+        "prompt_tokens": int,
+        "completion_tokens": int,
+        "latency_ms": float,
+        "ttft_ms": float,
+        "user": str,
+        "error_code": str,
+        "request_id": str,
     },
     "responses": {
-        "id": str, "key_name": str, "created_at": float, "input": str, "output": str,
+        "id": str,
+        "key_name": str,
+        "created_at": float,
+        "input": str,
+        "output": str,
     },
     "_sqlite_migrations": {"id": int, "migration_set": str, "name": str, "applied_at": str},
     # SQLite's own bookkeeping for AUTOINCREMENT.
     "sqlite_sequence": {"name": str, "seq": str},
 }
 MIGRATION_NAMES = [
-    "m001_initial", "m002_search", "m003_documents", "m004_usage_log", "m005_cjk_search",
-    "m006_answer_replica", "m007_responses", "m008_usage_request_id",
+    "m001_initial",
+    "m002_search",
+    "m003_documents",
+    "m004_usage_log",
+    "m005_cjk_search",
+    "m006_answer_replica",
+    "m007_responses",
+    "m008_usage_request_id",
 ]
 # _content: the own copy of the text kept by the *_cjk tables (not external content).
 FTS_SHADOW_SUFFIXES = ("_data", "_idx", "_docsize", "_config", "_content")
@@ -77,7 +126,9 @@ def test_indexes_cover_sidebar_messages_keys_documents_and_usage(tmp_path):
         }
     assert indexes == {
         ("_sqlite_migrations", "idx__sqlite_migrations_migration_set_name"): (
-            ("migration_set", "name"), True),
+            ("migration_set", "name"),
+            True,
+        ),
         ("api_keys", "api_keys_active_name"): (("name",), True),
         ("api_keys", "api_keys_active_hash"): (("key_hash",), True),
         ("conversations", "conversations_owner_updated"): (("owner", "updated_at"), False),
@@ -132,9 +183,7 @@ def test_database_from_first_migration_upgrades_without_losing_rows(tmp_path):
     migrations.apply(old, stop_before="m002_search")
     assert applied(old) == ["m001_initial"]
     assert "messages_fts" not in old.table_names()
-    old["api_keys"].insert(
-        {"name": "alice", "key_hash": "h" * 64, "admin": 1, "created_at": 1.0}
-    )
+    old["api_keys"].insert({"name": "alice", "key_hash": "h" * 64, "admin": 1, "created_at": 1.0})
     old["conversations"].insert(
         {"id": 7, "owner": "alice", "title": "Old times", "created_at": 2.0, "updated_at": 3.0}
     )
@@ -149,7 +198,9 @@ def test_database_from_first_migration_upgrades_without_losing_rows(tmp_path):
         assert list(db.query("SELECT name, key_hash, admin, created_at FROM api_keys")) == [
             {"name": "alice", "key_hash": "h" * 64, "admin": 1, "created_at": 1.0}
         ]
-        assert list(db.query("SELECT id, owner, title, system_prompt, params FROM conversations")) == [
+        assert list(
+            db.query("SELECT id, owner, title, system_prompt, params FROM conversations")
+        ) == [
             {"id": 7, "owner": "alice", "title": "Old times", "system_prompt": "", "params": "{}"}
         ]
         assert [(m["role"], m["content"], m["status"]) for m in list_messages(db, "alice", 7)] == [
@@ -167,18 +218,42 @@ def test_database_from_m004_gets_its_cjk_rows_searchable(tmp_path):
     path = tmp_path / "workbench.db"
     old = sqlite_utils.Database(path)
     migrations.apply(old, stop_before="m005_cjk_search")
-    assert applied(old) == MIGRATION_NAMES[:MIGRATION_NAMES.index("m005_cjk_search")]
-    old["conversations"].insert_all([
-        {"id": 1, "owner": "alice", "title": "长文档分析", "created_at": 1.0, "updated_at": 1.0},
-        {"id": 2, "owner": "alice", "title": "misc", "created_at": 1.0, "updated_at": 2.0},
-        {"id": 3, "owner": "alice", "title": None, "created_at": 1.0, "updated_at": 3.0},
-    ])
-    old["messages"].insert_all([
-        {"conversation_id": 2, "role": "user", "content": "日本語の文書を検索する",
-         "created_at": 2.0},
-        {"conversation_id": 3, "role": "user", "content": "plain English only", "created_at": 3.0},
-        {"conversation_id": 3, "role": "user", "content": "café, déjà vu 😀", "created_at": 3.0},
-    ])
+    assert applied(old) == MIGRATION_NAMES[: MIGRATION_NAMES.index("m005_cjk_search")]
+    old["conversations"].insert_all(
+        [
+            {
+                "id": 1,
+                "owner": "alice",
+                "title": "长文档分析",
+                "created_at": 1.0,
+                "updated_at": 1.0,
+            },
+            {"id": 2, "owner": "alice", "title": "misc", "created_at": 1.0, "updated_at": 2.0},
+            {"id": 3, "owner": "alice", "title": None, "created_at": 1.0, "updated_at": 3.0},
+        ]
+    )
+    old["messages"].insert_all(
+        [
+            {
+                "conversation_id": 2,
+                "role": "user",
+                "content": "日本語の文書を検索する",
+                "created_at": 2.0,
+            },
+            {
+                "conversation_id": 3,
+                "role": "user",
+                "content": "plain English only",
+                "created_at": 3.0,
+            },
+            {
+                "conversation_id": 3,
+                "role": "user",
+                "content": "café, déjà vu 😀",
+                "created_at": 3.0,
+            },
+        ]
+    )
     old.close()
 
     with Store(path) as store:

@@ -13,8 +13,14 @@ def ids(hits: list[dict]) -> list[int]:
 
 def test_hits_are_ranked_best_first(db):
     once = create_conversation(db, "alice", title="misc")
-    add_message(db, "alice", once, "user", "a long message about many things: gardens, kites, "
-                "rivers, trains, and once, briefly, a tokenizer, then more about boats and tea")
+    add_message(
+        db,
+        "alice",
+        once,
+        "user",
+        "a long message about many things: gardens, kites, "
+        "rivers, trains, and once, briefly, a tokenizer, then more about boats and tea",
+    )
     often = create_conversation(db, "alice", title="notes")
     add_message(db, "alice", often, "user", "tokenizer tokenizer tokenizer speed")
     titled = create_conversation(db, "alice", title="Tokenizer benchmarks")
@@ -29,7 +35,8 @@ def test_each_conversation_appears_once_with_its_best_snippet(db):
     add_message(db, "alice", cid, "assistant", "Plant tomatoes after the last frost.")
     [hit] = search_conversations(db, "alice", "frost")
     assert hit == {
-        "conversation_id": cid, "title": "Gardening",
+        "conversation_id": cid,
+        "title": "Gardening",
         "snippet": "Plant tomatoes after the last **frost**.",
         "updated_at": hit["updated_at"],
     }
@@ -62,10 +69,41 @@ def test_renamed_title_is_searchable_under_the_new_name_only(db):
 
 
 HOSTILE = [
-    '"', '""', '"unbalanced', 'he said "hi', "*", "foo*", "-bar", "--", "AND", "OR", "NOT",
-    "a AND", "NOT a", "(", ")", "((a)", "a OR (b", "NEAR(a b, 2)", "title:x", "content:x",
-    "^start", "a + b", "{a b}", ":", "'", "\\", "%", "_", "\x00", "😀", "", "   ", "\n\t",
-    "SELECT * FROM messages; --", "x" * 5000,
+    '"',
+    '""',
+    '"unbalanced',
+    'he said "hi',
+    "*",
+    "foo*",
+    "-bar",
+    "--",
+    "AND",
+    "OR",
+    "NOT",
+    "a AND",
+    "NOT a",
+    "(",
+    ")",
+    "((a)",
+    "a OR (b",
+    "NEAR(a b, 2)",
+    "title:x",
+    "content:x",
+    "^start",
+    "a + b",
+    "{a b}",
+    ":",
+    "'",
+    "\\",
+    "%",
+    "_",
+    "\x00",
+    "😀",
+    "",
+    "   ",
+    "\n\t",
+    "SELECT * FROM messages; --",
+    "x" * 5000,
 ]
 
 
@@ -178,9 +216,25 @@ def test_edited_and_deleted_cjk_text_leaves_the_results(db):
 
 
 HOSTILE_CJK = [
-    '"文档', "文档*", "NEAR(文档", "content:文档", "title:文档", "文档 OR", "文档分析*", "-文档",
-    "文档 AND NOT", '"文档分析"', "文档'", "%文", "文_", "文\\", "文" * 5000, "文 " * 2000,
-    "文档 " + "abc " * 2000, "・", "ー",
+    '"文档',
+    "文档*",
+    "NEAR(文档",
+    "content:文档",
+    "title:文档",
+    "文档 OR",
+    "文档分析*",
+    "-文档",
+    "文档 AND NOT",
+    '"文档分析"',
+    "文档'",
+    "%文",
+    "文_",
+    "文\\",
+    "文" * 5000,
+    "文 " * 2000,
+    "文档 " + "abc " * 2000,
+    "・",
+    "ー",
 ]
 
 

@@ -9,17 +9,31 @@ import pytest
 from server.template_inputs import template_messages, template_tools
 from server.tokens import TokenCounter, qwen3_counter
 
-WEATHER = {"type": "function", "function": {
-    "name": "get_weather", "parameters": {"type": "object",
-                                          "properties": {"city": {"type": "string"}}}}}
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    },
+}
 
 
 def replay(arguments):
-    return [{"role": "user", "content": "Weather in Paris?"},
-            {"role": "assistant", "content": None, "tool_calls": [
-                {"id": "call_1", "type": "function",
-                 "function": {"name": "get_weather", "arguments": arguments}}]},
-            {"role": "tool", "tool_call_id": "call_1", "content": "Sunny."}]
+    return [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "call_1", "content": "Sunny."},
+    ]
 
 
 # How Qwen3-Coder's template renders a replayed call: it iterates the arguments as a mapping.
@@ -32,8 +46,7 @@ ITEMS_TEMPLATE = (
 
 
 def test_a_json_string_of_arguments_renders_through_a_template_that_needs_a_mapping():
-    counter = TokenCounter(qwen3_counter().encoding, name="items",
-                           chat_template=ITEMS_TEMPLATE)
+    counter = TokenCounter(qwen3_counter().encoding, name="items", chat_template=ITEMS_TEMPLATE)
     rendered = counter.render_messages(replay('{"city": "Paris"}'))
     assert "<function=get_weather><parameter=city>Paris" in rendered
     # Without the normalisation the template fails exactly as vLLM users report.
@@ -41,8 +54,7 @@ def test_a_json_string_of_arguments_renders_through_a_template_that_needs_a_mapp
         counter._template.render(messages=replay('{"city": "Paris"}'))
 
 
-@pytest.mark.parametrize("arguments", ['{"city": "Paris"}', '{"city":"Paris"}',
-                                       {"city": "Paris"}])
+@pytest.mark.parametrize("arguments", ['{"city": "Paris"}', '{"city":"Paris"}', {"city": "Paris"}])
 def test_every_shape_of_the_same_arguments_counts_the_same(arguments):
     # vLLM parses the string and the template dumps the mapping: spacing in the client's
     # string does not reach the prompt.
@@ -67,12 +79,21 @@ def test_the_client_messages_are_not_changed():
 
 def test_tools_are_rendered_as_vllm_dumps_them_and_counted():
     tool = {"type": "function", "function": {**WEATHER["function"], "x-extra": 1}}
-    assert template_tools([tool]) == [{"type": "function", "function": {
-        "name": "get_weather", "description": None,
-        "parameters": WEATHER["function"]["parameters"]}}]
+    assert template_tools([tool]) == [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": None,
+                "parameters": WEATHER["function"]["parameters"],
+            },
+        }
+    ]
     counter = qwen3_counter()
     messages = replay('{"city": "Paris"}')
     rendered = counter.render_messages(messages, tools=[tool])
-    assert '{"type": "function", "function": {"name": "get_weather", "description": null' in rendered
+    assert (
+        '{"type": "function", "function": {"name": "get_weather", "description": null' in rendered
+    )
     assert "x-extra" not in rendered
     assert counter.count_messages(messages, tools=[tool]) > counter.count_messages(messages)

@@ -80,8 +80,12 @@ def test_digits_then_byte_level_pre_tokenizer_matches_hf(model_dir, tmp_path):
         "type": "Sequence",
         "pretokenizers": [
             {"type": "Digits", "individual_digits": True},
-            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
-             "use_regex": True},
+            {
+                "type": "ByteLevel",
+                "add_prefix_space": False,
+                "trim_offsets": True,
+                "use_regex": True,
+            },
         ],
     }
     path = tmp_path / "tokenizer.json"
@@ -121,11 +125,16 @@ def test_count_messages_counts_exactly_what_the_template_renders(qwen3, qwen3_hf
 
 
 def test_content_parts_count_their_text_joined_by_newlines(qwen3):
-    parts = [{"role": "user", "content": [
-        {"type": "text", "text": "first"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
-        {"type": "text", "text": "second"},
-    ]}]
+    parts = [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "first"},
+                {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}},
+                {"type": "text", "text": "second"},
+            ],
+        }
+    ]
     plain = [{"role": "user", "content": "first\nsecond"}]
     assert qwen3.render_messages(parts) == qwen3.render_messages(plain)
     assert qwen3.count_messages(parts) == qwen3.count_messages(plain)
@@ -199,7 +208,7 @@ async def test_remote_counter_matches_local_counts_of_the_served_model(engine_ur
 
 def long_text_with_special_tokens() -> str:
     body = "".join(SAMPLES[k] for k in sorted(SAMPLES)) * 200  # ≈100k chars, specials inside
-    return "<|im_start|>" + body + "<|im_end|>" + body[: 20_000] + "<|endoftext|>"
+    return "<|im_start|>" + body + "<|im_end|>" + body[:20_000] + "<|endoftext|>"
 
 
 def test_long_texts_count_exactly_as_one_encode_also_when_remembered(qwen3, qwen3_hf):

@@ -50,8 +50,14 @@ def small_app(engine_url, model_dir, tmp_path_factory):
     """An app that enforces a 1,024-token context and a 100 kB upload limit."""
     data_dir = tmp_path_factory.mktemp("small-context")
     key = "test-admin-" + secrets.token_hex(8)
-    env = app_env(data_dir, engine_url, model_dir, key, WORKBENCH_MAX_CONTEXT=SMALL_CONTEXT,
-                  WORKBENCH_MAX_PDF_BYTES=SMALL_PDF_LIMIT)
+    env = app_env(
+        data_dir,
+        engine_url,
+        model_dir,
+        key,
+        WORKBENCH_MAX_CONTEXT=SMALL_CONTEXT,
+        WORKBENCH_MAX_PDF_BYTES=SMALL_PDF_LIMIT,
+    )
     proc, url = start_app(env, data_dir / "logs")
     yield SimpleNamespace(url=url, api_key=key, data_dir=data_dir)
     proc.stop()
@@ -89,13 +95,17 @@ def gauge_tokens(page: Page) -> int:
 def facade(app, counter) -> Workbench:
     """The workbench facade over the app's database (to see exactly what was sent)."""
     store = Store(app.data_dir / "workbench.db")
-    services = SimpleNamespace(store=store, counter=counter,
-                               engine=SimpleNamespace(max_context=8192),
-                               settings=SimpleNamespace(data_dir=app.data_dir))
+    services = SimpleNamespace(
+        store=store,
+        counter=counter,
+        engine=SimpleNamespace(max_context=8192),
+        settings=SimpleNamespace(data_dir=app.data_dir),
+    )
     return Workbench(services)
 
 
 # --- what the person reads, without a browser ------------------------------------------------
+
 
 def test_pages_without_text_are_named_in_runs():
     assert page_list([9, 3, 4, 5, 4]) == "3–5, 9"
@@ -106,8 +116,14 @@ def test_pages_without_text_are_named_in_runs():
 
 
 def test_an_upload_reads_as_pages_tokens_and_share_of_the_context():
-    document = {"id": 7, "filename": "<b>report</b>.pdf", "page_count": 1499,
-                "total_tokens": 1_026_366, "empty_pages": [], "reused": True}
+    document = {
+        "id": 7,
+        "filename": "<b>report</b>.pdf",
+        "page_count": 1499,
+        "total_tokens": 1_026_366,
+        "empty_pages": [],
+        "reused": True,
+    }
     shown = document_html(document, 8192)
     assert "1,499 pages · 1,026,366 tokens · 125.3× the 8,192-token context" in shown
     assert "&lt;b&gt;report&lt;/b&gt;.pdf" in shown and "<b>report" not in shown
@@ -117,20 +133,32 @@ def test_an_upload_reads_as_pages_tokens_and_share_of_the_context():
 
 
 def test_the_fit_summary_lists_the_chosen_pages_and_says_whether_it_fits():
-    attached = [Attached(id=1, filename="a.pdf", page_count=40, total_tokens=9000, empty_pages=[],
-                         spec="1-3, 7", pages=[{"number": 1, "text": "", "tokens": 900}],
-                         text="")]
-    over = fit_html(Fit(used=9100, reserve=100, max_context=8192, documents=900, attached=1),
-                    attached)
+    attached = [
+        Attached(
+            id=1,
+            filename="a.pdf",
+            page_count=40,
+            total_tokens=9000,
+            empty_pages=[],
+            spec="1-3, 7",
+            pages=[{"number": 1, "text": "", "tokens": 900}],
+            text="",
+        )
+    ]
+    over = fit_html(
+        Fit(used=9100, reserve=100, max_context=8192, documents=900, attached=1), attached
+    )
     assert "<b>a.pdf</b>: pages 1-3, 7 of 40, 900 tokens" in over
     assert "Does not fit: 9,100 prompt tokens + max tokens 100 = 9,200 of 8,192" in over
-    fits = fit_html(Fit(used=1000, reserve=100, max_context=8192, documents=900, attached=1),
-                    attached)
+    fits = fit_html(
+        Fit(used=1000, reserve=100, max_context=8192, documents=900, attached=1), attached
+    )
     assert "Fits: 1,000 prompt tokens + max tokens 100 = 1,100 of 8,192." in fits
     assert "No document attached" in fit_html(None, [])
 
 
 # --- in the browser -------------------------------------------------------------------------
+
 
 def test_upload_shows_progress_then_totals_attaches_and_reuses_the_same_file(page, app):
     owner, key = person(app)
@@ -206,8 +234,10 @@ def test_ask_about_a_document_then_ask_again_from_the_prefix_cache(page, app, co
     assert counter.count_messages(prompt[:4]) == second["prompt_tokens"]
     # The second question reuses the document's prefix from the engine's cache.
     assert second["cached_tokens"] >= 200, second
-    print(f"\nTTFT first {first['ttft_ms']:.0f} ms (cached {first['cached_tokens']}), "
-          f"second {second['ttft_ms']:.0f} ms (cached {second['cached_tokens']})")
+    print(
+        f"\nTTFT first {first['ttft_ms']:.0f} ms (cached {first['cached_tokens']}), "
+        f"second {second['ttft_ms']:.0f} ms (cached {second['cached_tokens']})"
+    )
 
 
 def test_encrypted_pdf_asks_for_the_password_and_a_wrong_one_says_so(page, app):
@@ -271,7 +301,8 @@ def test_over_context_document_offers_page_ranges_and_the_gauge_follows(page, sm
     page.locator("#document-pages input").fill("2, 1")
     page.locator("#document-pages-apply").click()
     expect(page.locator("#document-pages-message")).to_contain_text(
-        "Using pages 1-2 of pdflatex-outline.pdf: 743 tokens")
+        "Using pages 1-2 of pdflatex-outline.pdf: 743 tokens"
+    )
     expect(page.locator("#document-fit .wb-fit-ok")).to_contain_text("Fits")
     expect(page.locator("#context-gauge .wb-gauge")).not_to_have_attribute("data-used", str(over))
     assert gauge_tokens(page) < SMALL_CONTEXT - 16
@@ -313,8 +344,9 @@ def test_chunked_analysis_shows_its_progress_and_saves_the_answer(page, small_ap
     page.locator("#offer-chunks").click()
     expect(page.locator("#chatbot [data-testid=user]").last).to_contain_text("section titles")
     progress = last_answer(page).locator(".wb-chunks")
-    expect(progress).to_contain_text(re.compile(r"Summarising chunk 2 of \d"),
-                                     timeout=STREAM_TIMEOUT)
+    expect(progress).to_contain_text(
+        re.compile(r"Summarising chunk 2 of \d"), timeout=STREAM_TIMEOUT
+    )
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "workbench-chunked-analysis.png"))
     wait_for_answer(page)

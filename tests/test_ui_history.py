@@ -127,7 +127,8 @@ def test_a_long_history_lists_the_newest_and_search_finds_the_rest(page, app):
     expect(page.locator("#conversation-list label")).to_have_count(200)
     expect(page.locator("#conversation-list label").first).to_contain_text("Topic 202")
     expect(page.locator("#conversation-more")).to_contain_text(
-        "The newest 200 of 203 conversations: search finds the others.")
+        "The newest 200 of 203 conversations: search finds the others."
+    )
     page.locator("#conversation-search input").fill("Topic 000")
     expect(page.locator("#conversation-list label").first).to_contain_text("Topic 000")
     expect(page.locator("#conversation-more")).to_have_text("")
@@ -156,8 +157,9 @@ def test_export_json_then_import_it_back(page, app, tmp_path):
     assert [m["content"] for m in stored_messages(app, imported)][0] == question
 
 
-def test_a_server_restart_keeps_the_sign_in_and_the_conversation(page, engine_url, model_dir,
-                                                                 tmp_path):
+def test_a_server_restart_keeps_the_sign_in_and_the_conversation(
+    page, engine_url, model_dir, tmp_path
+):
     from tests.harness import free_port, start_app
 
     key = "test-admin-" + secrets.token_hex(8)
@@ -185,8 +187,11 @@ def test_a_server_restart_keeps_the_sign_in_and_the_conversation(page, engine_ur
 
 def _answer_rows(db_path) -> list[dict]:
     with Store(db_path) as store:
-        return list(store.db.query(
-            "SELECT id, content, status, error FROM messages WHERE role = 'assistant'"))
+        return list(
+            store.db.query(
+                "SELECT id, content, status, error FROM messages WHERE role = 'assistant'"
+            )
+        )
 
 
 def test_an_answer_cut_by_a_server_crash_keeps_its_text(page, engine_url, model_dir, tmp_path):
@@ -211,8 +216,9 @@ def test_an_answer_cut_by_a_server_crash_keeps_its_text(page, engine_url, model_
                 seen.append(rows[-1]["content"])
             return len(set(seen)) > 1
 
-        wait_until(checkpointed, timeout=60, interval=0.3,
-                   message="no checkpoint of the streaming answer")
+        wait_until(
+            checkpointed, timeout=60, interval=0.3, message="no checkpoint of the streaming answer"
+        )
         os.killpg(proc.pid, signal.SIGKILL)  # no shutdown, no final save
         proc.stop()
     finally:
@@ -227,7 +233,8 @@ def test_an_answer_cut_by_a_server_crash_keeps_its_text(page, engine_url, model_
         assert after["error"].startswith("The server stopped while this answer was being written")
         page.reload()
         expect(last_answer(page).locator(".wb-error")).to_contain_text(
-            "The server stopped while this answer was being written")
+            "The server stopped while this answer was being written"
+        )
         words = re.findall(r"[A-Za-z]{5,}", kept["content"])  # plain words: Markdown renders
         expect(last_answer(page)).to_contain_text(words[0])
         expect(last_answer(page)).to_contain_text(words[-1])

@@ -92,10 +92,17 @@ def test_stop_aborts_the_answer_and_keeps_the_partial(page, app):
     assert 0 < answer["completion_tokens"] < 1500
     # The gateway saw the client go away (it aborts the engine's request then).
     with Store(app.data_dir / "workbench.db") as store:
-        wait_until(lambda: list(store.db.query(
-            "SELECT * FROM usage_log WHERE error_code = 'client_disconnected'"
-            " AND created_at >= ?", [sent_at])), interval=0.2,
-            message="the stream was not closed when Stop was clicked")
+        wait_until(
+            lambda: list(
+                store.db.query(
+                    "SELECT * FROM usage_log WHERE error_code = 'client_disconnected'"
+                    " AND created_at >= ?",
+                    [sent_at],
+                )
+            ),
+            interval=0.2,
+            message="the stream was not closed when Stop was clicked",
+        )
     # And after a reload the partial answer is still there, marked as stopped.
     page.reload()
     expect(last_answer(page).locator(".wb-stats")).to_contain_text("stopped by you")
@@ -125,7 +132,8 @@ def _clipboard_once_it_changes(reader: Page, before: str) -> str:
     return wait_until(
         lambda: (text := reader.evaluate("navigator.clipboard.readText()")) != before and text,
         message="the clipboard did not change",
-        sleep=lambda seconds: reader.wait_for_timeout(seconds * 1000))
+        sleep=lambda seconds: reader.wait_for_timeout(seconds * 1000),
+    )
 
 
 @pytest.mark.parametrize("origin", ["http://127.0.0.1:9", "http://workbench.test"])
@@ -133,10 +141,13 @@ def test_the_copy_script_keeps_the_answer_exactly_and_drops_only_the_notes(brows
     """The page script alone (no app): on a secure origin (Clipboard API) and on plain http
     from another host (the script's own writeText); a button click, as Gradio's are."""
     context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
-    page_html = ('<button id="copy" onclick="navigator.clipboard.writeText(window.shown)">'
-                 "copy</button>")
-    context.route(re.compile(r"http://(127\.0\.0\.1:9|workbench\.test)/.*"),
-                  lambda route: route.fulfill(body=page_html, content_type="text/html"))
+    page_html = (
+        '<button id="copy" onclick="navigator.clipboard.writeText(window.shown)">copy</button>'
+    )
+    context.route(
+        re.compile(r"http://(127\.0\.0\.1:9|workbench\.test)/.*"),
+        lambda route: route.fulfill(body=page_html, content_type="text/html"),
+    )
     page, reader = context.new_page(), context.new_page()
     try:
         page.goto(origin + "/")
@@ -144,8 +155,11 @@ def test_the_copy_script_keeps_the_answer_exactly_and_drops_only_the_notes(brows
         assert page.evaluate("window.isSecureContext") == ("127.0.0.1" in origin)
         page.evaluate(clipboard.COPY_JS)
         answer = "Here:\n```py\n    x = 1\n```\n"  # a code block closed by close_fences
-        shown = answer + formatting.error_block("engine died") + formatting.stats_footer(
-            {"ttft_ms": 12.0, "completion_tokens": 5, "status": "error"})
+        shown = (
+            answer
+            + formatting.error_block("engine died")
+            + formatting.stats_footer({"ttft_ms": 12.0, "completion_tokens": 5, "status": "error"})
+        )
         for text, expected in ((shown, answer), ("a <div>kept</div>", "a <div>kept</div>")):
             reader.evaluate("navigator.clipboard.writeText('(before)')")
             page.evaluate("text => { window.shown = text; }", text)
@@ -159,11 +173,14 @@ def test_the_copy_script_keeps_the_answer_exactly_and_drops_only_the_notes(brows
 def test_copy_buttons_copy_the_answer_without_its_stats_line(browser, app, origin):
     url, other = app.url, None
     if origin != "localhost":  # no Clipboard API there: Gradio's own buttons had no way to copy
-        other = browser.browser_type.launch(executable_path=CHROMIUM, args=[
-            *CHROMIUM_ARGS, "--host-resolver-rules=MAP workbench.test 127.0.0.1"])
+        other = browser.browser_type.launch(
+            executable_path=CHROMIUM,
+            args=[*CHROMIUM_ARGS, "--host-resolver-rules=MAP workbench.test 127.0.0.1"],
+        )
         url = app.url.replace("127.0.0.1", "workbench.test")
     context = (other or browser).new_context(
-        viewport={"width": 1440, "height": 900}, permissions=["clipboard-read", "clipboard-write"])
+        viewport={"width": 1440, "height": 900}, permissions=["clipboard-read", "clipboard-write"]
+    )
     context.set_default_timeout(30_000)
     page = context.new_page()
     reader = context.new_page()  # reads the clipboard from a secure origin
@@ -210,7 +227,8 @@ def test_context_gauge_counts_the_draft_before_it_is_sent(page, app):
     with_draft = gauge_tokens(page)
     page.locator("#system-prompt textarea").fill("You are a pirate. " * 20)
     expect(page.locator("#context-gauge .wb-gauge")).not_to_have_attribute(
-        "data-used", str(with_draft))
+        "data-used", str(with_draft)
+    )
     assert gauge_tokens(page) >= with_draft + 80
 
 
@@ -270,7 +288,9 @@ def test_editing_an_earlier_question_goes_on_in_a_new_conversation(page, app):
     branch = open_conversation_id(page)
     assert branch != original
     assert [(m["role"], m["status"]) for m in stored_messages(app, branch)] == [
-        ("user", "complete"), ("assistant", "complete")]
+        ("user", "complete"),
+        ("assistant", "complete"),
+    ]
     assert stored_messages(app, original) == before  # nothing of the original is lost
     expect(page.locator(f"#conversation-list input[value='{original}']")).to_have_count(1)
 
@@ -296,6 +316,7 @@ def test_settings_are_remembered_per_conversation(page, app):
     expect(page.locator("#system-prompt textarea")).to_have_value("Answer like a sailor.")
     with Store(app.data_dir / "workbench.db") as store:
         from storage.conversations import get_conversation
+
         stored = get_conversation(store.db, owner_of(app), first)
     assert (stored["system_prompt"], stored["params"]["max_tokens"]) == ("Answer like a sailor.", 7)
 
@@ -306,14 +327,20 @@ def test_usage_tab_plots_the_keys_requests(page, app):
     send(page, "Hi!")
     wait_for_answer(page)
     # An agent's request under the same key shows in its own row of the per-endpoint table.
-    httpx.post(app.v1 + "/messages", headers={"x-api-key": app.api_key}, timeout=60, json={
-        "model": "qwen3", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]})
+    httpx.post(
+        app.v1 + "/messages",
+        headers={"x-api-key": app.api_key},
+        timeout=60,
+        json={"model": "qwen3", "max_tokens": 2, "messages": [{"role": "user", "content": "Hi"}]},
+    )
     page.get_by_role("tab", name="Usage").click()
     expect(page.locator("#usage-totals")).to_contain_text(re.compile(r"[1-9][\d,]* requests"))
     totals = page.locator("#usage-totals table")
     expect(totals).to_contain_text("/v1/chat/completions")
     expect(totals).to_contain_text("/v1/messages")
-    expect(page.locator("#rate-limit-headroom")).to_contain_text(re.compile(r"Requests: [\d,]+ of 60 left"))
+    expect(page.locator("#rate-limit-headroom")).to_contain_text(
+        re.compile(r"Requests: [\d,]+ of 60 left")
+    )
     expect(page.locator("#usage-requests canvas, #usage-requests svg").first).to_be_visible()
     page.locator("#usage-range label", has_text="24 h").click()
     expect(page.locator("#usage-totals")).to_contain_text("last 24 hours")

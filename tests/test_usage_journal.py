@@ -19,8 +19,10 @@ from tests.helpers import App, app_env, usage_rows
 
 
 def _rows(store: Store) -> list[tuple]:
-    return [(r["key_name"], r["completion_tokens"]) for r in
-            store.db.query("SELECT * FROM usage_log ORDER BY completion_tokens")]
+    return [
+        (r["key_name"], r["completion_tokens"])
+        for r in store.db.query("SELECT * FROM usage_log ORDER BY completion_tokens")
+    ]
 
 
 def test_rows_of_a_process_that_died_are_replayed_once(tmp_path):
@@ -74,8 +76,12 @@ def test_a_killed_app_loses_no_usage_row(engine_url, model_dir, tmp_path):
     body = {"model": "qwen3", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
 
     def ask(_: int) -> int:
-        return httpx.post(url + "/v1/chat/completions", json=body, timeout=120,
-                          headers={"Authorization": f"Bearer {key}"}).status_code
+        return httpx.post(
+            url + "/v1/chat/completions",
+            json=body,
+            timeout=120,
+            headers={"Authorization": f"Bearer {key}"},
+        ).status_code
 
     try:
         with ThreadPoolExecutor(4) as pool:

@@ -34,16 +34,21 @@ def counter(model_dir) -> TokenCounter:
 def pages_of(name: str, counter: TokenCounter) -> list[dict]:
     """A PDF's pages as storage holds them: {number, text, tokens}."""
     pages = extract_pages((PDFS / name).read_bytes(), workers=1)
-    return [{"number": p.number, "text": p.text, "tokens": counter.count_text(p.text)}
-            for p in pages]
+    return [
+        {"number": p.number, "text": p.text, "tokens": counter.count_text(p.text)} for p in pages
+    ]
 
 
 def analysis(counter, client=None, **overrides) -> ChunkedAnalysis:
     args = dict(
-        model="qwen3", counter=counter, max_context=CONTEXT,
+        model="qwen3",
+        counter=counter,
+        max_context=CONTEXT,
         question="What are the section titles?",
         documents=[("pdflatex-outline.pdf", pages_of("pdflatex-outline.pdf", counter))],
-        summary_tokens=SHORT, answer_tokens=SHORT, sampling={"temperature": 0.0},
+        summary_tokens=SHORT,
+        answer_tokens=SHORT,
+        sampling={"temperature": 0.0},
     )
     return ChunkedAnalysis(client, **{**args, **overrides})
 
@@ -51,7 +56,8 @@ def analysis(counter, client=None, **overrides) -> ChunkedAnalysis:
 def usage_rows(app, key_name: str) -> int:
     with Store(app.data_dir / "workbench.db") as store:
         return store.db.execute(
-            "SELECT count(*) FROM usage_log WHERE key_name = ?", [key_name]).fetchone()[0]
+            "SELECT count(*) FROM usage_log WHERE key_name = ?", [key_name]
+        ).fetchone()[0]
 
 
 def test_every_chunk_request_fits_and_together_they_cover_every_page_once(counter):
@@ -60,7 +66,9 @@ def test_every_chunk_request_fits_and_together_they_cover_every_page_once(counte
     numbers = [p["number"] for _, chunk in planned for p in chunk.pages]
     assert sorted(set(numbers)) == [1, 2, 3, 4] and numbers == sorted(numbers)
     for filename, chunk in planned:
-        sent = counter.count_messages(chunk_messages(filename, chunk, "What are the section titles?"))
+        sent = counter.count_messages(
+            chunk_messages(filename, chunk, "What are the section titles?")
+        )
         assert sent + SHORT <= CONTEXT
 
 
@@ -75,7 +83,8 @@ def test_chunks_are_summarised_through_v1_then_the_question_is_answered_over_the
             job = analysis(counter, client)
             steps = [step async for step in job.run()]
             answer = await client.chat.completions.create(
-                model="qwen3", messages=job.messages, max_tokens=SHORT, temperature=0.0)
+                model="qwen3", messages=job.messages, max_tokens=SHORT, temperature=0.0
+            )
             return job, steps, answer
         finally:
             await client.close()
@@ -84,7 +93,8 @@ def test_chunks_are_summarised_through_v1_then_the_question_is_answered_over_the
     total = len(steps)
     assert total >= 2
     assert [(s.phase, s.index, s.total) for s in steps] == [
-        ("summarise", i, total) for i in range(1, total + 1)]
+        ("summarise", i, total) for i in range(1, total + 1)
+    ]
     assert steps[1].describe().startswith(f"Summarising chunk 2 of {total} (pdflatex-outline.pdf")
     assert [(s.first, s.last) for s in job.summaries] == [(s.first, s.last) for s in steps]
     assert all(s.text for s in job.summaries)
@@ -97,8 +107,9 @@ def test_chunks_are_summarised_through_v1_then_the_question_is_answered_over_the
     assert answer.choices[0].message.content
     assert job.note().startswith(f"Answered from summaries of {total} chunks (pdflatex-outline.pdf")
     # Every request went through /v1 with the person's key (usage rows are written in batches).
-    wait_until(lambda: usage_rows(app, name) >= total + 1, interval=0.2,
-               message="usage rows missing")
+    wait_until(
+        lambda: usage_rows(app, name) >= total + 1, interval=0.2, message="usage rows missing"
+    )
     assert usage_rows(app, name) == total + 1
 
 
@@ -114,13 +125,16 @@ def test_a_context_too_small_for_one_page_is_a_clear_error_before_any_request(co
 
 def test_a_question_is_needed():
     with pytest.raises(AnalysisError, match="Ask a question first"):
-        ChunkedAnalysis(None, model="qwen3", counter=None, max_context=CONTEXT, question="  ",
-                        documents=[])
+        ChunkedAnalysis(
+            None, model="qwen3", counter=None, max_context=CONTEXT, question="  ", documents=[]
+        )
 
 
 def test_summaries_too_long_together_are_merged_in_groups_that_fit(counter):
     job = analysis(counter)
-    summaries = [Summary("a.pdf", n, n, f"Page {n} explains topic {n}. " * 25) for n in range(1, 13)]
+    summaries = [
+        Summary("a.pdf", n, n, f"Page {n} explains topic {n}. " * 25) for n in range(1, 13)
+    ]
     groups = job.groups(summaries)
     assert 1 < len(groups) < len(summaries)
     assert [s for group in groups for s in group] == summaries  # in order, none lost
@@ -146,7 +160,9 @@ def test_summaries_that_do_not_fit_together_are_merged_through_v1_until_they_do(
 
     job, steps = asyncio.run(run())
     assert steps and {s.phase for s in steps} == {"combine"}
-    assert steps[0].describe().startswith(f"Merging summaries 1 of {steps[0].total} (a.pdf, pages 1–")
+    assert (
+        steps[0].describe().startswith(f"Merging summaries 1 of {steps[0].total} (a.pdf, pages 1–")
+    )
     assert counter.count_messages(job.messages) + 512 // 4 <= 512
     assert '<summary filename="a.pdf" pages="1-' in job.messages[0]["content"]
 
@@ -160,8 +176,10 @@ def reduce_without_merging(job, summaries):
 
 
 def test_the_final_request_carries_the_earlier_turns_when_they_fit(counter):
-    history = [{"role": "user", "content": "Which licence is the PDF under?"},
-               {"role": "assistant", "content": "CC-BY-SA-4.0 [page 1]."}]
+    history = [
+        {"role": "user", "content": "Which licence is the PDF under?"},
+        {"role": "assistant", "content": "CC-BY-SA-4.0 [page 1]."},
+    ]
     job = analysis(counter, history=history, question="And may I sell copies?")
     summaries = [Summary("a.pdf", 1, 2, "Pages 1-2 name the licence.")]
     system, *earlier, question = reduce_without_merging(job, summaries)
@@ -173,17 +191,19 @@ def test_the_final_request_carries_the_earlier_turns_when_they_fit(counter):
 def test_earlier_turns_that_do_not_fit_are_dropped_oldest_first_and_the_note_says_so(counter):
     history = []
     for n in range(1, 9):
-        history += [{"role": "user", "content": f"Question {n}: " + "why? " * 30},
-                    {"role": "assistant", "content": f"Answer {n}: " + "because. " * 30}]
+        history += [
+            {"role": "user", "content": f"Question {n}: " + "why? " * 30},
+            {"role": "assistant", "content": f"Answer {n}: " + "because. " * 30},
+        ]
     job = analysis(counter, history=history, answer_tokens=SHORT)
     summaries = [Summary("a.pdf", 1, 4, "The sections are Introduction and Method.")]
     messages = reduce_without_merging(job, summaries)
     kept = messages[1:-1]
-    assert 0 < len(kept) < len(history) and kept == history[-len(kept):]
+    assert 0 < len(kept) < len(history) and kept == history[-len(kept) :]
     assert kept[0]["role"] == "user"  # never an answer without its question
     assert counter.count_messages(messages) + SHORT <= CONTEXT
     # The most turns that fit: one more (question and answer) would not.
-    wider = job._final_messages(summaries, history[-len(kept) - 2:])
+    wider = job._final_messages(summaries, history[-len(kept) - 2 :])
     assert counter.count_messages(wider) + SHORT > CONTEXT
     assert job.history_left_out == len(history) - len(kept)
     assert f"The {job.history_left_out} oldest messages" in job.note()

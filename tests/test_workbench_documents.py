@@ -31,7 +31,9 @@ def counter(model_dir) -> TokenCounter:
 def wb(tmp_path, counter):
     with Store(tmp_path / "workbench.db") as store:
         services = SimpleNamespace(
-            store=store, counter=counter, engine=SimpleNamespace(max_context=8192),
+            store=store,
+            counter=counter,
+            engine=SimpleNamespace(max_context=8192),
             settings=SimpleNamespace(data_dir=tmp_path, max_pdf_bytes=10_000_000),
         )
         yield Workbench(services)
@@ -50,7 +52,9 @@ def test_prompt_puts_documents_first_then_the_system_prompt_then_the_conversatio
     system, question = wb.prompt("alice", cid, system_prompt="Answer briefly.")
     assert question == {"role": "user", "content": "What is it about?"}
     text = system["content"]
-    assert text.startswith(DOCUMENTS_INSTRUCTION + '\n\n<document filename="pdflatex-outline.pdf">\n[page 1]\n')
+    assert text.startswith(
+        DOCUMENTS_INSTRUCTION + '\n\n<document filename="pdflatex-outline.pdf">\n[page 1]\n'
+    )
     assert text.endswith("</document>\n\nAnswer briefly.")
     assert text.index("[page 4]") < text.index('<document filename="minimal-document.pdf">')
     assert [text.count(f"[page {n}]") for n in (1, 2, 3, 4)] == [2, 1, 1, 1]
@@ -65,8 +69,10 @@ def test_the_prefix_stays_byte_identical_from_one_question_to_the_next(wb):
     wb.save_answer("alice", cid, "First answer.", model="qwen3", stats={})
     second = wb.prompt("alice", cid, system_prompt="", draft="Second question?")
     assert second[: len(first)] == first
-    assert second[len(first):] == [{"role": "assistant", "content": "First answer."},
-                                   {"role": "user", "content": "Second question?"}]
+    assert second[len(first) :] == [
+        {"role": "assistant", "content": "First answer."},
+        {"role": "user", "content": "Second question?"},
+    ]
 
 
 def test_page_ranges_are_per_conversation_and_survive_settings_changes(wb):
@@ -99,7 +105,9 @@ def test_detaching_forgets_the_ranges_and_attachment_order_is_kept(wb):
     wb.documents.set_attached("alice", cid, [minimal["id"]])
     wb.documents.set_attached("alice", cid, [outline["id"], minimal["id"]])
     assert [a.filename for a in wb.documents.attached("alice", cid)] == [
-        "minimal-document.pdf", "pdflatex-outline.pdf"]
+        "minimal-document.pdf",
+        "pdflatex-outline.pdf",
+    ]
     wb.documents.set_pages("alice", cid, outline["id"], "2")
     wb.documents.set_attached("alice", cid, [minimal["id"]])
     wb.documents.set_attached("alice", cid, [minimal["id"], outline["id"]])
@@ -113,7 +121,10 @@ def test_fit_counts_the_documents_exactly_and_wants_room_for_the_answer(wb, coun
     fit = wb.fit("alice", cid, system_prompt="", draft="Summarise it.", max_tokens=100)
     prompt = wb.prompt("alice", cid, system_prompt="", draft="Summarise it.")
     assert (fit.used, fit.documents, fit.attached) == (
-        counter.count_messages(prompt), document["total_tokens"], 1)
+        counter.count_messages(prompt),
+        document["total_tokens"],
+        1,
+    )
     assert fit.fits and fit.room == 8192 - fit.used
     assert not wb.fit("alice", cid, system_prompt="", max_tokens=8192 - fit.used + 50).fits
     wb.documents.set_pages("alice", cid, document["id"], "3")
@@ -139,13 +150,16 @@ def test_an_answer_in_the_room_left_gets_exactly_that_room_when_it_is_worth_one(
     params = normalize_params({"max_tokens": 8192})
     room = wb.fit("alice", cid, system_prompt="", draft="Summarise it.").room
     assert room >= MIN_ROOM
-    assert wb.in_room_left("alice", cid, system_prompt="", params=params,
-                           draft="Summarise it.") == {**params, "max_tokens": room}
+    assert wb.in_room_left(
+        "alice", cid, system_prompt="", params=params, draft="Summarise it."
+    ) == {**params, "max_tokens": room}
     # Every word is at least one token: this system prompt leaves less than MIN_ROOM.
     filler = "word " * (room - MIN_ROOM + 1)
     assert not wb.fit("alice", cid, system_prompt=filler, draft="Summarise it.").room_for_answer
-    assert wb.in_room_left("alice", cid, system_prompt=filler, params=params,
-                           draft="Summarise it.") is None
+    assert (
+        wb.in_room_left("alice", cid, system_prompt=filler, params=params, draft="Summarise it.")
+        is None
+    )
 
 
 def test_another_owner_cannot_attach_or_read_someone_elses_documents(wb):
@@ -205,15 +219,17 @@ def test_ranges_are_stored_sorted_with_overlaps_merged():
 
 def test_editing_an_earlier_question_goes_on_in_a_copy_and_keeps_the_original(wb):
     outline = upload(wb, "alice", "pdflatex-outline.pdf")
-    cid = wb.create_conversation("alice", system_prompt="Cite pages.",
-                                 params={"temperature": 0.2, "max_tokens": 64})
+    cid = wb.create_conversation(
+        "alice", system_prompt="Cite pages.", params={"temperature": 0.2, "max_tokens": 64}
+    )
     wb.rename("alice", cid, "Outline questions")
     wb.documents.attach("alice", cid, outline["id"])
     wb.documents.set_pages("alice", cid, outline["id"], "2-3")
     for question, answer in (("q1", "a1"), ("q2", "a2"), ("q3", "a3")):
         wb.add_user_message("alice", cid, question)
-        wb.save_answer("alice", cid, answer, model="qwen3",
-                       stats={"completion_tokens": 7, "ttft_ms": 12.5})
+        wb.save_answer(
+            "alice", cid, answer, model="qwen3", stats={"completion_tokens": 7, "ttft_ms": 12.5}
+        )
     before = wb.messages("alice", cid)
     q2 = before[2]["id"]
 
@@ -222,13 +238,17 @@ def test_editing_an_earlier_question_goes_on_in_a_copy_and_keeps_the_original(wb
     assert wb.messages("alice", cid) == before  # the original, later answers included
     copied = wb.messages("alice", branch)
     assert [(m["role"], m["content"]) for m in copied] == [
-        ("user", "q1"), ("assistant", "a1"), ("user", "q2, asked better")]
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q2, asked better"),
+    ]
     assert (copied[1]["completion_tokens"], copied[1]["ttft_ms"]) == (7, 12.5)
     new, old = wb.get_conversation("alice", branch), wb.get_conversation("alice", cid)
     assert new["title"] == "Outline questions (edited)"
     assert (new["system_prompt"], new["params"]) == (old["system_prompt"], old["params"])
     assert [(a.id, a.spec) for a in wb.documents.attached("alice", branch)] == [
-        (outline["id"], "2-3")]
+        (outline["id"], "2-3")
+    ]
     # Newest first: the branch tops the sidebar.
     assert wb.list_conversations("alice")[0]["id"] == branch
 

@@ -32,7 +32,9 @@ def store(tmp_path):
 @pytest.fixture
 def wb(store, counter, tmp_path) -> Workbench:
     services = SimpleNamespace(
-        store=store, counter=counter, engine=SimpleNamespace(max_context=8192),
+        store=store,
+        counter=counter,
+        engine=SimpleNamespace(max_context=8192),
         settings=SimpleNamespace(data_dir=tmp_path),
     )
     return Workbench(services)
@@ -43,8 +45,15 @@ def conversation_with(wb: Workbench, owner: str, *turns: tuple[str, str, str]) -
     cid = wb.create_conversation(owner)
     for question, answer, status in turns:
         wb.add_user_message(owner, cid, question)
-        wb.save_answer(owner, cid, answer, model="qwen3", stats={"completion_tokens": 3},
-                       status=status, error="boom" if status == "error" else None)
+        wb.save_answer(
+            owner,
+            cid,
+            answer,
+            model="qwen3",
+            stats={"completion_tokens": 3},
+            status=status,
+            error="boom" if status == "error" else None,
+        )
     return cid
 
 
@@ -78,15 +87,29 @@ def test_an_owner_sees_and_touches_only_their_own_conversations(wb):
 
 def test_params_are_completed_with_the_documented_defaults_and_clamped():
     assert normalize_params(None) == {
-        "temperature": 0.7, "top_p": 1.0, "max_tokens": 2048, "presence_penalty": 0.0,
-        "frequency_penalty": 0.0, "stop": [],
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "max_tokens": 2048,
+        "presence_penalty": 0.0,
+        "frequency_penalty": 0.0,
+        "stop": [],
     }
-    assert normalize_params({
-        "temperature": 5, "top_p": -1, "max_tokens": 0, "presence_penalty": math.nan,
-        "frequency_penalty": "-9", "stop": ["a", "", "b", "c", "d", "e"],
-    }) == {
-        "temperature": 2.0, "top_p": 0.01, "max_tokens": 1, "presence_penalty": 0.0,
-        "frequency_penalty": -2.0, "stop": ["a", "b", "c", "d"],
+    assert normalize_params(
+        {
+            "temperature": 5,
+            "top_p": -1,
+            "max_tokens": 0,
+            "presence_penalty": math.nan,
+            "frequency_penalty": "-9",
+            "stop": ["a", "", "b", "c", "d", "e"],
+        }
+    ) == {
+        "temperature": 2.0,
+        "top_p": 0.01,
+        "max_tokens": 1,
+        "presence_penalty": 0.0,
+        "frequency_penalty": -2.0,
+        "stop": ["a", "b", "c", "d"],
     }
     assert normalize_params({"stop": "END", "temperature": None})["stop"] == ["END"]
     assert normalize_params({"temperature": None})["temperature"] == DEFAULT_PARAMS["temperature"]
@@ -100,8 +123,9 @@ def test_settings_are_remembered_and_an_unchanged_save_does_not_reorder(wb):
     same = wb.get_conversation("alice", first)
     assert wb.save_settings("alice", first, system_prompt="Be brief.", params=same["params"])
     assert [c["id"] for c in wb.list_conversations("alice")] == [second, first]
-    assert wb.save_settings("alice", first, system_prompt="Be very brief.",
-                            params={**same["params"], "max_tokens": 64})
+    assert wb.save_settings(
+        "alice", first, system_prompt="Be very brief.", params={**same["params"], "max_tokens": 64}
+    )
     changed = wb.get_conversation("alice", first)
     assert (changed["system_prompt"], changed["params"]["max_tokens"]) == ("Be very brief.", 64)
     assert [c["id"] for c in wb.list_conversations("alice")] == [first, second]
@@ -109,7 +133,11 @@ def test_settings_are_remembered_and_an_unchanged_save_does_not_reorder(wb):
 
 def test_prompt_leaves_out_failed_answers_and_keeps_stopped_partials(wb):
     cid = conversation_with(
-        wb, "alice", ("one", "partial", "stopped"), ("two", "", "error"), ("three", "ok", "complete"),
+        wb,
+        "alice",
+        ("one", "partial", "stopped"),
+        ("two", "", "error"),
+        ("three", "ok", "complete"),
     )
     assert prompt_messages("Be kind.", wb.messages("alice", cid), "four") == [
         {"role": "system", "content": "Be kind."},
@@ -127,7 +155,9 @@ def test_regenerate_drops_the_answers_after_the_last_question(wb):
     cid = conversation_with(wb, "alice", ("q1", "a1", "complete"), ("q2", "a2", "error"))
     assert wb.drop_last_answer("alice", cid) is True
     assert [(m["role"], m["content"]) for m in wb.messages("alice", cid)] == [
-        ("user", "q1"), ("assistant", "a1"), ("user", "q2"),
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "q2"),
     ]
     # Nothing to drop: still a question to answer.
     assert wb.drop_last_answer("alice", cid) is True
@@ -143,7 +173,9 @@ def test_a_question_goes_to_the_open_conversation_with_the_panels_settings_or_a_
     assert again == (cid, False)
     assert wb.get_conversation("alice", cid)["system_prompt"] == "Be terse."
     kept = wb.open_conversation("alice", cid, system_prompt="", params={}, keep_settings=True)
-    assert kept == (cid, False) and wb.get_conversation("alice", cid)["system_prompt"] == "Be terse."
+    assert (
+        kept == (cid, False) and wb.get_conversation("alice", cid)["system_prompt"] == "Be terse."
+    )
     # Another owner's id is a missing conversation: bob gets his own, alice's is untouched.
     theirs, created = wb.open_conversation("bob", cid, system_prompt="", params=params)
     assert created and theirs != cid and wb.count_conversations("alice") == 1
@@ -166,7 +198,9 @@ def test_only_the_last_question_can_be_edited_and_what_followed_goes(wb):
     assert wb.edit_last_user_message("bob", cid, q2, "hijack") is False
     assert wb.edit_last_user_message("alice", cid, q2, " new q2 ") is True
     assert [(m["role"], m["content"]) for m in wb.messages("alice", cid)] == [
-        ("user", "q1"), ("assistant", "a1"), ("user", "new q2"),
+        ("user", "q1"),
+        ("assistant", "a1"),
+        ("user", "new q2"),
     ]
 
 
@@ -190,7 +224,8 @@ def test_prompt_counts_are_the_tokenizers_with_the_chat_template(wb, counter):
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi 你好"}]
     assert asyncio.run(wb.count_prompt(messages)) == counter.count_messages(messages)
     assert asyncio.run(wb.count_text("def f():\n    return 1")) == counter.count_text(
-        "def f():\n    return 1")
+        "def f():\n    return 1"
+    )
 
 
 def test_export_then_import_makes_an_equal_new_conversation(wb):
@@ -208,11 +243,14 @@ def test_export_then_import_makes_an_equal_new_conversation(wb):
     assert wb.get_conversation("bob", copy)["title"] == "Rust: port"
 
 
-@pytest.mark.parametrize("raw,message", [
-    (b"\xff\xfe not json", "not JSON"),
-    (b"[1, 2]", "JSON object"),
-    (json.dumps({"format": "something else"}).encode(), "not a conversation export"),
-])
+@pytest.mark.parametrize(
+    "raw,message",
+    [
+        (b"\xff\xfe not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (json.dumps({"format": "something else"}).encode(), "not a conversation export"),
+    ],
+)
 def test_import_of_a_bad_file_says_what_is_wrong_and_stores_nothing(wb, raw, message):
     with pytest.raises(ImportFormatError, match=message):
         wb.import_json("alice", raw)
@@ -229,14 +267,22 @@ def test_rename_refuses_an_empty_title(wb):
 
 def test_usage_series_counts_only_the_owners_key(wb, store):
     for key_name, tokens in (("alice", 10), ("alice", 5), ("bob", 100)):
-        log_request(store.db, key_name=key_name, endpoint="/v1/chat/completions", model="qwen3",
-                    status_code=200, prompt_tokens=tokens, completion_tokens=1)
+        log_request(
+            store.db,
+            key_name=key_name,
+            endpoint="/v1/chat/completions",
+            model="qwen3",
+            status_code=200,
+            prompt_tokens=tokens,
+            completion_tokens=1,
+        )
     rows = wb.usage_series("alice", window_seconds=600, bucket_seconds=60)
     assert sum(r["requests"] for r in rows) == 2
     assert sum(r["prompt_tokens"] for r in rows) == 15
     by_endpoint = wb.usage_by_endpoint("alice", window_seconds=600)
     assert [(e["endpoint"], e["requests"], e["prompt_tokens"]) for e in by_endpoint] == [
-        ("/v1/chat/completions", 2, 15)]
+        ("/v1/chat/completions", 2, 15)
+    ]
 
 
 def test_the_browser_secret_is_stable_per_data_dir(wb, tmp_path):
@@ -255,11 +301,14 @@ def test_a_stopped_app_says_so_instead_of_failing_obscurely(tmp_path):
 def test_the_prompt_of_a_conversation_is_its_history_plus_the_draft(wb):
     cid = conversation_with(wb, "alice", ("q1", "a1", "complete"))
     assert wb.prompt("alice", cid, system_prompt="S", draft="q2") == [
-        {"role": "system", "content": "S"}, {"role": "user", "content": "q1"},
-        {"role": "assistant", "content": "a1"}, {"role": "user", "content": "q2"},
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "q1"},
+        {"role": "assistant", "content": "a1"},
+        {"role": "user", "content": "q2"},
     ]
     assert wb.prompt("alice", None, system_prompt="", draft="hi") == [
-        {"role": "user", "content": "hi"}]
+        {"role": "user", "content": "hi"}
+    ]
     assert wb.prompt("bob", cid, system_prompt="") == []
 
 
@@ -269,25 +318,35 @@ def test_an_answer_begun_while_streaming_is_checkpointed_then_finished_in_place(
     mid = wb.begin_answer("alice", cid, "1", model="qwen3")
     wb.checkpoint_answer("alice", mid, "1 2 3")
     assert [(m["content"], m["status"]) for m in wb.messages("alice", cid)][-1] == (
-        "1 2 3", "streaming")
-    assert wb.save_answer("alice", cid, "1 2 3 4 5", model="qwen3", stats={"ttft_ms": 9.5},
-                          message_id=mid) == mid
+        "1 2 3",
+        "streaming",
+    )
+    assert (
+        wb.save_answer(
+            "alice", cid, "1 2 3 4 5", model="qwen3", stats={"ttft_ms": 9.5}, message_id=mid
+        )
+        == mid
+    )
     [_, answer] = wb.messages("alice", cid)
     assert (answer["id"], answer["content"], answer["status"], answer["ttft_ms"]) == (
-        mid, "1 2 3 4 5", "complete", 9.5)
+        mid,
+        "1 2 3 4 5",
+        "complete",
+        9.5,
+    )
     # Another owner cannot finish it; a row that is gone is added again.
     with pytest.raises(NotFoundError):
         wb.save_answer("bob", cid, "hijack", model="qwen3", stats={}, message_id=mid)
     assert wb.messages("alice", cid)[-1]["content"] == "1 2 3 4 5"
     wb.drop_last_answer("alice", cid)
-    again = wb.save_answer("alice", cid, "1 2", model="qwen3", stats={}, status="stopped",
-                           message_id=mid)
+    again = wb.save_answer(
+        "alice", cid, "1 2", model="qwen3", stats={}, status="stopped", message_id=mid
+    )
     assert again != mid
     assert [(m["id"], m["content"]) for m in wb.messages("alice", cid)][-1] == (again, "1 2")
 
 
-async def test_answer_draft_writes_one_at_a_time_and_settles_before_the_final_save(
-        wb, monkeypatch):
+async def test_answer_draft_writes_one_at_a_time_and_settles_before_the_final_save(wb, monkeypatch):
     from server.workbench import answer
 
     monkeypatch.setattr(answer, "CHECKPOINT_SECONDS", 0.0)

@@ -56,12 +56,29 @@ def test_token_total_equals_counting_the_extracted_text_directly(store, counter)
 
 def test_finished_document_describes_the_upload(store, counter):
     document = ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT)
-    assert {k: document[k] for k in
-            ("owner", "filename", "sha256", "page_count", "tokenizer", "empty_pages", "status",
-             "pages_done", "reused")} == {
-        "owner": "alice", "filename": "long.pdf", "sha256": sha256_of(GENERATED),
-        "page_count": 10, "tokenizer": "Qwen3", "empty_pages": [], "status": "ready",
-        "pages_done": 10, "reused": False,
+    assert {
+        k: document[k]
+        for k in (
+            "owner",
+            "filename",
+            "sha256",
+            "page_count",
+            "tokenizer",
+            "empty_pages",
+            "status",
+            "pages_done",
+            "reused",
+        )
+    } == {
+        "owner": "alice",
+        "filename": "long.pdf",
+        "sha256": sha256_of(GENERATED),
+        "page_count": 10,
+        "tokenizer": "Qwen3",
+        "empty_pages": [],
+        "status": "ready",
+        "pages_done": 10,
+        "reused": False,
     }
 
 
@@ -73,18 +90,30 @@ def test_pages_are_stored_as_they_are_read_with_progress(store, counter):
         (document,) = list_documents(store.db, "alice")
         seen.append((done, total, document["pages_done"], document["status"]))
 
-    ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT,
-               progress=progress, workers=1, chunk_pages=4)
-    assert seen == [(0, 10, 0, "ingesting"), (4, 10, 4, "ingesting"), (8, 10, 8, "ingesting"),
-                    (10, 10, 10, "ingesting")]
+    ingest_pdf(
+        store,
+        "alice",
+        "long.pdf",
+        GENERATED,
+        counter,
+        max_bytes=LIMIT,
+        progress=progress,
+        workers=1,
+        chunk_pages=4,
+    )
+    assert seen == [
+        (0, 10, 0, "ingesting"),
+        (4, 10, 4, "ingesting"),
+        (8, 10, 8, "ingesting"),
+        (10, 10, 10, "ingesting"),
+    ]
 
 
 def test_two_workers_store_the_same_pages(store, counter, tmp_path):
     one = ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT, workers=1)
     other = Store(tmp_path / "other.db")
     try:
-        two = ingest_pdf(other, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT,
-                         workers=2)
+        two = ingest_pdf(other, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT, workers=2)
         assert get_pages(other.db, two["id"]) == get_pages(store.db, one["id"])
     finally:
         other.close()
@@ -118,8 +147,17 @@ def test_failure_midway_discards_everything_stored(store, counter):
             raise KeyboardInterrupt  # e.g. the upload was cancelled
 
     with pytest.raises(KeyboardInterrupt):
-        ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT,
-                   progress=cancel_after_first_batch, workers=1, chunk_pages=4)
+        ingest_pdf(
+            store,
+            "alice",
+            "long.pdf",
+            GENERATED,
+            counter,
+            max_bytes=LIMIT,
+            progress=cancel_after_first_batch,
+            workers=1,
+            chunk_pages=4,
+        )
     assert stored_rows(store) == (0, 0)
     # And the same file can then be ingested normally.
     document = ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT)
@@ -138,8 +176,16 @@ def test_page_damaged_after_opening_discards_the_document(store, counter, monkey
 
     monkeypatch.setattr(extract._Reader, "read", read_then_fail)
     with pytest.raises(CorruptPdfError):
-        ingest_pdf(store, "alice", "long.pdf", GENERATED, counter, max_bytes=LIMIT, workers=1,
-                   chunk_pages=4)
+        ingest_pdf(
+            store,
+            "alice",
+            "long.pdf",
+            GENERATED,
+            counter,
+            max_bytes=LIMIT,
+            workers=1,
+            chunk_pages=4,
+        )
     assert stored_rows(store) == (0, 0)
 
 
@@ -153,10 +199,18 @@ def test_image_only_pages_are_listed(store, counter):
 @pytest.mark.parametrize(
     ("name", "data", "password", "error"),
     [
-        ("locked.pdf", (PDFS / "libreoffice-writer-password.pdf").read_bytes(), None,
-         EncryptedPdfError),
-        ("locked.pdf", (PDFS / "libreoffice-writer-password.pdf").read_bytes(), "guess",
-         WrongPasswordError),
+        (
+            "locked.pdf",
+            (PDFS / "libreoffice-writer-password.pdf").read_bytes(),
+            None,
+            EncryptedPdfError,
+        ),
+        (
+            "locked.pdf",
+            (PDFS / "libreoffice-writer-password.pdf").read_bytes(),
+            "guess",
+            WrongPasswordError,
+        ),
         ("broken.pdf", (PDFS / "unreadablemetadata.pdf").read_bytes(), None, CorruptPdfError),
         ("cut.pdf", GENERATED[: len(GENERATED) // 2], None, CorruptPdfError),
         ("notes.txt", b"just some notes\n" * 100, None, NotAPdfError),
@@ -178,8 +232,9 @@ def test_upload_over_the_limit_stores_nothing(store, counter):
 
 def test_encrypted_upload_with_its_password_is_stored(store, counter):
     data = (PDFS / "libreoffice-writer-password.pdf").read_bytes()
-    document = ingest_pdf(store, "alice", "locked.pdf", data, counter, password="openpassword",
-                          max_bytes=LIMIT)
+    document = ingest_pdf(
+        store, "alice", "locked.pdf", data, counter, password="openpassword", max_bytes=LIMIT
+    )
     assert get_document(store.db, "alice", document["id"])["page_count"] == 1
     (page,) = get_pages(store.db, document["id"])
     assert page["text"].startswith("Lorem ipsum dolor sit amet")

@@ -12,8 +12,13 @@ from storage.messages import list_messages
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--no-first-run", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
 ]
 # The tiny CPU model writes ~20 tokens/s: keep answers short unless a test needs a long one.
 SHORT = 24
@@ -84,5 +89,3 @@ def stored_messages(app, cid: int) -> list[dict]:
 
 def unique(word: str) -> str:
     return f"{word}-{secrets.token_hex(3)}"
-
-

@@ -27,22 +27,25 @@ try:
     checked["model_config_max_model_len"] = engine.create_model_config().max_model_len
 except Exception as exc:  # the refusal is the result
     checked["model_config_refused"] = str(exc)
-json.dump({
-    **checked,
-    "model": served_model,
-    "served_model_name": engine.served_model_name,
-    "tensor_parallel_size": engine.tensor_parallel_size,
-    "enable_expert_parallel": engine.enable_expert_parallel,
-    "kv_cache_dtype": engine.kv_cache_dtype,
-    "max_model_len": engine.max_model_len,
-    "gpu_memory_utilization": engine.gpu_memory_utilization,
-    "max_num_batched_tokens": engine.max_num_batched_tokens,
-    "max_num_seqs": engine.max_num_seqs,
-    "cudagraph_capture_sizes": engine.compilation_config.cudagraph_capture_sizes,
-    "enable_prefix_caching": engine.enable_prefix_caching,
-    "hf_overrides": engine.hf_overrides,
-    "tool_call_parser": args.tool_call_parser,
-    "tool_call_parser_known": args.tool_call_parser in ToolParserManager.list_registered(),
-    "enable_auto_tool_choice": args.enable_auto_tool_choice,
-    "enable_prompt_tokens_details": args.enable_prompt_tokens_details,
-}, sys.stdout)
+json.dump(
+    {
+        **checked,
+        "model": served_model,
+        "served_model_name": engine.served_model_name,
+        "tensor_parallel_size": engine.tensor_parallel_size,
+        "enable_expert_parallel": engine.enable_expert_parallel,
+        "kv_cache_dtype": engine.kv_cache_dtype,
+        "max_model_len": engine.max_model_len,
+        "gpu_memory_utilization": engine.gpu_memory_utilization,
+        "max_num_batched_tokens": engine.max_num_batched_tokens,
+        "max_num_seqs": engine.max_num_seqs,
+        "cudagraph_capture_sizes": engine.compilation_config.cudagraph_capture_sizes,
+        "enable_prefix_caching": engine.enable_prefix_caching,
+        "hf_overrides": engine.hf_overrides,
+        "tool_call_parser": args.tool_call_parser,
+        "tool_call_parser_known": args.tool_call_parser in ToolParserManager.list_registered(),
+        "enable_auto_tool_choice": args.enable_auto_tool_choice,
+        "enable_prompt_tokens_details": args.enable_prompt_tokens_details,
+    },
+    sys.stdout,
+)

@@ -40,8 +40,7 @@ def build_ui(services: Services) -> gr.Blocks:
     api = ApiClient(services.settings.self_url, services.settings.tls_cert)
     # Served files (exports, imports) leave Gradio's cache after a day: a redraw makes new ones.
     with gr.Blocks(title="Qwen Workbench", fill_width=True, delete_cache=(3600, 86400)) as demo:
-        gr.HTML("", head=theme.head_html(), elem_id="workbench-style",
-                js_on_load=clipboard.COPY_JS)
+        gr.HTML("", head=theme.head_html(), elem_id="workbench-style", js_on_load=clipboard.COPY_JS)
         state = State.build(wb.browser_secret())
         signin = session.build()
         side = sidebar.build()
@@ -61,15 +60,30 @@ def build_ui(services: Services) -> gr.Blocks:
 
         page = Page(wb, state, side, header, talk, settings, docs)
         gauge = Gauge(
-            wb, inputs=[state.session, state.conv_id, talk.draft, settings.system_prompt,
-                        settings.max_tokens],
-            outputs=[talk.gauge, docs.fit, docs.chunk_btn])
+            wb,
+            inputs=[
+                state.session,
+                state.conv_id,
+                talk.draft,
+                settings.system_prompt,
+                settings.max_tokens,
+            ],
+            outputs=[talk.gauge, docs.fit, docs.chunk_btn],
+        )
         session.wire(signin, page, workbench, demo, gauge)
         sidebar.wire(side, page, gauge)
         conversation.wire(header, page, gauge)
         usage_chain = usage_panel.wire(usage, wb, state.session, usage_tab)
-        chat.wire(talk, page, api, InFlight(), gauge=gauge, usage_chain=usage_chain,
-                  headroom=usage.headroom, side_tabs=side_tabs)
+        chat.wire(
+            talk,
+            page,
+            api,
+            InFlight(),
+            gauge=gauge,
+            usage_chain=usage_chain,
+            headroom=usage.headroom,
+            side_tabs=side_tabs,
+        )
         settings_panel.wire(settings, wb, state.session, state.conv_id)
         documents.wire(docs, page, gauge)
         gauge.wire([talk.draft.change, settings.system_prompt.change, settings.max_tokens.change])

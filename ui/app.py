@@ -28,6 +28,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Mounted after the API's routes, so /v1, /health and /metrics match before this catch-all.
     # Gradio's upload route takes files before any sign-in, so it gets a cap. It sits above the
     # PDF limit so that a PDF just over it still reaches the Documents tab and its own message.
-    gr.mount_gradio_app(app, build_ui(services), path="/",
-                        max_file_size=2 * services.settings.max_pdf_bytes)
+    gr.mount_gradio_app(
+        app, build_ui(services), path="/", max_file_size=2 * services.settings.max_pdf_bytes
+    )
     return app

@@ -59,16 +59,25 @@ class Chat:
 
     def controls(self, *, busy: bool) -> dict:
         """Stop shown while an answer streams, Send and Regenerate otherwise."""
-        return {self.send_btn: gr.Button(visible=not busy),
-                self.regen_btn: gr.Button(visible=not busy),
-                self.stop_btn: gr.Button(visible=busy)}
+        return {
+            self.send_btn: gr.Button(visible=not busy),
+            self.regen_btn: gr.Button(visible=not busy),
+            self.stop_btn: gr.Button(visible=busy),
+        }
 
 
 def build() -> Chat:
     """Create the chat column's components (under the conversation's header)."""
     chatbot = gr.Chatbot(
-        value=[], elem_id="chatbot", show_label=False, height="64vh", min_height=320,
-        editable="user", buttons=["copy", "copy_all"], feedback_options=None, layout="bubble",
+        value=[],
+        elem_id="chatbot",
+        show_label=False,
+        height="64vh",
+        min_height=320,
+        editable="user",
+        buttons=["copy", "copy_all"],
+        feedback_options=None,
+        layout="bubble",
         placeholder="**Ask anything.** Answers stream here, with their stats.",
     )
     meter = build_gauge()
@@ -77,28 +86,55 @@ def build() -> Chat:
         offer_msg = gr.Markdown("", elem_id="fit-offer-message")
         with gr.Row():
             offer_pages_btn = gr.Button("Choose pages", size="sm", elem_id="offer-pages")
-            offer_chunks_btn = gr.Button("Analyse in chunks", size="sm", variant="primary",
-                                         elem_id="offer-chunks")
-            offer_shorter_btn = gr.Button("Answer in the room left", size="sm",
-                                          elem_id="offer-shorter")
+            offer_chunks_btn = gr.Button(
+                "Analyse in chunks", size="sm", variant="primary", elem_id="offer-chunks"
+            )
+            offer_shorter_btn = gr.Button(
+                "Answer in the room left", size="sm", elem_id="offer-shorter"
+            )
     with gr.Row(equal_height=True, elem_id="composer"):
         draft = gr.Textbox(
             # lines=1 (growing to max_lines) is what makes Enter send and Shift+Enter start a
             # new line.
-            show_label=False, lines=1, max_lines=12, elem_id="draft", autofocus=True,
-            placeholder="Message (Enter to send, Shift+Enter for a new line)", scale=8,
+            show_label=False,
+            lines=1,
+            max_lines=12,
+            elem_id="draft",
+            autofocus=True,
+            placeholder="Message (Enter to send, Shift+Enter for a new line)",
+            scale=8,
             container=False,
         )
         with gr.Column(scale=1, min_width=130):
             send_btn = gr.Button("Send", variant="primary", elem_id="send-button")
             stop_btn = gr.Button("Stop", variant="stop", visible=False, elem_id="stop-button")
             regen_btn = gr.Button("Regenerate", size="sm", elem_id="regenerate-button")
-    return Chat(chatbot, meter, offer_row, offer_msg, offer_pages_btn, offer_chunks_btn,
-                offer_shorter_btn, draft, send_btn, stop_btn, regen_btn)
+    return Chat(
+        chatbot,
+        meter,
+        offer_row,
+        offer_msg,
+        offer_pages_btn,
+        offer_chunks_btn,
+        offer_shorter_btn,
+        draft,
+        send_btn,
+        stop_btn,
+        regen_btn,
+    )
 
 
-def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: Gauge,
-         usage_chain: Callable, headroom: gr.HTML, side_tabs: gr.Tabs) -> None:
+def wire(
+    chat: Chat,
+    page: Page,
+    api: ApiClient,
+    inflight: InFlight,
+    *,
+    gauge: Gauge,
+    usage_chain: Callable,
+    headroom: gr.HTML,
+    side_tabs: gr.Tabs,
+) -> None:
     """Attach send, stream, stop, regenerate, edit and the over-context offer (`headroom`:
     the usage tab's rate-limit headroom, redrawn as the answer streams)."""
     wb, state, fields = page.wb, page.state, page.settings.fields
@@ -110,18 +146,21 @@ def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: G
         view[chat.chatbot] = view[chat.chatbot] + [placeholder or formatting.streaming_message("")]
         return {**view, **page.busy_controls(cid)}
 
-    def over_context(owner: str, cid: int | None, system_prompt: str, params: dict,
-                     draft: str | None = None) -> dict | None:
+    def over_context(
+        owner: str, cid: int | None, system_prompt: str, params: dict, draft: str | None = None
+    ) -> dict | None:
         """The offer, when documents are attached and the request would not fit."""
-        fit = wb.overflow(owner, cid, system_prompt=system_prompt, draft=draft,
-                          max_tokens=params["max_tokens"])
+        fit = wb.overflow(
+            owner, cid, system_prompt=system_prompt, draft=draft, max_tokens=params["max_tokens"]
+        )
         if fit is None:
             return None
         return {
             chat.offer_row: gr.Column(visible=True),
             chat.offer_msg: formatting.offer_markdown(fit),
             chat.offer_shorter_btn: gr.Button(
-                value=f"Answer in the {fit.room:,} tokens left", visible=fit.room_for_answer),
+                value=f"Answer in the {fit.room:,} tokens left", visible=fit.room_for_answer
+            ),
             state.turn: None,
         }
 
@@ -133,8 +172,9 @@ def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: G
             gr.Warning("An answer is still streaming: wait for it, or stop it, then send.")
             return {state.turn: None}
         system_prompt, params = read_settings(*settings)
-        cid, _ = wb.open_conversation(session.owner, cid, system_prompt=system_prompt,
-                                      params=params)
+        cid, _ = wb.open_conversation(
+            session.owner, cid, system_prompt=system_prompt, params=params
+        )
         offer = over_context(session.owner, cid, system_prompt, params, draft.strip())
         if offer:  # the draft stays in the box, unsent
             return offer
@@ -164,8 +204,10 @@ def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: G
         message_id = message_ids[index] if 0 <= index < len(message_ids) else None
         text = _edited_text(edit.value)
         if busy or message_id is None or not text.strip():
-            gr.Warning("Nothing was resent: a question cannot be edited while an answer "
-                       "streams, or left empty.")
+            gr.Warning(
+                "Nothing was resent: a question cannot be edited while an answer "
+                "streams, or left empty."
+            )
             # Redraw: the Chatbot already shows the rejected edit.
             return {**page.conversation_view(session.owner, cid, query), state.turn: None}
         system_prompt, params = read_settings(*settings)
@@ -175,8 +217,10 @@ def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: G
             gr.Warning("Only your own questions can be edited and resent.")
             return {**page.conversation_view(session.owner, cid, query), state.turn: None}
         if resend.branched:
-            gr.Info(f"The edited question goes on in a new conversation, “{resend.title}”; "
-                    "the original keeps its later messages.")
+            gr.Info(
+                f"The edited question goes on in a new conversation, “{resend.title}”; "
+                "the original keeps its later messages."
+            )
         cid = resend.cid
         offer = over_context(session.owner, cid, system_prompt, params)
         if offer:
@@ -188,8 +232,13 @@ def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: G
         if session is None or busy or cid is None:
             return {state.turn: None}
         system_prompt, params = read_settings(*settings)
-        params = wb.in_room_left(session.owner, cid, system_prompt=system_prompt,
-                                 params=params, draft=(draft or "").strip() or None)
+        params = wb.in_room_left(
+            session.owner,
+            cid,
+            system_prompt=system_prompt,
+            params=params,
+            draft=(draft or "").strip() or None,
+        )
         if params is None:
             gr.Warning("There is no room left for an answer: choose pages or analyse in chunks.")
             return {state.turn: None}
@@ -235,22 +284,44 @@ def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: G
     with_draft = context + [chat.draft, *fields]
     chunk_clicks = [page.documents.chunk_btn.click, chat.offer_chunks_btn.click]
     starts = [
-        (gr.on([chat.send_btn.click, chat.draft.submit], start_send, inputs=with_draft,
-               outputs=outputs, **common), direct),
-        (chat.regen_btn.click(start_regenerate, inputs=context + fields, outputs=outputs,
-                              **common), direct),
-        (chat.chatbot.edit(start_edit, inputs=context + [state.message_ids, *fields],
-                           outputs=outputs, **common), direct),
-        (chat.offer_shorter_btn.click(start_in_room_left, inputs=with_draft, outputs=outputs,
-                                      **common), direct),
-        (gr.on(chunk_clicks, start_chunked, inputs=with_draft, outputs=outputs, **common),
-         chunked),
+        (
+            gr.on(
+                [chat.send_btn.click, chat.draft.submit],
+                start_send,
+                inputs=with_draft,
+                outputs=outputs,
+                **common,
+            ),
+            direct,
+        ),
+        (
+            chat.regen_btn.click(
+                start_regenerate, inputs=context + fields, outputs=outputs, **common
+            ),
+            direct,
+        ),
+        (
+            chat.chatbot.edit(
+                start_edit, inputs=context + [state.message_ids, *fields], outputs=outputs, **common
+            ),
+            direct,
+        ),
+        (
+            chat.offer_shorter_btn.click(
+                start_in_room_left, inputs=with_draft, outputs=outputs, **common
+            ),
+            direct,
+        ),
+        (gr.on(chunk_clicks, start_chunked, inputs=with_draft, outputs=outputs, **common), chunked),
     ]
     streams = []
     for start, stream_fn in starts:
         stream = start.then(
-            stream_fn, inputs=[state.session, state.turn], outputs=[chat.chatbot, headroom],
-            concurrency_limit=None, **common,
+            stream_fn,
+            inputs=[state.session, state.turn],
+            outputs=[chat.chatbot, headroom],
+            concurrency_limit=None,
+            **common,
         )
         done = stream.then(finish_turn, inputs=context + [state.turn], outputs=outputs, **common)
         usage_chain(gauge.chain(done))
@@ -259,9 +330,14 @@ def wire(chat: Chat, page: Page, api: ApiClient, inflight: InFlight, *, gauge: G
     # cancel is an event without a function, and the redraw (which waits for the cancelled
     # stream to store its partial answer) follows it.
     stopped = chat.stop_btn.click(None, cancels=streams, **common).then(
-        stop, inputs=context, outputs=outputs, **common)
+        stop, inputs=context, outputs=outputs, **common
+    )
     usage_chain(gauge.chain(stopped))
     chat.offer_pages_btn.click(
-        lambda: {side_tabs: gr.Tabs(selected="documents"),
-                 chat.offer_row: gr.Column(visible=False)},
-        outputs={side_tabs, chat.offer_row}, **common)
+        lambda: {
+            side_tabs: gr.Tabs(selected="documents"),
+            chat.offer_row: gr.Column(visible=False),
+        },
+        outputs={side_tabs, chat.offer_row},
+        **common,
+    )

@@ -41,8 +41,14 @@ class Header:
     @property
     def shown(self) -> list:
         """What `show` updates."""
-        return [self.title_box, self.export_md, self.export_json, self.delete_btn,
-                self.rename_btn, self.confirm_row]
+        return [
+            self.title_box,
+            self.export_md,
+            self.export_json,
+            self.delete_btn,
+            self.rename_btn,
+            self.confirm_row,
+        ]
 
     def show(self, wb: Workbench, owner: str, conversation: dict | None) -> dict:
         """The header of a stored conversation (None: a new one, nothing to export yet)."""
@@ -68,24 +74,51 @@ def build() -> Header:
     """Create the header (inside the chat's column)."""
     with gr.Row(elem_id="conversation-header"):
         title_box = gr.Textbox(
-            show_label=False, placeholder="New conversation", scale=5,
-            elem_id="conversation-title", max_lines=1, container=False,
+            show_label=False,
+            placeholder="New conversation",
+            scale=5,
+            elem_id="conversation-title",
+            max_lines=1,
+            container=False,
         )
-        rename_btn = gr.Button("Rename", size="sm", scale=0, min_width=80,
-                               elem_id="rename-button")
-        export_md = gr.DownloadButton("⇩ Markdown", size="sm", scale=0, min_width=110,
-                                      interactive=False, elem_id="export-markdown")
-        export_json = gr.DownloadButton("⇩ JSON", size="sm", scale=0, min_width=80,
-                                        interactive=False, elem_id="export-json")
-        delete_btn = gr.Button("Delete", size="sm", scale=0, variant="stop", min_width=80,
-                               interactive=False, elem_id="delete-button")
+        rename_btn = gr.Button("Rename", size="sm", scale=0, min_width=80, elem_id="rename-button")
+        export_md = gr.DownloadButton(
+            "⇩ Markdown",
+            size="sm",
+            scale=0,
+            min_width=110,
+            interactive=False,
+            elem_id="export-markdown",
+        )
+        export_json = gr.DownloadButton(
+            "⇩ JSON", size="sm", scale=0, min_width=80, interactive=False, elem_id="export-json"
+        )
+        delete_btn = gr.Button(
+            "Delete",
+            size="sm",
+            scale=0,
+            variant="stop",
+            min_width=80,
+            interactive=False,
+            elem_id="delete-button",
+        )
     with gr.Row(visible=False, elem_id="delete-confirm-row") as confirm_row:
         confirm_msg = gr.Markdown("", elem_id="delete-confirm-message")
-        confirm_btn = gr.Button("Delete for good", variant="stop", size="sm", scale=0,
-                                elem_id="delete-confirm")
+        confirm_btn = gr.Button(
+            "Delete for good", variant="stop", size="sm", scale=0, elem_id="delete-confirm"
+        )
         cancel_btn = gr.Button("Keep it", size="sm", scale=0, elem_id="delete-cancel")
-    return Header(title_box, rename_btn, export_md, export_json, delete_btn, confirm_row,
-                  confirm_msg, confirm_btn, cancel_btn)
+    return Header(
+        title_box,
+        rename_btn,
+        export_md,
+        export_json,
+        delete_btn,
+        confirm_row,
+        confirm_msg,
+        confirm_btn,
+        cancel_btn,
+    )
 
 
 def _export_folder(owner: str, cid: int) -> Path:
@@ -143,11 +176,19 @@ def wire(header: Header, page: Page, gauge: Gauge) -> None:
         return page.conversation_view(session.owner, newest[0]["id"] if newest else None, query)
 
     common = dict(api_visibility="private", show_progress="hidden")
-    gr.on([header.rename_btn.click, header.title_box.submit], rename,
-          inputs=page.context + [header.title_box], outputs=outputs, **common)
-    header.delete_btn.click(ask_delete, inputs=[page.state.session, page.state.conv_id,
-                                                header.title_box],
-                            outputs={header.confirm_row, header.confirm_msg}, **common)
+    gr.on(
+        [header.rename_btn.click, header.title_box.submit],
+        rename,
+        inputs=page.context + [header.title_box],
+        outputs=outputs,
+        **common,
+    )
+    header.delete_btn.click(
+        ask_delete,
+        inputs=[page.state.session, page.state.conv_id, header.title_box],
+        outputs={header.confirm_row, header.confirm_msg},
+        **common,
+    )
     header.cancel_btn.click(lambda: gr.Row(visible=False), outputs=header.confirm_row, **common)
     deleted = header.confirm_btn.click(delete, inputs=page.context, outputs=outputs, **common)
     gauge.chain(deleted)

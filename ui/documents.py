@@ -82,65 +82,105 @@ class DocumentsTab:
         pick = chosen if chosen in ids else (ids[0] if ids else None)
         return {
             self.attached: gr.CheckboxGroup(
-                choices=document_choices(wb.documents.list_documents(owner)), value=ids),
-            self.pages_doc: gr.Dropdown(choices=[(a.filename, a.id) for a in attached],
-                                        value=pick),
+                choices=document_choices(wb.documents.list_documents(owner)), value=ids
+            ),
+            self.pages_doc: gr.Dropdown(choices=[(a.filename, a.id) for a in attached], value=pick),
             self.pages: next((a.spec for a in attached if a.id == pick), ""),
         }
 
 
 def build() -> DocumentsTab:
     """Create the tab's components (inside the documents tab)."""
-    upload = gr.File(label="Upload a PDF", file_types=[".pdf"], type="filepath", height=110,
-                     elem_id="document-upload")
+    upload = gr.File(
+        label="Upload a PDF",
+        file_types=[".pdf"],
+        type="filepath",
+        height=110,
+        elem_id="document-upload",
+    )
     progress = gr.HTML("", elem_id="document-progress")
     with gr.Column(visible=False, elem_id="document-password-row") as password_row:
         password = gr.Textbox(
-            label="Password of this PDF", type="password", max_lines=1,
-            placeholder="Enter to open", elem_id="document-password",
+            label="Password of this PDF",
+            type="password",
+            max_lines=1,
+            placeholder="Enter to open",
+            elem_id="document-password",
         )
-        password_btn = gr.Button("Open with this password", size="sm",
-                                 elem_id="document-password-submit")
+        password_btn = gr.Button(
+            "Open with this password", size="sm", elem_id="document-password-submit"
+        )
     status = gr.HTML("", elem_id="document-status")
     attached = gr.CheckboxGroup(
-        choices=[], value=[], label="Your documents (ticked: attached to this conversation)",
+        choices=[],
+        value=[],
+        label="Your documents (ticked: attached to this conversation)",
         elem_id="document-list",
     )
     fit = gr.HTML("", elem_id="document-fit")
     with gr.Group():
         with gr.Row(equal_height=True):
             pages_doc = gr.Dropdown(
-                choices=[], value=None, label="Pages of", scale=3, elem_id="document-pages-of",
+                choices=[],
+                value=None,
+                label="Pages of",
+                scale=3,
+                elem_id="document-pages-of",
                 allow_custom_value=False,
             )
             pages = gr.Textbox(
-                label="Pages to include", placeholder="all, or e.g. 1-3, 7", max_lines=1,
-                scale=2, elem_id="document-pages",
+                label="Pages to include",
+                placeholder="all, or e.g. 1-3, 7",
+                max_lines=1,
+                scale=2,
+                elem_id="document-pages",
             )
     with gr.Row():
         pages_btn = gr.Button("Apply pages", size="sm", scale=2, elem_id="document-pages-apply")
-        delete_btn = gr.Button("Delete document", size="sm", scale=1, min_width=110,
-                               elem_id="document-delete")
+        delete_btn = gr.Button(
+            "Delete document", size="sm", scale=1, min_width=110, elem_id="document-delete"
+        )
     pages_msg = gr.Markdown("", elem_id="document-pages-message")
-    chunk_btn = gr.Button("Analyse in chunks", visible=False, variant="primary",
-                          elem_id="analyse-chunks")
-    return DocumentsTab(upload, progress, password_row, password, password_btn, status,
-                        attached, fit, pages_doc, pages, pages_btn, delete_btn, pages_msg,
-                        chunk_btn, pending=gr.State(None))
+    chunk_btn = gr.Button(
+        "Analyse in chunks", visible=False, variant="primary", elem_id="analyse-chunks"
+    )
+    return DocumentsTab(
+        upload,
+        progress,
+        password_row,
+        password,
+        password_btn,
+        status,
+        attached,
+        fit,
+        pages_doc,
+        pages,
+        pages_btn,
+        delete_btn,
+        pages_msg,
+        chunk_btn,
+        pending=gr.State(None),
+    )
 
 
 def wire(tab: DocumentsTab, page: Page, gauge: Gauge) -> None:
     """Attach upload, password, attach/detach, page ranges and delete."""
     wb, view_outputs, fields = page.wb, page.outputs, page.settings.fields
     upload_outputs = view_outputs | {
-        tab.progress, tab.status, tab.password_row, tab.password, tab.pending, tab.upload,
+        tab.progress,
+        tab.status,
+        tab.password_row,
+        tab.password,
+        tab.pending,
+        tab.upload,
         tab.pages_msg,
     }
 
     def conversation_for(owner: str, cid: int | None, settings: tuple) -> tuple[int, bool]:
         system_prompt, params = read_settings(*settings)
-        return wb.open_conversation(owner, cid, system_prompt=system_prompt, params=params,
-                                    keep_settings=True)
+        return wb.open_conversation(
+            owner, cid, system_prompt=system_prompt, params=params, keep_settings=True
+        )
 
     def redraw(owner: str, cid: int, busy: bool, created: bool, query: str) -> dict:
         if created and not busy:  # the new conversation opens (its settings are the panel's)
@@ -150,9 +190,18 @@ def wire(tab: DocumentsTab, page: Page, gauge: Gauge) -> None:
     async def ingest(session, cid, busy, query, pending, password, settings):
         path, filename = pending
         progress = UploadProgress()
-        task = asyncio.ensure_future(anyio.to_thread.run_sync(partial(
-            wb.documents.upload, session.owner, path, filename=filename,
-            password=password or None, progress=progress)))
+        task = asyncio.ensure_future(
+            anyio.to_thread.run_sync(
+                partial(
+                    wb.documents.upload,
+                    session.owner,
+                    path,
+                    filename=filename,
+                    password=password or None,
+                    progress=progress,
+                )
+            )
+        )
         # The previous upload's result goes: this one's progress replaces it.
         yield {tab.status: "", tab.pages_msg: ""}
         try:
@@ -165,15 +214,26 @@ def wire(tab: DocumentsTab, page: Page, gauge: Gauge) -> None:
         try:
             document = task.result()
         except (EncryptedPdfError, WrongPasswordError) as exc:
-            yield {tab.progress: "", tab.status: error_html(str(exc)), tab.pending: pending,
-                   tab.password_row: gr.Column(visible=True), tab.password: ""}
+            yield {
+                tab.progress: "",
+                tab.status: error_html(str(exc)),
+                tab.pending: pending,
+                tab.password_row: gr.Column(visible=True),
+                tab.password: "",
+            }
             return
         except DocumentError as exc:
-            yield {tab.progress: "", tab.status: error_html(str(exc)), tab.pending: None,
-                   tab.password_row: gr.Column(visible=False), tab.upload: None}
+            yield {
+                tab.progress: "",
+                tab.status: error_html(str(exc)),
+                tab.pending: None,
+                tab.password_row: gr.Column(visible=False),
+                tab.upload: None,
+            }
             return
         cid, created = await anyio.to_thread.run_sync(
-            conversation_for, session.owner, cid, settings)
+            conversation_for, session.owner, cid, settings
+        )
         await anyio.to_thread.run_sync(wb.documents.attach, session.owner, cid, document["id"])
         view = await anyio.to_thread.run_sync(redraw, session.owner, cid, busy, created, query)
         done = progress.total or document["page_count"]
@@ -181,8 +241,11 @@ def wire(tab: DocumentsTab, page: Page, gauge: Gauge) -> None:
             **view,
             tab.progress: progress_html(done, done, document["filename"], finished=True),
             tab.status: document_html(document, wb.max_context),
-            tab.pending: None, tab.password_row: gr.Column(visible=False),
-            tab.password: "", tab.upload: None, tab.pages_msg: "",
+            tab.pending: None,
+            tab.password_row: gr.Column(visible=False),
+            tab.password: "",
+            tab.upload: None,
+            tab.pages_msg: "",
         }
 
     async def upload(session, cid, busy, query, path, *settings):
@@ -232,7 +295,7 @@ def wire(tab: DocumentsTab, page: Page, gauge: Gauge) -> None:
         return {
             **page.documents_view(session.owner, cid, int(chosen)),
             tab.pages_msg: f"Using {what} of **{chosen_doc.filename}**: "
-                             f"{chosen_doc.tokens:,} tokens.",
+            f"{chosen_doc.tokens:,} tokens.",
         }
 
     def delete(session, cid, chosen):
@@ -241,34 +304,51 @@ def wire(tab: DocumentsTab, page: Page, gauge: Gauge) -> None:
         document = wb.documents.get(session.owner, int(chosen))
         wb.documents.delete(session.owner, int(chosen))
         name = document["filename"] if document else "The document"
-        return {**page.documents_view(session.owner, cid),
-                tab.pages_msg: f"Deleted **{name}** (from every conversation).",
-                tab.status: ""}
+        return {
+            **page.documents_view(session.owner, cid),
+            tab.pages_msg: f"Deleted **{name}** (from every conversation).",
+            tab.status: "",
+        }
 
     common = dict(api_visibility="private", show_progress="hidden")
     context, shown = page.context, [page.state.session, page.state.conv_id]
     uploaded = tab.upload.upload(
-        upload, inputs=context + [tab.upload, *fields], outputs=upload_outputs, **common)
+        upload, inputs=context + [tab.upload, *fields], outputs=upload_outputs, **common
+    )
     # Removing the file from the upload box drops an upload that waits for its password.
     tab.upload.clear(
-        lambda: {tab.pending: None, tab.password_row: gr.Column(visible=False),
-                 tab.password: ""},
-        outputs={tab.pending, tab.password_row, tab.password}, **common)
+        lambda: {tab.pending: None, tab.password_row: gr.Column(visible=False), tab.password: ""},
+        outputs={tab.pending, tab.password_row, tab.password},
+        **common,
+    )
     opened = gr.on(
-        [tab.password_btn.click, tab.password.submit], open_with_password,
-        inputs=context + [tab.pending, tab.password, *fields], outputs=upload_outputs,
-        **common)
+        [tab.password_btn.click, tab.password.submit],
+        open_with_password,
+        inputs=context + [tab.pending, tab.password, *fields],
+        outputs=upload_outputs,
+        **common,
+    )
     attached = tab.attached.input(
-        set_attached, inputs=context + [tab.attached, *fields], outputs=view_outputs,
-        **common)
-    tab.pages_doc.input(show_pages, inputs=shown + [tab.pages_doc],
-                        outputs=page.document_outputs | {tab.pages_msg}, **common)
+        set_attached, inputs=context + [tab.attached, *fields], outputs=view_outputs, **common
+    )
+    tab.pages_doc.input(
+        show_pages,
+        inputs=shown + [tab.pages_doc],
+        outputs=page.document_outputs | {tab.pages_msg},
+        **common,
+    )
     pages = gr.on(
-        [tab.pages_btn.click, tab.pages.submit], apply_pages,
+        [tab.pages_btn.click, tab.pages.submit],
+        apply_pages,
         inputs=shown + [tab.pages_doc, tab.pages],
-        outputs=page.document_outputs | {tab.pages_msg}, **common)
+        outputs=page.document_outputs | {tab.pages_msg},
+        **common,
+    )
     deleted = tab.delete_btn.click(
-        delete, inputs=shown + [tab.pages_doc],
-        outputs=page.document_outputs | {tab.pages_msg, tab.status}, **common)
+        delete,
+        inputs=shown + [tab.pages_doc],
+        outputs=page.document_outputs | {tab.pages_msg, tab.status},
+        **common,
+    )
     for event in (uploaded, opened, attached, pages, deleted):
         gauge.chain(event)

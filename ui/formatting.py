@@ -87,9 +87,13 @@ def streaming_message(text: str) -> dict:
 
 def queued_message(waiting: int) -> dict:
     """Before the first token, while the engine holds requests in its queue."""
-    return {"role": "assistant", "content": _text(
-        f"*Queued: the engine is busy with a long request ({waiting} waiting for room). "
-        "The answer starts when it finishes…*")}
+    return {
+        "role": "assistant",
+        "content": _text(
+            f"*Queued: the engine is busy with a long request ({waiting} waiting for room). "
+            "The answer starts when it finishes…*"
+        ),
+    }
 
 
 def gauge_html(used: int | None, max_context: int, reserve: int = 0, note: str = "") -> str:
@@ -170,7 +174,12 @@ def search_choices(hits: list[dict]) -> list[tuple[str, int]]:
     for hit in hits:
         title = hit["title"] or "Untitled conversation"
         snippet = plain_snippet(hit.get("snippet") or "")
-        out.append((f"{title} — {snippet}" if snippet and snippet != title else title, hit["conversation_id"]))
+        out.append(
+            (
+                f"{title} — {snippet}" if snippet and snippet != title else title,
+                hit["conversation_id"],
+            )
+        )
     return out
 
 
@@ -197,13 +206,16 @@ def _pages(n: int) -> str:
     return f"{n:,} page" + ("" if n == 1 else "s")
 
 
-def progress_html(done: int | None, total: int | None, filename: str, *,
-                  finished: bool = False) -> str:
+def progress_html(
+    done: int | None, total: int | None, filename: str, *, finished: bool = False
+) -> str:
     """The upload's progress bar: pages read and stored of the document's total."""
     name = html.escape(filename)
     if not total:
-        return (f'<div class="wb-progress" data-done="0" data-total="0">'
-                f'<div class="wb-progress-label">Opening {name}…</div></div>')
+        return (
+            f'<div class="wb-progress" data-done="0" data-total="0">'
+            f'<div class="wb-progress-label">Opening {name}…</div></div>'
+        )
     done = done or 0
     width = 100.0 * done / total
     return (
@@ -220,13 +232,20 @@ def document_html(document: Mapping, max_context: int) -> str:
     share = tokens / max_context if max_context else 0.0
     # Past twice the context a percentage is hard to read: say how many contexts it takes.
     part = f"{share:,.1f}× the" if share >= 2 else f"{share:.1%} of the"
-    facts = [_pages(document["page_count"]), f"{tokens:,} tokens",
-             f"{part} {max_context:,}-token context"]
-    lines = [f'<div class="wb-doc-name">{html.escape(document["filename"])}</div>',
-             f'<div class="wb-doc-facts">{" · ".join(facts)}</div>']
+    facts = [
+        _pages(document["page_count"]),
+        f"{tokens:,} tokens",
+        f"{part} {max_context:,}-token context",
+    ]
+    lines = [
+        f'<div class="wb-doc-name">{html.escape(document["filename"])}</div>',
+        f'<div class="wb-doc-facts">{" · ".join(facts)}</div>',
+    ]
     if document.get("reused"):
-        lines.append('<div class="wb-doc-note">Already in your documents (same file): '
-                     "opened without reading it again.</div>")
+        lines.append(
+            '<div class="wb-doc-note">Already in your documents (same file): '
+            "opened without reading it again.</div>"
+        )
     note = no_text_note(document.get("empty_pages") or [], document["page_count"])
     if note:
         lines.append(f'<div class="wb-doc-warning">{html.escape(note)}</div>')
@@ -241,8 +260,10 @@ def error_html(message: str) -> str:
 def document_choices(documents: Sequence[Mapping]) -> list[tuple[str, int]]:
     """(label, id) pairs for the documents list."""
     return [
-        (f"{d['filename']} — {_pages(d['page_count'])}, {(d['total_tokens'] or 0):,} tokens",
-         d["id"])
+        (
+            f"{d['filename']} — {_pages(d['page_count'])}, {(d['total_tokens'] or 0):,} tokens",
+            d["id"],
+        )
         for d in documents
     ]
 
@@ -250,8 +271,10 @@ def document_choices(documents: Sequence[Mapping]) -> list[tuple[str, int]]:
 def fit_html(fit: Fit | None, attached: Sequence) -> str:
     """The attached documents with their chosen pages, and whether everything fits."""
     if not attached:
-        return ('<div class="wb-fit">No document attached to this conversation: upload one, or '
-                "tick it in the list.</div>")
+        return (
+            '<div class="wb-fit">No document attached to this conversation: upload one, or '
+            "tick it in the list.</div>"
+        )
     rows = []
     for a in attached:
         chosen = f"pages {a.spec} of {a.page_count:,}" if a.spec else f"all {_pages(a.page_count)}"
@@ -260,13 +283,16 @@ def fit_html(fit: Fit | None, attached: Sequence) -> str:
     if fit is not None:
         need = fit.used + fit.reserve
         if fit.fits:
-            verdict = (f'<div class="wb-fit-ok">Fits: {fit.used:,} prompt tokens + max tokens '
-                       f"{fit.reserve:,} = {need:,} of {fit.max_context:,}.</div>")
+            verdict = (
+                f'<div class="wb-fit-ok">Fits: {fit.used:,} prompt tokens + max tokens '
+                f"{fit.reserve:,} = {need:,} of {fit.max_context:,}.</div>"
+            )
         else:
             verdict = (
                 f'<div class="wb-fit-over">Does not fit: {fit.used:,} prompt tokens + max tokens '
                 f"{fit.reserve:,} = {need:,} of {fit.max_context:,}. Choose page ranges below, "
-                "or analyse in chunks.</div>")
+                "or analyse in chunks.</div>"
+            )
     return f'<div class="wb-fit"><ul>{"".join(rows)}</ul>{verdict}</div>'
 
 

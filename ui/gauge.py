@@ -39,9 +39,16 @@ class Gauge:
             return gr.skip(), gr.skip(), gr.skip()
         wb, owner = self.wb, session.owner
         attached = await anyio.to_thread.run_sync(wb.documents.attached, owner, cid)
-        fit = await anyio.to_thread.run_sync(partial(
-            wb.fit, owner, cid, system_prompt=system_prompt or "", draft=draft,
-            max_tokens=int(max_tokens or 0)))
+        fit = await anyio.to_thread.run_sync(
+            partial(
+                wb.fit,
+                owner,
+                cid,
+                system_prompt=system_prompt or "",
+                draft=draft,
+                max_tokens=int(max_tokens or 0),
+            )
+        )
         note = f"documents {fit.documents:,}" if attached else ""
         return (
             formatting.gauge_html(fit.used, fit.max_context, reserve=fit.reserve, note=note),
@@ -51,11 +58,23 @@ class Gauge:
 
     def chain(self, event):
         """Refresh the gauge after `event` (anything that changed the conversation shown)."""
-        return event.then(self.refresh, inputs=self.inputs, outputs=self.outputs,
-                          show_progress="hidden", api_visibility="private")
+        return event.then(
+            self.refresh,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            show_progress="hidden",
+            api_visibility="private",
+        )
 
     def wire(self, triggers: list) -> None:
         """Recount as the draft, the system prompt or max tokens change (`triggers`)."""
-        gr.on(triggers, self.refresh, inputs=self.inputs, outputs=self.outputs,
-              trigger_mode="always_last", show_progress="hidden", api_visibility="private",
-              concurrency_limit=None)
+        gr.on(
+            triggers,
+            self.refresh,
+            inputs=self.inputs,
+            outputs=self.outputs,
+            trigger_mode="always_last",
+            show_progress="hidden",
+            api_visibility="private",
+            concurrency_limit=None,
+        )

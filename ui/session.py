@@ -45,7 +45,10 @@ def build() -> SignIn:
     with gr.Column(elem_id="signin-panel", visible=False) as panel:
         gr.Markdown("## Qwen Workbench\nSign in with your API key (the same key as for `/v1`).")
         key_box = gr.Textbox(
-            label="API key", type="password", placeholder="wb-…", elem_id="signin-key",
+            label="API key",
+            type="password",
+            placeholder="wb-…",
+            elem_id="signin-key",
             max_lines=1,
         )
         button = gr.Button("Sign in", variant="primary", elem_id="signin-button")
@@ -58,14 +61,21 @@ def _field(stored, name: str):
     return stored.get(name) if isinstance(stored, dict) else None
 
 
-def wire(signin: SignIn, page: Page, workbench: gr.Column, demo: gr.Blocks,
-         gauge: Gauge) -> None:
+def wire(signin: SignIn, page: Page, workbench: gr.Column, demo: gr.Blocks, gauge: Gauge) -> None:
     """Attach the sign-in, restore-on-load and sign-out events (`workbench`: the column
     shown once signed in)."""
     wb, state, sidebar, documents = page.wb, page.state, page.sidebar, page.documents
     outputs = page.outputs | {
-        state.session, state.saved_key, signin.panel, workbench, sidebar.panel, signin.message,
-        signin.key_box, sidebar.whoami, documents.status, documents.progress,
+        state.session,
+        state.saved_key,
+        signin.panel,
+        workbench,
+        sidebar.panel,
+        signin.message,
+        signin.key_box,
+        sidebar.whoami,
+        documents.status,
+        documents.progress,
     }
 
     def signed_in(session: Session, cid: int | None) -> dict:
@@ -126,8 +136,9 @@ def wire(signin: SignIn, page: Page, workbench: gr.Column, demo: gr.Blocks,
         return signed_in(session, saved_conv)
 
     common = dict(outputs=outputs, api_visibility="private", show_progress="hidden")
-    signed = gr.on([signin.button.click, signin.key_box.submit], sign_in,
-                   inputs=[signin.key_box], **common)
+    signed = gr.on(
+        [signin.button.click, signin.key_box.submit], sign_in, inputs=[signin.key_box], **common
+    )
     restored = demo.load(restore, inputs=[state.saved_key, state.saved_conv], **common)
     sidebar.signout_btn.click(lambda: signed_out(), **common)
     for event in (signed, restored):

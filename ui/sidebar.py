@@ -42,8 +42,10 @@ class Sidebar:
             if len(shown) > SIDEBAR_CONVERSATIONS:
                 shown = shown[:SIDEBAR_CONVERSATIONS]
                 total = wb.count_conversations(owner)
-                more = (f"The newest {SIDEBAR_CONVERSATIONS} of {total:,} conversations: "
-                        "search finds the others.")
+                more = (
+                    f"The newest {SIDEBAR_CONVERSATIONS} of {total:,} conversations: "
+                    "search finds the others."
+                )
             choices = formatting.conversation_choices(shown)
         value = cid if any(v == cid for _, v in choices) else None
         return {self.conv_list: gr.Radio(choices=choices, value=value), self.conv_more: more}
@@ -55,22 +57,31 @@ def build() -> Sidebar:
         gr.Markdown("### Qwen Workbench", elem_id="app-title")
         new_btn = gr.Button("+ New conversation", variant="primary", elem_id="new-conversation")
         search_box = gr.Textbox(
-            placeholder="Search conversations…", show_label=False, elem_id="conversation-search",
+            placeholder="Search conversations…",
+            show_label=False,
+            elem_id="conversation-search",
             max_lines=1,
         )
         conv_list = gr.Radio(
-            choices=[], value=None, show_label=False, elem_id="conversation-list",
+            choices=[],
+            value=None,
+            show_label=False,
+            elem_id="conversation-list",
             container=False,
         )
         conv_more = gr.Markdown("", elem_id="conversation-more")
         import_btn = gr.UploadButton(
-            "Import JSON", file_types=[".json"], type="binary", size="sm",
+            "Import JSON",
+            file_types=[".json"],
+            type="binary",
+            size="sm",
             elem_id="import-json",
         )
         whoami = gr.Markdown("", elem_id="whoami")
         signout_btn = gr.Button("Sign out", size="sm", elem_id="signout-button")
-    return Sidebar(panel, new_btn, search_box, conv_list, conv_more, import_btn, whoami,
-                   signout_btn)
+    return Sidebar(
+        panel, new_btn, search_box, conv_list, conv_more, import_btn, whoami, signout_btn
+    )
 
 
 def wire(sidebar: Sidebar, page: Page, gauge: Gauge) -> None:
@@ -112,8 +123,10 @@ def wire(sidebar: Sidebar, page: Page, gauge: Gauge) -> None:
             gr.Warning(f"Not imported: {exc}")
             return {}
         if missing:
-            gr.Info(f"Conversation imported. Upload {', '.join(missing)} to attach"
-                    f" {'it' if len(missing) == 1 else 'them'} again.")
+            gr.Info(
+                f"Conversation imported. Upload {', '.join(missing)} to attach"
+                f" {'it' if len(missing) == 1 else 'them'} again."
+            )
         else:
             gr.Info("Conversation imported.")
         if busy:
@@ -122,18 +135,31 @@ def wire(sidebar: Sidebar, page: Page, gauge: Gauge) -> None:
 
     common = dict(api_visibility="private", show_progress="hidden")
     opened = sidebar.conv_list.input(
-        open_conversation, inputs=page.context + [sidebar.conv_list], outputs=outputs, **common,
+        open_conversation,
+        inputs=page.context + [sidebar.conv_list],
+        outputs=outputs,
+        **common,
     )
     sidebar.search_box.change(
-        search, inputs=[state.session, state.conv_id, sidebar.search_box],
-        outputs={sidebar.conv_list, sidebar.conv_more}, trigger_mode="always_last", **common,
+        search,
+        inputs=[state.session, state.conv_id, sidebar.search_box],
+        outputs={sidebar.conv_list, sidebar.conv_more},
+        trigger_mode="always_last",
+        **common,
     )
     # The Chatbot's own trash icon means the same as "New conversation": nothing is deleted.
-    new = gr.on([sidebar.new_btn.click, page.chat.chatbot.clear], new_conversation,
-                inputs=page.context, outputs=outputs, **common)
+    new = gr.on(
+        [sidebar.new_btn.click, page.chat.chatbot.clear],
+        new_conversation,
+        inputs=page.context,
+        outputs=outputs,
+        **common,
+    )
     imported = sidebar.import_btn.upload(
-        import_json, inputs=[state.session, state.busy, sidebar.import_btn],
-        outputs=outputs | {sidebar.search_box}, **common,
+        import_json,
+        inputs=[state.session, state.busy, sidebar.import_btn],
+        outputs=outputs | {sidebar.search_box},
+        **common,
     )
     for event in (opened, new, imported):
         gauge.chain(event)

@@ -63,4 +63,4 @@ CSS = """
 
 def head_html() -> str:
     """The `<style>` element to put in the document head."""
-    return f"<style id=\"workbench-css\">{CSS}</style>"
+    return f'<style id="workbench-css">{CSS}</style>'

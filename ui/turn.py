@@ -64,8 +64,15 @@ class InFlight:
                 pass
 
 
-def make_stream(wb: Workbench, api: ApiClient, inflight: InFlight, chatbot: gr.Chatbot,
-                headroom: gr.HTML, *, chunked: bool):
+def make_stream(
+    wb: Workbench,
+    api: ApiClient,
+    inflight: InFlight,
+    chatbot: gr.Chatbot,
+    headroom: gr.HTML,
+    *,
+    chunked: bool,
+):
     """The streaming step of a turn (a Gradio async generator over [chatbot, headroom])."""
 
     async def stream(request: gr.Request, session, turn):
@@ -78,24 +85,34 @@ def make_stream(wb: Workbench, api: ApiClient, inflight: InFlight, chatbot: gr.C
         stored = await anyio.to_thread.run_sync(wb.messages, owner, turn)
         shown = formatting.chat_messages(stored)
         client = api.for_key(session.key)
-        answer = AnswerStream(client, model=SERVED_MODEL_NAME, messages=[],
-                              params=conversation["params"])
+        answer = AnswerStream(
+            client, model=SERVED_MODEL_NAME, messages=[], params=conversation["params"]
+        )
         status, error, note, chunks = "complete", None, "", None
         draft = AnswerDraft(wb, owner, turn, model=SERVED_MODEL_NAME)
         inflight.begin(request.session_hash)
         try:
             if chunked:
-                analysis = await anyio.to_thread.run_sync(partial(
-                    wb.chunked_analysis, owner, turn, client,
-                    question=last_question(stored) or ""))
+                analysis = await anyio.to_thread.run_sync(
+                    partial(
+                        wb.chunked_analysis,
+                        owner,
+                        turn,
+                        client,
+                        question=last_question(stored) or "",
+                    )
+                )
                 yield {chatbot: shown + [chunk_progress_message("Planning the chunks")]}
                 async for step in analysis.run():
-                    yield {chatbot: shown + [
-                        chunk_progress_message(step.describe(), step.index, step.total)]}
+                    yield {
+                        chatbot: shown
+                        + [chunk_progress_message(step.describe(), step.index, step.total)]
+                    }
                 answer.messages, note = analysis.messages, analysis.note()
             else:
-                answer.messages = await anyio.to_thread.run_sync(partial(
-                    wb.prompt, owner, turn, system_prompt=conversation["system_prompt"]))
+                answer.messages = await anyio.to_thread.run_sync(
+                    partial(wb.prompt, owner, turn, system_prompt=conversation["system_prompt"])
+                )
             yield {chatbot: shown + [formatting.streaming_message("")]}
             chunks = with_queue_notices(answer.chunks(), wb.engine_queue)
             redrawn = 0.0

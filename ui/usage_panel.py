@@ -51,10 +51,17 @@ def totals_markdown(rows: list[dict], range_key: str, endpoints: list[dict] = ()
 def _endpoint_table(endpoints: list[dict]) -> str:
     if not endpoints:
         return ""
-    lines = ["", "", "| endpoint | requests | failed | prompt tokens | completion tokens |",
-             "|---|--:|--:|--:|--:|"]
-    lines += [f"| `{e['endpoint']}` | {e['requests']:,} | {e['errors']:,} | "
-              f"{e['prompt_tokens']:,} | {e['completion_tokens']:,} |" for e in endpoints]
+    lines = [
+        "",
+        "",
+        "| endpoint | requests | failed | prompt tokens | completion tokens |",
+        "|---|--:|--:|--:|--:|",
+    ]
+    lines += [
+        f"| `{e['endpoint']}` | {e['requests']:,} | {e['errors']:,} | "
+        f"{e['prompt_tokens']:,} | {e['completion_tokens']:,} |"
+        for e in endpoints
+    ]
     return "\n".join(lines)
 
 
@@ -75,19 +82,35 @@ def build() -> UsagePanel:
     headroom = gr.HTML(formatting.headroom_html(None), elem_id="rate-limit-headroom")
     with gr.Row():
         usage_range = gr.Radio(
-            [("1 h", "1h"), ("24 h", "24h"), ("7 d", "7d")], value="1h", show_label=False,
-            elem_id="usage-range", container=False, scale=3,
+            [("1 h", "1h"), ("24 h", "24h"), ("7 d", "7d")],
+            value="1h",
+            show_label=False,
+            elem_id="usage-range",
+            container=False,
+            scale=3,
         )
         refresh = gr.Button("Refresh", size="sm", elem_id="usage-refresh", scale=1)
     totals = gr.Markdown("", elem_id="usage-totals")
     requests = gr.BarPlot(
-        x="time", y="requests", color="outcome", title="Requests", height=200,
-        elem_id="usage-requests", x_title="", y_title="requests",
+        x="time",
+        y="requests",
+        color="outcome",
+        title="Requests",
+        height=200,
+        elem_id="usage-requests",
+        x_title="",
+        y_title="requests",
         color_map={"ok": "#2563eb", "error": "#dc2626"},
     )
     tokens = gr.LinePlot(
-        x="time", y="tokens", color="kind", title="Tokens", height=200,
-        elem_id="usage-tokens", x_title="", y_title="tokens",
+        x="time",
+        y="tokens",
+        color="kind",
+        title="Tokens",
+        height=200,
+        elem_id="usage-tokens",
+        x_title="",
+        y_title="tokens",
     )
     return UsagePanel(headroom, usage_range, refresh, totals, requests, tokens)
 
@@ -106,13 +129,18 @@ def wire(panel: UsagePanel, wb: Workbench, session: gr.State, tab: gr.Tab):
         return {
             panel.requests: requests,
             panel.tokens: tokens,
-            panel.totals: totals_markdown(rows, range_key if range_key in RANGES else "1h",
-                                          endpoints),
+            panel.totals: totals_markdown(
+                rows, range_key if range_key in RANGES else "1h", endpoints
+            ),
         }
 
-    args = dict(fn=refresh, inputs=[session, panel.range],
-                outputs={panel.requests, panel.tokens, panel.totals},
-                show_progress="hidden", api_visibility="private")
+    args = dict(
+        fn=refresh,
+        inputs=[session, panel.range],
+        outputs={panel.requests, panel.tokens, panel.totals},
+        show_progress="hidden",
+        api_visibility="private",
+    )
     gr.on([panel.refresh.click, panel.range.change, tab.select], **args)
 
     def chain(event):

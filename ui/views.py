@@ -44,11 +44,15 @@ class State:
     def build(cls, browser_secret: str) -> State:
         """Create the tab's state (inside an open gr.Blocks)."""
         return cls(
-            session=gr.State(None), conv_id=gr.State(None), message_ids=gr.State([]),
-            busy=gr.State(False), turn=gr.State(None),
+            session=gr.State(None),
+            conv_id=gr.State(None),
+            message_ids=gr.State([]),
+            busy=gr.State(False),
+            turn=gr.State(None),
             saved_key=gr.BrowserState(None, storage_key=KEY_STORAGE, secret=browser_secret),
-            saved_conv=gr.BrowserState(None, storage_key=CONVERSATION_STORAGE,
-                                       secret=browser_secret),
+            saved_conv=gr.BrowserState(
+                None, storage_key=CONVERSATION_STORAGE, secret=browser_secret
+            ),
         )
 
 
@@ -75,11 +79,14 @@ class Page:
 
     def documents_view(self, owner: str, cid: int | None, chosen: int | None = None) -> dict:
         """The documents tab for `cid`; the over-context offer goes (the pages may change)."""
-        return {**self.documents.show(self.wb, owner, cid, chosen),
-                self.chat.offer_row: gr.Column(visible=False)}
+        return {
+            **self.documents.show(self.wb, owner, cid, chosen),
+            self.chat.offer_row: gr.Column(visible=False),
+        }
 
-    def conversation_view(self, owner: str, cid: int | None, query: str = "", *,
-                          settings: bool = True) -> dict:
+    def conversation_view(
+        self, owner: str, cid: int | None, query: str = "", *, settings: bool = True
+    ) -> dict:
         """Updates that show conversation `cid` (None or not the owner's: a new, empty one).
 
         With `settings=False` the settings panel keeps its values (a new conversation started
@@ -127,10 +134,20 @@ class Page:
         """Every component conversation_view and the control helpers may update."""
         state = self.state
         return {
-            state.conv_id, state.saved_conv, state.message_ids, state.busy, state.turn,
-            self.chat.chatbot, self.chat.send_btn, self.chat.regen_btn, self.chat.stop_btn,
-            *self.header.shown, *self.settings.fields, self.sidebar.conv_list,
-            self.sidebar.conv_more, *self.document_outputs,
+            state.conv_id,
+            state.saved_conv,
+            state.message_ids,
+            state.busy,
+            state.turn,
+            self.chat.chatbot,
+            self.chat.send_btn,
+            self.chat.regen_btn,
+            self.chat.stop_btn,
+            *self.header.shown,
+            *self.settings.fields,
+            self.sidebar.conv_list,
+            self.sidebar.conv_more,
+            *self.document_outputs,
         }
 
     @property

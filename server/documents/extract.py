@@ -206,7 +206,9 @@ class PdfText:
             file.write(self._data)
             file.flush()
             pool = ProcessPoolExecutor(
-                workers, mp_context=_pool_context(), initializer=_init_worker,
+                workers,
+                mp_context=_pool_context(),
+                initializer=_init_worker,
                 initargs=(file.name, self._password, self._engine),
             )
             try:

@@ -45,7 +45,7 @@ def decode_file_data(file_data: Any, *, max_bytes: int) -> bytes:
             raise InvalidFilePartError(
                 "file.file_data must be base64 (data:application/pdf;base64,...)."
             )
-        payload = file_data[match.end():]
+        payload = file_data[match.end() :]
     elif file_data.startswith("data:"):
         raise InvalidFilePartError("file.file_data is not a valid data URL.")
     # Refuse oversized input before decoding it (base64 is 4 characters per 3 bytes).

@@ -246,8 +246,12 @@ def page_text(
         if _looks_vertical(lines) or any(_RTL.search(line.text) for line in lines):
             memory.last_page = index
             return None
-        if lookback and index > 0 and memory.last_page != index - 1 and blocks and _near_top(
-            lines, blocks[0]
+        if (
+            lookback
+            and index > 0
+            and memory.last_page != index - 1
+            and blocks
+            and _near_top(lines, blocks[0])
         ):
             # This page may continue a block from the page before, which was not read here.
             for back in range(max(0, index - _LOOKBACK_PAGES), index):

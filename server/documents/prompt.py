@@ -22,9 +22,19 @@ if TYPE_CHECKING:
     from server.counter import Counter
 
 __all__ = [
-    "DOCUMENTS_INSTRUCTION", "Chunk", "chunk_messages", "document_context", "document_text",
-    "documents_first", "file_part_to_text", "format_ranges", "marker_tokens", "pages_label",
-    "parse_page_ranges", "plan_chunks", "summaries_context",
+    "DOCUMENTS_INSTRUCTION",
+    "Chunk",
+    "chunk_messages",
+    "document_context",
+    "document_text",
+    "documents_first",
+    "file_part_to_text",
+    "format_ranges",
+    "marker_tokens",
+    "pages_label",
+    "parse_page_ranges",
+    "plan_chunks",
+    "summaries_context",
 ]
 
 DOCUMENTS_INSTRUCTION = (
@@ -138,9 +148,7 @@ def _fit_page(page: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
         size += len(line)
     if current:
         parts.append("".join(current))
-    return [
-        {**page, "text": part, "tokens": max(1, round(len(part) * per_char))} for part in parts
-    ]
+    return [{**page, "text": part, "tokens": max(1, round(len(part) * per_char))} for part in parts]
 
 
 def chunk_messages(filename: str, chunk: Chunk, question: str) -> list[dict]:
@@ -183,12 +191,12 @@ def format_ranges(ranges: Iterable[tuple[int, int]], dash: str = "-") -> str:
 
 
 def pages_label(first: int, last: int, dash: str = "-") -> str:
-    """"page 3" or "pages 3-5"."""
+    """ "page 3" or "pages 3-5"."""
     return f"page {first}" if first == last else f"pages {format_ranges([(first, last)], dash)}"
 
 
 def parse_page_ranges(spec: str, page_count: int) -> list[tuple[int, int]]:
-    """"1-5, 8, 10-12" → [(1, 5), (8, 8), (10, 12)]; ValueError with a clear message."""
+    """ "1-5, 8, 10-12" → [(1, 5), (8, 8), (10, 12)]; ValueError with a clear message."""
     ranges = []
     for item in filter(None, (s.strip() for s in spec.split(","))):
         match = re.fullmatch(r"(\d+)\s*(?:-\s*(\d+))?", item)

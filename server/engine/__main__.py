@@ -19,8 +19,9 @@ def main(argv: list[str]) -> int:
     plan_cmd = sub.add_parser("plan", help="resolve the profile and print the engine command")
     plan_cmd.add_argument("--engine-python", default=sys.executable)
     plan_cmd.add_argument("--app-python", default=sys.executable)
-    plan_cmd.add_argument("--fit-context", action="store_true",
-                          help="h200x4: start vLLM with --max-model-len auto")
+    plan_cmd.add_argument(
+        "--fit-context", action="store_true", help="h200x4: start vLLM with --max-model-len auto"
+    )
     fmt = plan_cmd.add_mutually_exclusive_group(required=True)
     fmt.add_argument("--shell", action="store_true")
     fmt.add_argument("--dry-run", action="store_true")
@@ -47,8 +48,9 @@ def main(argv: list[str]) -> int:
     for note in plan.notes:
         print(f"# {note}")
     if plan.argv:
-        env = " ".join(shlex.quote(f"{k}={'***' if k == 'VLLM_API_KEY' else v}")
-                       for k, v in plan.env.items())
+        env = " ".join(
+            shlex.quote(f"{k}={'***' if k == 'VLLM_API_KEY' else v}") for k, v in plan.env.items()
+        )
         print("# engine:")
         print((env + " " if env else "") + shlex.join(plan.argv))
     if router:

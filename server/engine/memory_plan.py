@@ -73,8 +73,16 @@ class ModelShape:
 
 # Qwen3-Coder-480B-A35B-Instruct's config.json (tests/qwen3_coder_480b/config.json).
 QWEN3_CODER_480B = ModelShape(
-    layers=62, hidden=6144, q_heads=96, kv_heads=8, head_dim=128, experts=160,
-    experts_per_token=8, moe_intermediate=2560, vocab=151_936, native_context=262_144,
+    layers=62,
+    hidden=6144,
+    q_heads=96,
+    kv_heads=8,
+    head_dim=128,
+    experts=160,
+    experts_per_token=8,
+    moe_intermediate=2560,
+    vocab=151_936,
+    native_context=262_144,
 )
 # The FP8 checkpoint: attention and expert matrices in FP8 with fp32 scales per 128×128 block;
 # embeddings, lm_head, router gates and norms in BF16 (its safetensors index and
@@ -228,16 +236,24 @@ class MemoryPlan:
             (f"× utilization {s.utilization}", self.budget, ""),
             ("− weights (FP8 checkpoint's share)", self.weights, ""),
             ("− non-torch (NCCL, workspaces)", self.non_torch, ""),
-            ("− activation peak", self.activation,
-             f"{s.max_num_batched_tokens:,} batched tokens, {s.max_num_seqs} sequences"),
+            (
+                "− activation peak",
+                self.activation,
+                f"{s.max_num_batched_tokens:,} batched tokens, {s.max_num_seqs} sequences",
+            ),
             ("− CUDA-graph estimate", self.cudagraphs, _graphs(s)),
-            ("= KV cache", self.kv_available,
-             f"{self.kv_per_token_per_gpu:,} B/token: at most {self.max_tokens:,} tokens"),
+            (
+                "= KV cache",
+                self.kv_available,
+                f"{self.kv_per_token_per_gpu:,} B/token: at most {self.max_tokens:,} tokens",
+            ),
             (f"− one {self.context:,}-token request", self.kv_needed, ""),
             ("= margin", self.margin, verdict),
         ]
-        head = (f"memory plan per GPU ({self.layout.gpus} GPUs, {self.layout.describe()}, "
-                f"KV cache {s.kv_dtype}):")
+        head = (
+            f"memory plan per GPU ({self.layout.gpus} GPUs, {self.layout.describe()}, "
+            f"KV cache {s.kv_dtype}):"
+        )
         return [head] + [
             f"  {label:<36}{value / GIB:8.2f} GiB" + (f"  ({why})" if why else "")
             for label, value, why in rows

@@ -57,9 +57,16 @@ def listen_args(settings: Settings) -> list[str]:
     if settings.engine_host not in LOOPBACK_HOSTS and not settings.engine_key:
         raise ProfileError(
             f"WORKBENCH_ENGINE_HOST={settings.engine_host} reaches beyond this machine: set "
-            "WORKBENCH_ENGINE_KEY (the engine secret the gateway sends) as well.")
-    return ["--host", settings.engine_host, "--port", str(settings.engine_port),
-            "--middleware", REPLICA_MIDDLEWARE]
+            "WORKBENCH_ENGINE_KEY (the engine secret the gateway sends) as well."
+        )
+    return [
+        "--host",
+        settings.engine_host,
+        "--port",
+        str(settings.engine_port),
+        "--middleware",
+        REPLICA_MIDDLEWARE,
+    ]
 
 
 def engine_env(settings: Settings) -> dict[str, str]:
@@ -150,23 +157,33 @@ def h200x4_plan(settings: Settings, engine_python: str = "vllm", fit: bool = Fal
         raise ProfileError(_refusal(memory))
     s = H200X4_SETTINGS
     argv = [
-        engine_python, "serve", PRODUCTION_MODEL,
-        "--served-model-name", SERVED_MODEL_NAME,
+        engine_python,
+        "serve",
+        PRODUCTION_MODEL,
+        "--served-model-name",
+        SERVED_MODEL_NAME,
         *listen_args(settings),
-        "--tensor-parallel-size", str(H200X4_LAYOUT.tp),
+        "--tensor-parallel-size",
+        str(H200X4_LAYOUT.tp),
         "--enable-expert-parallel",
-        "--kv-cache-dtype", s.kv_dtype,
-        "--max-model-len", "auto" if fit else str(context),
-        "--gpu-memory-utilization", str(s.utilization),
-        "--max-num-batched-tokens", str(s.max_num_batched_tokens),
-        "--max-num-seqs", str(s.max_num_seqs),
+        "--kv-cache-dtype",
+        s.kv_dtype,
+        "--max-model-len",
+        "auto" if fit else str(context),
+        "--gpu-memory-utilization",
+        str(s.utilization),
+        "--max-num-batched-tokens",
+        str(s.max_num_batched_tokens),
+        "--max-num-seqs",
+        str(s.max_num_seqs),
         "--compilation-config",
         json.dumps({"cudagraph_capture_sizes": list(s.capture_sizes)}, separators=(",", ":")),
         "--enable-prefix-caching",
         # Reports cached prompt tokens in usage, so a second question on a document shows the hit.
         "--enable-prompt-tokens-details",
         "--enable-auto-tool-choice",
-        "--tool-call-parser", "qwen3_coder",
+        "--tool-call-parser",
+        "qwen3_coder",
     ]
     factor = yarn_factor(PRODUCTION_CONTEXT if fit else context)
     if factor is not None:
@@ -182,15 +199,22 @@ def h200x4_plan(settings: Settings, engine_python: str = "vllm", fit: bool = Fal
                 "factor": factor,
                 "original_max_position_embeddings": QWEN3_CODER_480B.native_context,
                 "rope_theta": PRODUCTION_ROPE_THETA,
-            }
+            },
         }
         argv += ["--hf-overrides", json.dumps(rope, separators=(",", ":"))]
     notes = memory.lines()
     if fit:
-        notes.append("--fit-context: vLLM takes the longest context its measured memory holds "
-                     f"(this plan expects {memory.max_tokens:,} tokens)")
-    return EnginePlan(profile="h200x4", max_context=None if fit else context, argv=argv,
-                      env=engine_env(settings), notes=notes)
+        notes.append(
+            "--fit-context: vLLM takes the longest context its measured memory holds "
+            f"(this plan expects {memory.max_tokens:,} tokens)"
+        )
+    return EnginePlan(
+        profile="h200x4",
+        max_context=None if fit else context,
+        argv=argv,
+        env=engine_env(settings),
+        notes=notes,
+    )
 
 
 def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
@@ -198,12 +222,18 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
     context = min(settings.max_context or EMBEDDED_CONTEXT, EMBEDDED_CONTEXT)
     model_dir = embedded_model_dir(settings)
     argv = [
-        engine_python, "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(model_dir),
-        "--served-model-name", SERVED_MODEL_NAME,
+        engine_python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        SERVED_MODEL_NAME,
         *listen_args(settings),
-        "--max-model-len", str(context),
-        "--dtype", "bfloat16",
+        "--max-model-len",
+        str(context),
+        "--dtype",
+        "bfloat16",
         # Eager mode starts in ≈25 s instead of ≈110 s compiled; speed is not the point here.
         "--enforce-eager",
         "--enable-prefix-caching",
@@ -212,7 +242,8 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
         # Tool calls: SmolLM2 writes Hermes-style <tool_call> JSON; named and `required` tool
         # choice are constrained by structured outputs either way.
         "--enable-auto-tool-choice",
-        "--tool-call-parser", "hermes",
+        "--tool-call-parser",
+        "hermes",
     ]
     factor = yarn_factor(context, EMBEDDED_NATIVE_CONTEXT)
     if factor is not None:
@@ -242,7 +273,11 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
         **engine_env(settings),
     }
     return EnginePlan(
-        profile="cpu", max_context=context, argv=argv, env=env, model_dir=model_dir,
+        profile="cpu",
+        max_context=context,
+        argv=argv,
+        env=env,
+        model_dir=model_dir,
         notes=[f"embedded model {model_dir} (SmolLM2-135M-Instruct served as {SERVED_MODEL_NAME})"],
     )
 
@@ -250,15 +285,21 @@ def cpu_plan(settings: Settings, engine_python: str) -> EnginePlan:
 def external_plan(settings: Settings) -> EnginePlan:
     if settings.replica_urls:
         return EnginePlan(
-            profile="external", max_context=settings.max_context,
-            notes=[f"no engine started; vllm-router at {settings.upstream} in front of "
-                   + " ".join(settings.replica_urls)],
+            profile="external",
+            max_context=settings.max_context,
+            notes=[
+                f"no engine started; vllm-router at {settings.upstream} in front of "
+                + " ".join(settings.replica_urls)
+            ],
         )
     if not settings.upstream_url:
-        raise ProfileError("Profile 'external' needs WORKBENCH_UPSTREAM_URL (e.g. http://gpu-host:8001)"
-                           " or WORKBENCH_UPSTREAM_URLS (several engines).")
+        raise ProfileError(
+            "Profile 'external' needs WORKBENCH_UPSTREAM_URL (e.g. http://gpu-host:8001)"
+            " or WORKBENCH_UPSTREAM_URLS (several engines)."
+        )
     return EnginePlan(
-        profile="external", max_context=settings.max_context,
+        profile="external",
+        max_context=settings.max_context,
         notes=[f"no engine started; using {settings.upstream}"],
     )
 
@@ -270,8 +311,10 @@ def make_plan(
     profile = settings.profile if settings.profile != "auto" else detect_profile()
     if settings.replica_urls and profile != "external":
         if settings.profile != "auto":
-            raise ProfileError(f"WORKBENCH_UPSTREAM_URLS names engines elsewhere: profile "
-                               f"{profile} would start one here too (use ./launch.sh engine).")
+            raise ProfileError(
+                f"WORKBENCH_UPSTREAM_URLS names engines elsewhere: profile "
+                f"{profile} would start one here too (use ./launch.sh engine)."
+            )
         profile = "external"
     if profile == "h200x4":
         return h200x4_plan(settings, str(Path(engine_python).with_name("vllm")), fit)

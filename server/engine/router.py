@@ -55,22 +55,34 @@ def metrics_port(settings: Settings) -> int:
     return settings.router_port + 1
 
 
-def router_argv(binary: str, worker_urls: list[str], port: int, prometheus_port: int,
-                policy: str = POLICY) -> list[str]:
+def router_argv(
+    binary: str, worker_urls: list[str], port: int, prometheus_port: int, policy: str = POLICY
+) -> list[str]:
     """The router's command line (shared by launch.sh, the tests and bench/routing.py)."""
     return [
         binary,
-        "--host", "127.0.0.1",
-        "--port", str(port),
-        "--worker-urls", *worker_urls,
-        "--policy", policy,
-        "--prometheus-host", "127.0.0.1",
-        "--prometheus-port", str(prometheus_port),
-        "--health-check-interval-secs", str(HEALTH_INTERVAL_SECONDS),
-        "--health-failure-threshold", str(HEALTH_FAILURES),
-        "--cb-failure-threshold", str(BREAKER_FAILURES),
-        "--request-timeout-secs", str(REQUEST_TIMEOUT_SECONDS),
-        "--log-level", "warning",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--worker-urls",
+        *worker_urls,
+        "--policy",
+        policy,
+        "--prometheus-host",
+        "127.0.0.1",
+        "--prometheus-port",
+        str(prometheus_port),
+        "--health-check-interval-secs",
+        str(HEALTH_INTERVAL_SECONDS),
+        "--health-failure-threshold",
+        str(HEALTH_FAILURES),
+        "--cb-failure-threshold",
+        str(BREAKER_FAILURES),
+        "--request-timeout-secs",
+        str(REQUEST_TIMEOUT_SECONDS),
+        "--log-level",
+        "warning",
     ]
 
 
@@ -78,5 +90,9 @@ def router_plan(settings: Settings, app_python: str) -> list[str]:
     """The router launch.sh starts for these settings; empty without replicas."""
     if not settings.replica_urls:
         return []
-    return router_argv(router_binary(app_python), settings.replica_urls, settings.router_port,
-                       metrics_port(settings))
+    return router_argv(
+        router_binary(app_python),
+        settings.replica_urls,
+        settings.router_port,
+        metrics_port(settings),
+    )

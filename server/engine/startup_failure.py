@@ -40,8 +40,10 @@ def parse(log: str) -> KvRefusal | None:
     if matches:
         found = matches[-1]
         return KvRefusal(
-            asked=int(found["asked"]), needed_gib=float(found["needed"]),
-            available_gib=float(found["available"]), estimated=int(found["estimated"] or 0),
+            asked=int(found["asked"]),
+            needed_gib=float(found["needed"]),
+            available_gib=float(found["available"]),
+            estimated=int(found["estimated"] or 0),
         )
     if _NO_MEMORY in log:
         return KvRefusal(asked=0, needed_gib=0.0, available_gib=0.0, estimated=0)

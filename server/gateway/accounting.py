@@ -63,9 +63,20 @@ class UsageRow:
 
     def values(self) -> tuple:
         """The row as log_requests takes it (USAGE_COLUMNS' order)."""
-        return (self.request_id, self.created_at, self.key_name, self.endpoint, self.model,
-                self.status_code, self.prompt_tokens, self.completion_tokens, self.latency_ms,
-                self.ttft_ms, self.user, self.error_code)
+        return (
+            self.request_id,
+            self.created_at,
+            self.key_name,
+            self.endpoint,
+            self.model,
+            self.status_code,
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.latency_ms,
+            self.ttft_ms,
+            self.user,
+            self.error_code,
+        )
 
 
 class Journal:
@@ -171,7 +182,8 @@ class UsageRecorder:
             sealed = self.journal.seal()
             try:
                 await anyio.to_thread.run_sync(
-                    log_requests, self.store.db, [row.values() for row in rows])
+                    log_requests, self.store.db, [row.values() for row in rows]
+                )
             except Exception:
                 # Serving goes on; the journal keeps the rows for the next start's replay.
                 log.exception("could not record usage of %d requests", len(rows))

@@ -24,8 +24,15 @@ from server.gateway import errors
 from storage import Store
 from storage.keys import Key, authenticate, hash_secret
 
-__all__ = ["AdminKey", "ApiKey", "Authenticator", "bearer_secret", "offered_secrets",
-           "require_admin", "require_key"]
+__all__ = [
+    "AdminKey",
+    "ApiKey",
+    "Authenticator",
+    "bearer_secret",
+    "offered_secrets",
+    "require_admin",
+    "require_key",
+]
 
 
 def bearer_secret(authorization: str | None) -> str | None:

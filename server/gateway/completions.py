@@ -38,9 +38,16 @@ __all__ = ["CompletionService", "JsonResult", "StreamResult"]
 class CompletionService(Forwarder):
     """Serves every generating /v1 endpoint for an authenticated key."""
 
-    def __init__(self, engine: Engine, counter: PromptCounter, limiter: KeyLimiter,
-                 recorder: UsageRecorder, metrics: GatewayMetrics, documents: DocumentExpander,
-                 store: Store):
+    def __init__(
+        self,
+        engine: Engine,
+        counter: PromptCounter,
+        limiter: KeyLimiter,
+        recorder: UsageRecorder,
+        metrics: GatewayMetrics,
+        documents: DocumentExpander,
+        store: Store,
+    ):
         super().__init__(engine, counter, limiter, recorder, metrics)
         self.documents = documents
         self.store = store  # where the Responses API keeps responses
@@ -52,8 +59,9 @@ class CompletionService(Forwarder):
             "/v1/messages/count_tokens": lambda key, body: messages.plan_count(self, body),
         }
 
-    async def serve(self, key: Key, endpoint: str, body: dict[str, Any], started: float
-                    ) -> JsonResult | StreamResult:
+    async def serve(
+        self, key: Key, endpoint: str, body: dict[str, Any], started: float
+    ) -> JsonResult | StreamResult:
         """Plan the request of `endpoint` (one of the paths above) and forward it."""
         try:
             plan = await self._planners[endpoint](key, body)
@@ -69,14 +77,25 @@ class CompletionService(Forwarder):
         await self.check_model(request.model)
         messages_ = string_arguments(await self.documents.expand(body["messages"]))
         prompt_tokens, max_tokens = await self.counter.fit(
-            messages_, body.get("tools"), request.max_completion_tokens or request.max_tokens,
-            DEFAULTS["max_tokens"], self.engine.max_context, "messages")
+            messages_,
+            body.get("tools"),
+            request.max_completion_tokens or request.max_tokens,
+            DEFAULTS["max_tokens"],
+            self.engine.max_context,
+            "messages",
+        )
         out = _with_defaults(body, max_tokens)
         out["messages"] = messages_
         if request.max_completion_tokens is not None:
             out["max_completion_tokens"] = max_tokens
-        return _plan(out, request.user, "/v1/chat/completions", "messages",
-                     prompt_tokens, prompt_tokens + out["n"] * max_tokens)
+        return _plan(
+            out,
+            request.user,
+            "/v1/chat/completions",
+            "messages",
+            prompt_tokens,
+            prompt_tokens + out["n"] * max_tokens,
+        )
 
     async def _plan_completion(self, body: dict[str, Any]) -> Plan:
         request = validate(CompletionRequest, body)
@@ -85,16 +104,27 @@ class CompletionService(Forwarder):
         counts = await self.counter.texts(texts) + known
         if not counts:
             raise errors.invalid_value("The prompt must not be empty.", "prompt")
-        max_tokens = max_tokens_for(request.max_tokens, DEFAULTS["max_tokens"], max(counts),
-                                    self.engine.max_context, "prompt")
+        max_tokens = max_tokens_for(
+            request.max_tokens,
+            DEFAULTS["max_tokens"],
+            max(counts),
+            self.engine.max_context,
+            "prompt",
+        )
         out = _with_defaults(body, max_tokens)
         prompt_tokens = sum(counts)
         reserved = prompt_tokens + len(counts) * out["n"] * max_tokens
         return _plan(out, request.user, "/v1/completions", "prompt", prompt_tokens, reserved)
 
 
-def _plan(out: dict[str, Any], user: str | None, endpoint: str, param: str,
-          prompt_tokens: int, reserved: int) -> Plan:
+def _plan(
+    out: dict[str, Any],
+    user: str | None,
+    endpoint: str,
+    param: str,
+    prompt_tokens: int,
+    reserved: int,
+) -> Plan:
     stream = None
     if out["stream"]:
         options = dict(out.get("stream_options") or {})

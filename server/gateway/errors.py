@@ -74,16 +74,24 @@ class ApiError(Exception):
         if dialect == "anthropic":
             return b"event: error\ndata: " + orjson.dumps(self.body("anthropic")) + b"\n\n"
         if dialect == "responses":
-            event = {"type": "error", "code": self.code, "message": self.message,
-                     "param": self.param, "sequence_number": sequence_number}
+            event = {
+                "type": "error",
+                "code": self.code,
+                "message": self.message,
+                "param": self.param,
+                "sequence_number": sequence_number,
+            }
             return b"event: error\ndata: " + orjson.dumps(event) + b"\n\n"
         return b"data: " + orjson.dumps(self.body()) + b"\n\n"
 
-    def response(self, extra_headers: dict[str, str] | None = None,
-                 dialect: Dialect = "openai") -> Response:
+    def response(
+        self, extra_headers: dict[str, str] | None = None, dialect: Dialect = "openai"
+    ) -> Response:
         headers = {**(extra_headers or {}), **self.headers}
         return Response(
-            orjson.dumps(self.body(dialect)), status_code=self.status, headers=headers,
+            orjson.dumps(self.body(dialect)),
+            status_code=self.status,
+            headers=headers,
             media_type="application/json",
         )
 
@@ -92,8 +100,9 @@ def error_body(message: str, type: str, param: str | None, code: str | None) -> 
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
-def invalid_request(message: str, param: str | None = None,
-                    code: str = "invalid_request") -> ApiError:
+def invalid_request(
+    message: str, param: str | None = None, code: str = "invalid_request"
+) -> ApiError:
     return ApiError(400, message, "invalid_request_error", code, param)
 
 
@@ -124,7 +133,8 @@ def request_too_large(limit: int) -> ApiError:
 def context_length_exceeded(max_context: int, param: str = "messages") -> ApiError:
     return invalid_request(
         f"Request exceeds maximum context length of {max_context} tokens",
-        param=param, code="context_length_exceeded",
+        param=param,
+        code="context_length_exceeded",
     )
 
 
@@ -138,15 +148,19 @@ def permission_denied(message: str) -> ApiError:
 
 def model_not_found(model: str, available: str) -> ApiError:
     return ApiError(
-        404, f"The model '{model}' does not exist; this server serves '{available}'",
-        "not_found_error", "model_not_found", "model",
+        404,
+        f"The model '{model}' does not exist; this server serves '{available}'",
+        "not_found_error",
+        "model_not_found",
+        "model",
     )
 
 
 def unknown_url(method: str, path: str, hint: str = "") -> ApiError:
     """404 for a path nothing serves; `hint` says where the client probably meant."""
-    return ApiError(404, f"Unknown request URL: {method} {path}{hint}", "not_found_error",
-                    "unknown_url")
+    return ApiError(
+        404, f"Unknown request URL: {method} {path}{hint}", "not_found_error", "unknown_url"
+    )
 
 
 def upstream_not_found(message: str) -> ApiError:
@@ -156,7 +170,9 @@ def upstream_not_found(message: str) -> ApiError:
 
 def method_not_allowed(method: str, path: str) -> ApiError:
     return ApiError(
-        405, f"Method {method} is not allowed for {path}", "invalid_request_error",
+        405,
+        f"Method {method} is not allowed for {path}",
+        "invalid_request_error",
         "method_not_allowed",
     )
 
@@ -165,8 +181,10 @@ def rate_limited(message: str, headers: dict[str, str]) -> ApiError:
     return ApiError(429, message, "rate_limit_error", "rate_limit_exceeded", headers=headers)
 
 
-def internal_error(message: str = "The server had an error while processing your request.",
-                   code: str = "internal_error") -> ApiError:
+def internal_error(
+    message: str = "The server had an error while processing your request.",
+    code: str = "internal_error",
+) -> ApiError:
     return ApiError(500, message, "internal_server_error", code)
 
 
@@ -178,7 +196,8 @@ def engine_error(message: str) -> ApiError:
 def limits_unavailable() -> ApiError:
     """The shared limits store (Redis) is unreachable: requests are refused (fail closed)."""
     return service_unavailable(
-        "Rate limits cannot be checked right now (the limits store is unreachable); retry later.")
+        "Rate limits cannot be checked right now (the limits store is unreachable); retry later."
+    )
 
 
 def service_unavailable(message: str = "The engine is not available; retry later.") -> ApiError:
@@ -221,8 +240,9 @@ def from_validation_errors(errors: list[dict[str, Any]]) -> ApiError:
     if kind == "missing":
         if first.get("ctx", {}).get("field"):  # a model-level check naming the missing field
             param = f"{param}.{first['ctx']['field']}" if param else first["ctx"]["field"]
-        return invalid_request(f"Missing required parameter: '{param}'.", param,
-                               "missing_required_parameter")
+        return invalid_request(
+            f"Missing required parameter: '{param}'.", param, "missing_required_parameter"
+        )
     if kind.endswith("_type") or kind in ("literal_error", "union_tag_invalid", "is_instance_of"):
         return invalid_request(f"Invalid type for '{param}': {msg}.", param, "invalid_type")
     return invalid_request(f"Invalid value for '{param}': {msg}.", param, "invalid_value")

@@ -85,8 +85,14 @@ def validate(model: type[BaseModel], body: dict[str, Any]) -> Any:
 class Forwarder:
     """Admits, forwards, settles and records planned requests for an authenticated key."""
 
-    def __init__(self, engine: Engine, counter: PromptCounter, limiter: KeyLimiter,
-                 recorder: UsageRecorder, metrics: GatewayMetrics):
+    def __init__(
+        self,
+        engine: Engine,
+        counter: PromptCounter,
+        limiter: KeyLimiter,
+        recorder: UsageRecorder,
+        metrics: GatewayMetrics,
+    ):
         self.engine = engine
         self.counter = counter
         self.limiter = limiter
@@ -98,15 +104,24 @@ class Forwarder:
             raise errors.model_not_found(model, SERVED_MODEL_NAME)
         await self.engine.ensure_ready()
 
-    def record_refusal(self, key: Key, endpoint: str, body: dict[str, Any] | None,
-                       error: ApiError, started: float) -> None:
+    def record_refusal(
+        self, key: Key, endpoint: str, body: dict[str, Any] | None, error: ApiError, started: float
+    ) -> None:
         """The usage row of a request answered with an error (before or by the engine)."""
         body = body or {}
         model = body.get("model") if isinstance(body.get("model"), str) else None
         user = body.get("user") if isinstance(body.get("user"), str) else None
-        self.recorder.record(UsageRow(
-            key.name, endpoint, model, error.status, latency_ms=_ms_since(started),
-            user=user, error_code=error.code))
+        self.recorder.record(
+            UsageRow(
+                key.name,
+                endpoint,
+                model,
+                error.status,
+                latency_ms=_ms_since(started),
+                user=user,
+                error_code=error.code,
+            )
+        )
 
     async def _admit(self, key: Key, plan: Plan) -> tuple[Lease, dict[str, str]]:
         anthropic = errors.dialect_of(plan.endpoint) == "anthropic"
@@ -131,7 +146,8 @@ class Forwarder:
             return await self._stream(key, plan, lease, headers, payload, started, affinity)
         try:
             content, replica = await self.engine.post_answer(
-                plan.endpoint, payload, affinity=affinity)
+                plan.endpoint, payload, affinity=affinity
+            )
         except ApiError as exc:
             await lease.settle(0)
             exc.headers.update(headers)
@@ -153,8 +169,16 @@ class Forwarder:
         await _after(plan, answer)
         return JsonResult(content, _with_replica(headers, replica))
 
-    async def _stream(self, key: Key, plan: Plan, lease: Lease, headers: dict[str, str],
-                      payload: bytes, started: float, affinity: str | None) -> StreamResult:
+    async def _stream(
+        self,
+        key: Key,
+        plan: Plan,
+        lease: Lease,
+        headers: dict[str, str],
+        payload: bytes,
+        started: float,
+        affinity: str | None,
+    ) -> StreamResult:
         try:
             upstream = await self.engine.open_stream(plan.endpoint, payload, affinity=affinity)
         except BaseException as exc:
@@ -165,31 +189,63 @@ class Forwarder:
             raise
 
         async def on_end(outcome: StreamOutcome) -> None:
-            prompt, completion = tokens_of(outcome.usage, plan.prompt_tokens,
-                                           estimate=outcome.events)
+            prompt, completion = tokens_of(
+                outcome.usage, plan.prompt_tokens, estimate=outcome.events
+            )
             await lease.settle(prompt + completion)
             if outcome.ttft_ms is not None:
                 self.metrics.ttft.labels(plan.endpoint).observe(outcome.ttft_ms / 1000)
             status, code = 200, outcome.error_code
             if outcome.disconnected:
                 status, code = 499, "client_disconnected"
-            self._record(key, plan, status, started, prompt, completion,
-                         ttft_ms=outcome.ttft_ms, error_code=code)
+            self._record(
+                key,
+                plan,
+                status,
+                started,
+                prompt,
+                completion,
+                ttft_ms=outcome.ttft_ms,
+                error_code=code,
+            )
             if code is None and outcome.final is not None:
                 await _after(plan, outcome.final)
 
         relay = StreamRelay(
-            upstream, StreamOutcome(started=started), plan.stream,
-            max_context=self.engine.max_context, prompt_param=plan.param, on_end=on_end)
+            upstream,
+            StreamOutcome(started=started),
+            plan.stream,
+            max_context=self.engine.max_context,
+            prompt_param=plan.param,
+            on_end=on_end,
+        )
         return StreamResult(relay, _with_replica({**headers, **SSE_HEADERS}, upstream.replica))
 
-    def _record(self, key: Key, plan: Plan, status: int, started: float, prompt: int = 0,
-                completion: int = 0, ttft_ms: float | None = None,
-                error_code: str | None = None) -> None:
-        self.recorder.record(UsageRow(
-            key.name, plan.endpoint, SERVED_MODEL_NAME, status, prompt, completion,
-            latency_ms=_ms_since(started), ttft_ms=ttft_ms, user=plan.user,
-            error_code=error_code))
+    def _record(
+        self,
+        key: Key,
+        plan: Plan,
+        status: int,
+        started: float,
+        prompt: int = 0,
+        completion: int = 0,
+        ttft_ms: float | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        self.recorder.record(
+            UsageRow(
+                key.name,
+                plan.endpoint,
+                SERVED_MODEL_NAME,
+                status,
+                prompt,
+                completion,
+                latency_ms=_ms_since(started),
+                ttft_ms=ttft_ms,
+                user=plan.user,
+                error_code=error_code,
+            )
+        )
 
 
 def _json_object(content: bytes) -> dict:
@@ -219,8 +275,10 @@ def tokens_of(usage: dict | None, prompt_tokens: int, estimate: int = 0) -> tupl
         return prompt_tokens, estimate
     if "prompt_tokens" in usage:
         return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-    prompt = sum(int(usage.get(name) or 0) for name in (
-        "input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))
+    prompt = sum(
+        int(usage.get(name) or 0)
+        for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+    )
     return prompt, int(usage.get("output_tokens") or 0)
 
 

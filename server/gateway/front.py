@@ -28,8 +28,15 @@ from server.gateway.streaming import RelayResponse
 from storage.keys import Key
 
 # The generating endpoints, all served by CompletionService.serve.
-GENERATING = frozenset({"/v1/chat/completions", "/v1/completions", "/v1/responses",
-                        "/v1/messages", "/v1/messages/count_tokens"})
+GENERATING = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+    }
+)
 
 
 class GenerationFront:
@@ -39,8 +46,7 @@ class GenerationFront:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] != "http" or scope["method"] != "POST"
-                or scope["path"] not in GENERATING):
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in GENERATING:
             await self.app(scope, receive, send)
             return
         request = Request(scope, receive)

@@ -30,18 +30,15 @@ admitted; otherwise the moment the oldest usage leaves the window.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 import time
-from collections import defaultdict
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from limits import RateLimitItemPerMinute
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 
@@ -79,7 +76,8 @@ class LimitState:
         """Ours and OpenAI's; with `anthropic`, Anthropic's `anthropic-ratelimit-*` too."""
         now = time.time() if now is None else now
         extra = self.anthropic_headers() if anthropic else {}
-        return {**extra,
+        return {
+            **extra,
             "X-RateLimit-Limit": str(self.requests_limit),
             "X-RateLimit-Remaining": str(self.requests_remaining),
             "X-RateLimit-Reset": str(math.ceil(self.requests_reset)),
@@ -141,72 +139,6 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-# The memory storage's housekeeping (dropping expired entries; reads skip them anyway) runs at
-# most this often.
-HOUSEKEEPING_SECONDS = 5.0
-
-
-class QuietMemoryStorage(MemoryStorage):
-    """The library's memory storage with its housekeeping every HOUSEKEEPING_SECONDS.
-
-    The library starts its expiry pass after every write, and the pass makes one worker-thread
-    hop per key: with 3 writes per request that was the limiter's whole cost (a tenth of the
-    gateway's CPU per request, py-spy). Its private scheduler is overridden by name, which the
-    pinned version (limits 5.8.0) is tested for in tests/test_gateway_limits.py.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._next_housekeeping = 0.0
-
-    async def _MemoryStorage__schedule_expiry(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_housekeeping:
-            self._next_housekeeping = now + HOUSEKEEPING_SECONDS
-            await super()._MemoryStorage__schedule_expiry()
-
-
-class MemoryBackend:
-    """One process: the library's memory storage, asyncio locks, a counter of leases."""
-
-    # Reads are plain dict lookups: awaiting them one by one is cheaper than a gather's tasks.
-    parallel_reads = False
-
-    def __init__(self) -> None:
-        self.storage = QuietMemoryStorage()
-        self._active: dict[str, int] = defaultdict(int)
-        self._locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._ids = itertools.count()
-
-    @asynccontextmanager
-    async def lock(self, ident: str):
-        async with self._locks[ident]:
-            yield
-
-    async def active(self, ident: str) -> int:
-        return self._active[ident]
-
-    async def acquire(self, ident: str) -> str:
-        self._active[ident] += 1
-        return str(next(self._ids))
-
-    async def release(self, ident: str, lease_id: str) -> None:
-        self._active[ident] = max(0, self._active[ident] - 1)
-
-    async def charge(self, key: str, tokens: int, now: float) -> str:
-        # The window counter the library's sliding-window strategy reads; charged directly
-        # so a reservation larger than what is left still goes through (the debt rule).
-        _, current = self.storage.sliding_window_keys(key, WINDOW_SECONDS, now)
-        await self.storage.incr(current, 2 * WINDOW_SECONDS, amount=tokens)
-        return current
-
-    async def refund(self, key: str, charged: str, tokens: int) -> None:
-        await self.storage.decr(charged, tokens)  # into the window that was charged
-
-    async def aclose(self) -> None:
-        pass
-
-
 @dataclass(frozen=True)
 class _Requests:
     """One key's moving window of admitted requests."""
@@ -252,8 +184,7 @@ class _Window:
 class Lease:
     """An admitted request's hold on its key: settle it exactly once when the request ends."""
 
-    def __init__(self, limiter: KeyLimiter, ident: str, reserved: int, charged: Any,
-                 lease_id: str):
+    def __init__(self, limiter: KeyLimiter, ident: str, reserved: int, charged: Any, lease_id: str):
         self._limiter = limiter
         self.ident = ident
         self.reserved = reserved
@@ -270,13 +201,14 @@ class Lease:
 
 
 class KeyLimiter:
-    """RPM, TPM and concurrency limits for every key, in `backend` (default: this process)."""
+    """RPM, TPM and concurrency limits for every key, in `backend` (`limits_memory` for one
+    process, `limits_redis` for several)."""
 
-    def __init__(self, rpm: int, tpm: int, max_concurrent: int, backend: Backend | None = None):
+    def __init__(self, rpm: int, tpm: int, max_concurrent: int, backend: Backend):
         self.rpm = rpm
         self.tpm = tpm
         self.max_concurrent = max_concurrent
-        self._backend = backend or MemoryBackend()
+        self._backend = backend
         self._storage = self._backend.storage
         self._requests = MovingWindowRateLimiter(self._storage)
         # Distinct namespaces: with RPM == TPM the two windows would otherwise share a key.
@@ -298,7 +230,8 @@ class KeyLimiter:
     async def _state(self, ident: str, now: float) -> tuple[LimitState, _Requests, _Window]:
         if self._backend.parallel_reads:  # two round trips to Redis at once
             requests, tokens = await asyncio.gather(
-                self._requests_window(ident, now), self._window(self._token_item, ident))
+                self._requests_window(ident, now), self._window(self._token_item, ident)
+            )
         else:
             requests = await self._requests_window(ident, now)
             tokens = await self._window(self._token_item, ident)
@@ -333,7 +266,8 @@ class KeyLimiter:
             now = time.time()
             if self._backend.parallel_reads:
                 (state, requests, token_window), active = await asyncio.gather(
-                    self._state(ident, now), self._backend.active(ident))
+                    self._state(ident, now), self._backend.active(ident)
+                )
             else:
                 state, requests, token_window = await self._state(ident, now)
                 active = await self._backend.active(ident)
@@ -341,7 +275,10 @@ class KeyLimiter:
                 raise RateLimitExceeded(
                     "concurrency",
                     f"Rate limit exceeded: {self.max_concurrent} concurrent requests per key; "
-                    "wait for one of your requests to finish.", 1, state)
+                    "wait for one of your requests to finish.",
+                    1,
+                    state,
+                )
             if requests.remaining <= 0:
                 raise self._requests_refused(requests, state)
             if token_window.used >= self.tpm:
@@ -349,7 +286,9 @@ class KeyLimiter:
                     "tokens",
                     f"Rate limit exceeded: {self.tpm} tokens per minute per key "
                     "(prompt + max_tokens are reserved when a request starts).",
-                    token_window.seconds_until_admissible(), state)
+                    token_window.seconds_until_admissible(),
+                    state,
+                )
             if not await self._requests.hit(self._request_item, ident):
                 # Only the key's lock holder hits, so the window cannot have filled since.
                 raise self._requests_refused(requests, state)
@@ -361,8 +300,11 @@ class KeyLimiter:
     def _requests_refused(self, requests: _Requests, state: LimitState) -> RateLimitExceeded:
         # Admissible again when the oldest request in the window leaves it.
         return RateLimitExceeded(
-            "requests", f"Rate limit exceeded: {self.rpm} requests per minute per key.",
-            requests.reset_in, state)
+            "requests",
+            f"Rate limit exceeded: {self.rpm} requests per minute per key.",
+            requests.reset_in,
+            state,
+        )
 
     async def _charge(self, ident: str, tokens: int, now: float) -> Any:
         if tokens <= 0:
@@ -376,7 +318,8 @@ class KeyLimiter:
                 delta = used_tokens - lease.reserved
                 if delta < 0 and charged is not None:
                     await self._backend.refund(
-                        self._token_item.key_for(lease.ident), charged, -delta)
+                        self._token_item.key_for(lease.ident), charged, -delta
+                    )
                 elif delta > 0:
                     await self._charge(lease.ident, delta, time.time())
         except StorageError as exc:

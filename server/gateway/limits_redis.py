@@ -56,7 +56,9 @@ if ttl > 0 and ttl < expiry then
 end
 """
 
-CHARGE_LUA = _ROLL_OVER + """
+CHARGE_LUA = (
+    _ROLL_OVER
+    + """
 local amount = tonumber(ARGV[2])
 if redis.call('exists', KEYS[2]) == 1 then
     redis.call('incrby', KEYS[2], amount)
@@ -65,8 +67,11 @@ else
 end
 return redis.call('pexpiretime', KEYS[2])
 """
+)
 
-REFUND_LUA = _ROLL_OVER + """
+REFUND_LUA = (
+    _ROLL_OVER
+    + """
 local amount = tonumber(ARGV[2])
 local charged = tonumber(ARGV[3])
 for _, key in ipairs({KEYS[2], KEYS[1]}) do
@@ -78,6 +83,7 @@ for _, key in ipairs({KEYS[2], KEYS[1]}) do
 end
 return 0
 """
+)
 
 UNLOCK_LUA = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -101,8 +107,12 @@ class RedisBackend:
 
     def __init__(self, url: str):
         self.storage = RedisStorage(
-            storage_uri(url), wrap_exceptions=True, implementation="redispy",
-            socket_timeout=5, socket_connect_timeout=2)
+            storage_uri(url),
+            wrap_exceptions=True,
+            implementation="redispy",
+            socket_timeout=5,
+            socket_connect_timeout=2,
+        )
         bridge = self.storage.bridge
         self._prefixed = bridge.prefixed_key
         self._redis = bridge.get_connection()
@@ -116,8 +126,10 @@ class RedisBackend:
         self._refresher: asyncio.Task | None = None
 
     def _windows(self, key: str) -> list[str]:
-        return [self._prefixed(self.storage._previous_window_key(key)),
-                self._prefixed(self.storage._current_window_key(key))]
+        return [
+            self._prefixed(self.storage._previous_window_key(key)),
+            self._prefixed(self.storage._current_window_key(key)),
+        ]
 
     def _leases_key(self, ident: str) -> str:
         return self._prefixed(f"leases/{ident}")
@@ -195,8 +207,7 @@ class RedisBackend:
 
     async def charge(self, key: str, tokens: int, now: float) -> int:
         try:
-            return int(await self._charge(keys=self._windows(key),
-                                          args=[WINDOW_SECONDS, tokens]))
+            return int(await self._charge(keys=self._windows(key), args=[WINDOW_SECONDS, tokens]))
         except _ERRORS as exc:
             raise StorageError(exc) from exc
 

@@ -64,13 +64,25 @@ async def plan(service: Forwarder, body: dict[str, Any]) -> Plan:
     request = validate(MessagesRequest, body)
     await service.check_model(request.model)
     prompt_tokens, max_tokens = await service.counter.fit(
-        chat_messages(request), chat_tools(request), request.max_tokens, request.max_tokens,
-        service.engine.max_context, "messages")
+        chat_messages(request),
+        chat_tools(request),
+        request.max_tokens,
+        request.max_tokens,
+        service.engine.max_context,
+        "messages",
+    )
     out = {**body, "max_tokens": max_tokens}
     stream = messages_stream() if request.stream else None
     user = (request.metadata or {}).get("user_id")
-    return Plan(ENDPOINT, "messages", out, stream, prompt_tokens, prompt_tokens + max_tokens,
-                user if isinstance(user, str) else None)
+    return Plan(
+        ENDPOINT,
+        "messages",
+        out,
+        stream,
+        prompt_tokens,
+        prompt_tokens + max_tokens,
+        user if isinstance(user, str) else None,
+    )
 
 
 async def plan_count(service: Forwarder, body: dict[str, Any]) -> Plan:
@@ -105,12 +117,16 @@ def chat_messages(request: CountTokensRequest) -> list[dict[str, str]]:
     renders the same texts; tool calls and results are counted as their JSON and text; inline
     system turns with the leading system prompt, as vLLM merges them for system-first
     templates such as Qwen3's)."""
-    systems = [_text(request.system)] + [_text(m.content) for m in request.messages
-                                         if m.role == "system"]
+    systems = [_text(request.system)] + [
+        _text(m.content) for m in request.messages if m.role == "system"
+    ]
     system = "\n\n".join(text for text in systems if text)
     messages = [{"role": "system", "content": system}] if system else []
-    messages += [{"role": m.role, "content": _text(m.content)} for m in request.messages
-                 if m.role != "system"]
+    messages += [
+        {"role": m.role, "content": _text(m.content)}
+        for m in request.messages
+        if m.role != "system"
+    ]
     return messages
 
 
@@ -118,6 +134,14 @@ def chat_tools(request: CountTokensRequest) -> list[dict[str, Any]] | None:
     """Anthropic tools in the chat shape the template renders."""
     if not request.tools:
         return None
-    return [{"type": "function", "function": {
-        "name": tool.get("name"), "description": tool.get("description"),
-        "parameters": tool.get("input_schema")}} for tool in request.tools]
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.get("name"),
+                "description": tool.get("description"),
+                "parameters": tool.get("input_schema"),
+            },
+        }
+        for tool in request.tools
+    ]

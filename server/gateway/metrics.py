@@ -16,10 +16,18 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from server.gateway.replicas import Replicas
 
 # Label values are bounded: unknown paths are counted as "other".
-ENDPOINTS = frozenset({
-    "/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/messages",
-    "/v1/messages/count_tokens", "/v1/models", "/health", "/metrics",
-})
+ENDPOINTS = frozenset(
+    {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/responses",
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/models",
+        "/health",
+        "/metrics",
+    }
+)
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -31,42 +39,77 @@ class GatewayMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.requests = Counter("workbench_requests", "Requests answered, by endpoint and status",
-                                ["endpoint", "status"], registry=r)
-        self.latency = Histogram("workbench_request_duration_seconds",
-                                 "Time from request to the last byte of the response",
-                                 ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.ttft = Histogram("workbench_time_to_first_token_seconds",
-                              "Time from request to the first streamed event",
-                              ["endpoint"], buckets=LATENCY_BUCKETS, registry=r)
-        self.tokens = Counter("workbench_tokens",
-                              "Tokens processed, by endpoint and kind (prompt, completion)",
-                              ["endpoint", "kind"], registry=r)
-        self.rejections = Counter("workbench_rate_limit_rejections",
-                                  "Requests refused by a rate limit, by limit",
-                                  ["limit"], registry=r)
-        self.in_flight = Gauge("workbench_requests_in_flight", "Requests being answered",
-                               registry=r)
-        self.engine_up = Gauge("workbench_engine_up", "1 if the engine answered its last check",
-                               registry=r)
+        self.requests = Counter(
+            "workbench_requests",
+            "Requests answered, by endpoint and status",
+            ["endpoint", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "workbench_request_duration_seconds",
+            "Time from request to the last byte of the response",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "workbench_time_to_first_token_seconds",
+            "Time from request to the first streamed event",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "workbench_tokens",
+            "Tokens processed, by endpoint and kind (prompt, completion)",
+            ["endpoint", "kind"],
+            registry=r,
+        )
+        self.rejections = Counter(
+            "workbench_rate_limit_rejections",
+            "Requests refused by a rate limit, by limit",
+            ["limit"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "workbench_requests_in_flight", "Requests being answered", registry=r
+        )
+        self.engine_up = Gauge(
+            "workbench_engine_up", "1 if the engine answered its last check", registry=r
+        )
         # Behind vllm-router only; one label value per configured replica URL.
-        self.router_up = Gauge("workbench_router_up", "1 if vllm-router answered its last check",
-                               registry=r)
-        self.replica_up = Gauge("workbench_replica_up",
-                                "1 if the replica answered its /health (checked by the gateway)",
-                                ["replica"], registry=r)
-        self.replica_routed = Gauge("workbench_replica_routed",
-                                    "1 if vllm-router sends requests to the replica",
-                                    ["replica"], registry=r)
-        self.replica_load = Gauge("workbench_replica_load",
-                                  "Requests in flight on the replica, as vllm-router counts them",
-                                  ["replica"], registry=r)
-        self.replica_context = Gauge("workbench_replica_max_model_len",
-                                     "The replica's max_model_len", ["replica"], registry=r)
+        self.router_up = Gauge(
+            "workbench_router_up", "1 if vllm-router answered its last check", registry=r
+        )
+        self.replica_up = Gauge(
+            "workbench_replica_up",
+            "1 if the replica answered its /health (checked by the gateway)",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_routed = Gauge(
+            "workbench_replica_routed",
+            "1 if vllm-router sends requests to the replica",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_load = Gauge(
+            "workbench_replica_load",
+            "Requests in flight on the replica, as vllm-router counts them",
+            ["replica"],
+            registry=r,
+        )
+        self.replica_context = Gauge(
+            "workbench_replica_max_model_len",
+            "The replica's max_model_len",
+            ["replica"],
+            registry=r,
+        )
         self.limits_store_up = Gauge(
             "workbench_limits_store_up",
             "1 if the rate limits' store answered the last admission (always 1 in memory)",
-            registry=r)
+            registry=r,
+        )
         self.limits_store_up.set(1)
 
     def render(self) -> bytes:

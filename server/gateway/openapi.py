@@ -119,8 +119,15 @@ class ErrorResponse(BaseModel):
 
 
 class AnthropicErrorDetail(BaseModel):
-    type: Literal["authentication_error", "invalid_request_error", "not_found_error",
-                  "permission_error", "rate_limit_error", "api_error", "overloaded_error"]
+    type: Literal[
+        "authentication_error",
+        "invalid_request_error",
+        "not_found_error",
+        "permission_error",
+        "rate_limit_error",
+        "api_error",
+        "overloaded_error",
+    ]
     message: str
 
 
@@ -131,9 +138,14 @@ class AnthropicErrorResponse(BaseModel):
     error: AnthropicErrorDetail
 
 
-_ERRORS = {400: "Invalid request (names the parameter); a prompt over the context",
-           401: "Missing or wrong key", 404: "Unknown model", 429: "Over a rate limit",
-           500: "The engine failed", 503: "The engine is not available"}
+_ERRORS = {
+    400: "Invalid request (names the parameter); a prompt over the context",
+    401: "Missing or wrong key",
+    404: "Unknown model",
+    429: "Over a rate limit",
+    500: "The engine failed",
+    503: "The engine is not available",
+}
 _KINDS, _FIELDS = ("requests", "tokens"), ("limit", "remaining", "reset")
 
 
@@ -148,8 +160,12 @@ def _headers(dialect: Dialect) -> dict[str, Any]:
 _REQUEST_MODELS: list[type[BaseModel]] = []
 
 
-def documented(answer: type[BaseModel], request: type[BaseModel] | None = None,
-               stream: bool = False, dialect: Dialect = "openai") -> dict[str, Any]:
+def documented(
+    answer: type[BaseModel],
+    request: type[BaseModel] | None = None,
+    stream: bool = False,
+    dialect: Dialect = "openai",
+) -> dict[str, Any]:
     """Route keyword arguments that describe an operation: its request body (`request`, the
     model the gateway validates it with), its answer and its errors in `dialect`'s shape."""
     error = AnthropicErrorResponse if dialect == "anthropic" else ErrorResponse
@@ -159,29 +175,36 @@ def documented(answer: type[BaseModel], request: type[BaseModel] | None = None,
     responses: dict[int | str, Any] = {200: ok}
     for status, description in _ERRORS.items():
         responses[status] = {"model": error, "description": description}
-    responses[429]["headers"] = {**_headers(dialect),
-                                 "Retry-After": {"schema": {"type": "integer"}}}
+    responses[429]["headers"] = {
+        **_headers(dialect),
+        "Retry-After": {"schema": {"type": "integer"}},
+    }
     extra: dict[str, Any] = {}
     if request is not None:
         _REQUEST_MODELS.append(request)
         schema = {"$ref": REF.format(model=request.__name__)}
-        extra["requestBody"] = {"required": True,
-                                "content": {"application/json": {"schema": schema}}}
+        extra["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
     return {"responses": responses, "openapi_extra": extra}
 
 
 def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
     """The description of the `/v1` router's `routes`."""
     document = get_openapi(
-        title=TITLE, version=VERSION, routes=routes, openapi_version="3.1.0",
+        title=TITLE,
+        version=VERSION,
+        routes=routes,
+        openapi_version="3.1.0",
         description="OpenAI Chat Completions, Completions and Responses, and Anthropic Messages "
-                    "in front of one vLLM engine serving `qwen3`.")
+        "in front of one vLLM engine serving `qwen3`.",
+    )
     # FastAPI documents a 422 for path parameters; the gateway answers those with a 400/404.
     for operations in document["paths"].values():
         for operation in operations.values():
             operation["responses"].pop("422", None)
-    _, defs = models_json_schema([(m, "validation") for m in _REQUEST_MODELS],
-                                 ref_template=REF)
+    _, defs = models_json_schema([(m, "validation") for m in _REQUEST_MODELS], ref_template=REF)
     components = document.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
     schemas.update(defs.get("$defs", {}))

@@ -144,12 +144,16 @@ class ChatCompletionRequest(_Sampling):
         tools = info.data.get("tools")
         if not tools:
             raise PydanticCustomError(
-                "tool_choice_without_tools", "only allowed when 'tools' are specified")
+                "tool_choice_without_tools", "only allowed when 'tools' are specified"
+            )
         if isinstance(choice, NamedToolChoice) and choice.function.name not in {
-                t.function.name for t in tools}:
+            t.function.name for t in tools
+        }:
             raise PydanticCustomError(
-                "unknown_tool", "no function named '{name}' in 'tools'",
-                {"name": choice.function.name})
+                "unknown_tool",
+                "no function named '{name}' in 'tools'",
+                {"name": choice.function.name},
+            )
         return choice
 
 

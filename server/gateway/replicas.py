@@ -36,15 +36,19 @@ class Replica:
     load: int | None = None  # requests in flight there, as the router counts them
 
     def describe(self) -> dict:
-        return {"url": self.url, "status": "up" if self.up else "down", "routed": self.routed,
-                "load": self.load, "max_model_len": self.max_model_len}
+        return {
+            "url": self.url,
+            "status": "up" if self.up else "down",
+            "routed": self.routed,
+            "load": self.load,
+            "max_model_len": self.max_model_len,
+        }
 
 
 class Replicas:
     """The replicas' state; `check()` refreshes it (all replicas at once)."""
 
-    def __init__(self, urls: list[str], router_url: str, metrics_url: str,
-                 headers: dict[str, str]):
+    def __init__(self, urls: list[str], router_url: str, metrics_url: str, headers: dict[str, str]):
         self.replicas = [Replica(url) for url in urls]
         self.router_url = router_url
         self.metrics_url = metrics_url
@@ -78,8 +82,9 @@ class Replicas:
         return name
 
     async def check(self, session: aiohttp.ClientSession) -> None:
-        await asyncio.gather(self._check_router(session),
-                             *(self._check(session, r) for r in self.replicas))
+        await asyncio.gather(
+            self._check_router(session), *(self._check(session, r) for r in self.replicas)
+        )
 
     async def _check(self, session: aiohttp.ClientSession, replica: Replica) -> None:
         try:
@@ -88,21 +93,24 @@ class Replicas:
                 replica.name = response.headers.get(REPLICA_HEADER) or replica.name
             if replica.up:
                 # Read every time: a replica restarted with another --max-model-len says so.
-                async with session.get(replica.url + "/v1/models", headers=self._headers,
-                                       timeout=CHECK_TIMEOUT) as response:
+                async with session.get(
+                    replica.url + "/v1/models", headers=self._headers, timeout=CHECK_TIMEOUT
+                ) as response:
                     if response.status == 200:
                         card = orjson.loads(await response.read())["data"][0]
                         replica.max_model_len = int(card.get("max_model_len") or 0) or None
                     else:
-                        log.warning("replica %s answered /v1/models with %d (engine secret?)",
-                                    replica.url, response.status)
+                        log.warning(
+                            "replica %s answered /v1/models with %d (engine secret?)",
+                            replica.url,
+                            response.status,
+                        )
         except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, IndexError):
             replica.up = False
 
     async def _check_router(self, session: aiohttp.ClientSession) -> None:
         try:
-            async with session.get(self.router_url + "/workers",
-                                   timeout=CHECK_TIMEOUT) as response:
+            async with session.get(self.router_url + "/workers", timeout=CHECK_TIMEOUT) as response:
                 workers = orjson.loads(await response.read())["workers"]
             self.router_up = response.status == 200
         except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError):
@@ -117,8 +125,9 @@ class Replicas:
     async def router_metrics(self, session: aiohttp.ClientSession) -> bytes:
         """The router's own Prometheus text (empty if it does not answer)."""
         try:
-            async with session.get(self.metrics_url + "/metrics",
-                                   timeout=CHECK_TIMEOUT) as response:
+            async with session.get(
+                self.metrics_url + "/metrics", timeout=CHECK_TIMEOUT
+            ) as response:
                 return await response.read() if response.status == 200 else b""
         except (TimeoutError, aiohttp.ClientError):
             return b""

@@ -57,11 +57,13 @@ async def plan(service: CompletionService, key: Key, body: dict[str, Any]) -> Pl
     out = dict(body)
     if request.previous_response_id is not None:
         previous = await anyio.to_thread.run_sync(
-            load_response, service.store.db, key.name, request.previous_response_id)
+            load_response, service.store.db, key.name, request.previous_response_id
+        )
         if previous is None:
             raise errors.invalid_value(
                 f"Previous response with id '{request.previous_response_id}' not found.",
-                "previous_response_id")
+                "previous_response_id",
+            )
         # The engine keeps nothing: it gets the whole conversation.
         del out["previous_response_id"]
         out["input"] = [*previous["input"], *previous["output"], *_items(request.input)]
@@ -69,8 +71,13 @@ async def plan(service: CompletionService, key: Key, body: dict[str, Any]) -> Pl
     out = normalise(out)
     messages = chat_messages(out)
     prompt_tokens, max_tokens = await service.counter.fit(
-        messages, chat_tools(request.tools), request.max_output_tokens, DEFAULTS["max_tokens"],
-        service.engine.max_context, "input")
+        messages,
+        chat_tools(request.tools),
+        request.max_output_tokens,
+        DEFAULTS["max_tokens"],
+        service.engine.max_context,
+        "input",
+    )
     out["max_output_tokens"] = max_tokens
     stream = responses_stream() if request.stream else None
     after = None
@@ -78,12 +85,26 @@ async def plan(service: CompletionService, key: Key, body: dict[str, Any]) -> Pl
 
         async def after(response: dict[str, Any]) -> None:
             if isinstance(response.get("id"), str) and isinstance(response.get("output"), list):
-                await anyio.to_thread.run_sync(lambda: save_response(
-                    service.store.db, key_name=key.name, response_id=response["id"],
-                    input=conversation, output=response["output"]))
+                await anyio.to_thread.run_sync(
+                    lambda: save_response(
+                        service.store.db,
+                        key_name=key.name,
+                        response_id=response["id"],
+                        input=conversation,
+                        output=response["output"],
+                    )
+                )
 
-    return Plan(ENDPOINT, "input", out, stream, prompt_tokens, prompt_tokens + max_tokens,
-                request.user, after)
+    return Plan(
+        ENDPOINT,
+        "input",
+        out,
+        stream,
+        prompt_tokens,
+        prompt_tokens + max_tokens,
+        request.user,
+        after,
+    )
 
 
 def _items(value: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -131,8 +152,9 @@ def content_text(content: Any) -> str:
 def chat_messages(body: dict[str, Any]) -> list[dict[str, str]]:
     """The request as chat messages, for counting its prompt with the chat template (vLLM
     renders the same texts; tool calls and their outputs are counted as their JSON)."""
-    messages = [{"role": "system", "content": body["instructions"]}] \
-        if body.get("instructions") else []
+    messages = (
+        [{"role": "system", "content": body["instructions"]}] if body.get("instructions") else []
+    )
     items = body["input"]
     if isinstance(items, str):
         return [*messages, {"role": "user", "content": items}]
@@ -151,5 +173,8 @@ def chat_tools(tools: list[dict[str, Any]] | None) -> list[dict[str, Any]] | Non
     """Responses function tools (flat) in the chat shape the template renders."""
     if not tools:
         return None
-    return [{"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}}
-            for tool in tools if tool.get("type") == "function"] or None
+    return [
+        {"type": "function", "function": {k: v for k, v in tool.items() if k != "type"}}
+        for tool in tools
+        if tool.get("type") == "function"
+    ] or None

@@ -66,14 +66,24 @@ async def count_tokens() -> None:
 
 described = APIRouter(prefix="/v1")
 for _path, _endpoint, _docs in (
-        ("/chat/completions", chat_completions,
-         documented(ChatCompletion, ChatCompletionRequest, stream=True)),
-        ("/completions", completions, documented(Completion, CompletionRequest, stream=True)),
-        ("/responses", responses, documented(ResponseObject, ResponsesRequest, stream=True)),
-        ("/messages", messages, documented(AnthropicMessageResponse, MessagesRequest,
-                                           stream=True, dialect="anthropic")),
-        ("/messages/count_tokens", count_tokens,
-         documented(CountTokensResponse, CountTokensRequest, dialect="anthropic"))):
+    (
+        "/chat/completions",
+        chat_completions,
+        documented(ChatCompletion, ChatCompletionRequest, stream=True),
+    ),
+    ("/completions", completions, documented(Completion, CompletionRequest, stream=True)),
+    ("/responses", responses, documented(ResponseObject, ResponsesRequest, stream=True)),
+    (
+        "/messages",
+        messages,
+        documented(AnthropicMessageResponse, MessagesRequest, stream=True, dialect="anthropic"),
+    ),
+    (
+        "/messages/count_tokens",
+        count_tokens,
+        documented(CountTokensResponse, CountTokensRequest, dialect="anthropic"),
+    ),
+):
     described.add_api_route(_path, _endpoint, methods=["POST"], **_docs)
 assert {route.path for route in described.routes} == GENERATING
 
@@ -108,10 +118,16 @@ async def openapi(request: Request) -> Response:
     return JSONResponse(document)
 
 
-@v1.api_route("", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-              include_in_schema=False)
-@v1.api_route("/{path:path}", methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
-              include_in_schema=False)
+@v1.api_route(
+    "",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+)
+@v1.api_route(
+    "/{path:path}",
+    methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    include_in_schema=False,
+)
 async def unknown_v1(request: Request, key: ApiKey) -> Response:
     """Everything else under /v1 (so the UI mounted at / never answers for it)."""
     if request.url.path in KNOWN_V1_PATHS:
@@ -121,13 +137,20 @@ async def unknown_v1(request: Request, key: ApiKey) -> Response:
 
 async def missing_v1(request: Request) -> Response:
     """OpenAI paths without /v1: a base_url missing its /v1 is the commonest client mistake."""
-    raise errors.unknown_url(request.method, request.url.path,
-                             f". The API is under /v1: use base_url {request.base_url}v1")
+    raise errors.unknown_url(
+        request.method,
+        request.url.path,
+        f". The API is under /v1: use base_url {request.base_url}v1",
+    )
 
 
 for _path in ("/chat/completions", "/completions", "/models", "/models/{model_id:path}"):
-    ops.add_api_route(_path, missing_v1, include_in_schema=False,
-                      methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+    ops.add_api_route(
+        _path,
+        missing_v1,
+        include_in_schema=False,
+        methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"],
+    )
 
 
 @ops.api_route("/health", methods=["GET", "HEAD"])  # monitors often probe with HEAD
@@ -141,8 +164,9 @@ async def health(request: Request) -> Response:
     replicas = gateway.engine.replicas
     if replicas is None:
         return JSONResponse({"status": "ok"})
-    return JSONResponse({"status": replicas.status,
-                         "replicas": [r.describe() for r in replicas.replicas]})
+    return JSONResponse(
+        {"status": replicas.status, "replicas": [r.describe() for r in replicas.replicas]}
+    )
 
 
 async def _check_engine(gateway) -> bool:

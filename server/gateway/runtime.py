@@ -15,6 +15,7 @@ from server.gateway.auth import Authenticator
 from server.gateway.completions import CompletionService
 from server.gateway.documents import DocumentExpander
 from server.gateway.limits import KeyLimiter
+from server.gateway.limits_memory import MemoryBackend
 from server.gateway.limits_redis import RedisBackend
 from server.gateway.metrics import GatewayMetrics
 from server.gateway.sizing import PromptCounter
@@ -41,24 +42,43 @@ class Gateway:
 
 
 @asynccontextmanager
-async def open_gateway(settings: Settings, store: Store, engine: Engine, counter: Counter,
-                       metrics: GatewayMetrics) -> AsyncIterator[Gateway]:
+async def open_gateway(
+    settings: Settings, store: Store, engine: Engine, counter: Counter, metrics: GatewayMetrics
+) -> AsyncIterator[Gateway]:
     """The gateway over an open store, engine client and counter; usage rows still queued
     are written before it closes (the app closes the store after it)."""
     metrics.engine_up.set(1 if await engine.check_health() else 0)
-    limiter = KeyLimiter(settings.rpm, settings.tpm, settings.max_concurrent,
-                         RedisBackend(settings.redis_url) if settings.redis_url else None)
+    limiter = KeyLimiter(
+        settings.rpm,
+        settings.tpm,
+        settings.max_concurrent,
+        RedisBackend(settings.redis_url) if settings.redis_url else MemoryBackend(),
+    )
     recorder = UsageRecorder(store, metrics)
     replayed = await anyio.to_thread.run_sync(replay_journals, store, recorder.journal.directory)
     if replayed:
-        log.warning("%d usage row(s) of a process that stopped abruptly were written now",
-                    replayed)
+        log.warning("%d usage row(s) of a process that stopped abruptly were written now", replayed)
     completions = CompletionService(
-        engine, PromptCounter(counter), limiter, recorder, metrics,
-        DocumentExpander(settings.max_pdf_bytes), store)
+        engine,
+        PromptCounter(counter),
+        limiter,
+        recorder,
+        metrics,
+        DocumentExpander(settings.max_pdf_bytes),
+        store,
+    )
     try:
-        yield Gateway(settings, store, engine, counter, Authenticator(store), limiter,
-                      recorder, metrics, completions)
+        yield Gateway(
+            settings,
+            store,
+            engine,
+            counter,
+            Authenticator(store),
+            limiter,
+            recorder,
+            metrics,
+            completions,
+        )
     finally:
         await recorder.drain()
         await limiter.aclose()

@@ -70,7 +70,8 @@ class PromptCounter:
         try:
             if self.local and _chars(messages) > INLINE_COUNT_CHARS:
                 return await anyio.to_thread.run_sync(
-                    lambda: self.counter.count_messages(messages, **kwargs))
+                    lambda: self.counter.count_messages(messages, **kwargs)
+                )
             return await self.counter.acount_messages(messages, **kwargs)
         except jinja2.TemplateError as exc:
             # The model's chat template refused these messages; vLLM would refuse them too.
@@ -78,9 +79,15 @@ class PromptCounter:
         except TOKENIZE_ERRORS as exc:
             raise _remote_error(exc, "messages") from None
 
-    async def fit(self, messages: list[dict[str, Any]], tools: list | None,
-                  requested: int | None, default: int, max_context: int,
-                  param: str) -> tuple[int, int]:
+    async def fit(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list | None,
+        requested: int | None,
+        default: int,
+        max_context: int,
+        param: str,
+    ) -> tuple[int, int]:
         """(prompt tokens, max_tokens to send) of a chat-shaped request, or 400
         `context_length_exceeded`; the prompt tokens are exact unless counting is remote and
         the prompt is far enough from the context's edge for a count to change nothing."""
@@ -90,8 +97,7 @@ class PromptCounter:
             if bound + wanted <= max_context:
                 return estimate, wanted
         prompt_tokens = await self.messages(messages, tools)
-        return prompt_tokens, max_tokens_for(requested, default, prompt_tokens, max_context,
-                                             param)
+        return prompt_tokens, max_tokens_for(requested, default, prompt_tokens, max_context, param)
 
     async def texts(self, texts: list[str]) -> list[int]:
         """Token counts of legacy-completion prompts (no chat framing)."""
@@ -122,8 +128,9 @@ def completion_prompts(prompt: Any) -> tuple[list[str], list[int]]:
     return [], [len(p) for p in prompt]
 
 
-def max_tokens_for(requested: int | None, default: int, prompt_tokens: int,
-                   max_context: int, param: str) -> int:
+def max_tokens_for(
+    requested: int | None, default: int, prompt_tokens: int, max_context: int, param: str
+) -> int:
     """The max_tokens to send: the request's (or the default), capped by what the context
     leaves; 400 `context_length_exceeded` if the prompt leaves no room at all."""
     room = max_context - prompt_tokens

@@ -94,8 +94,13 @@ class TypedStream:
     of `ends`; each event type in `usage_events` carries `usage` in the object at its path of
     keys; a failure ends it with the protocol's own error event."""
 
-    def __init__(self, dialect: errors.Dialect, ends: tuple[bytes, ...], first_output: bytes,
-                 usage_events: dict[bytes, tuple[str, ...]]):
+    def __init__(
+        self,
+        dialect: errors.Dialect,
+        ends: tuple[bytes, ...],
+        first_output: bytes,
+        usage_events: dict[bytes, tuple[str, ...]],
+    ):
         self.dialect = dialect
         self._ends = ends
         self._first_output = first_output
@@ -106,7 +111,7 @@ class TypedStream:
     def event_type(event: bytes) -> bytes:
         if not event.startswith(b"event: "):
             return b""
-        return event[7:event.find(b"\n")].strip()
+        return event[7 : event.find(b"\n")].strip()
 
     def is_first_output(self, event: bytes) -> bool:
         return self.event_type(event) == self._first_output
@@ -118,10 +123,10 @@ class TypedStream:
         kind = self.event_type(event)
         data_at = event.find(b"data: ")
         if kind == b"error" or event.startswith(_ERROR):
-            data = orjson.loads(event[data_at + 6:])
+            data = orjson.loads(event[data_at + 6 :])
             return relay.engine_error(data).sse_event(self.dialect, self.sent)
         if kind in self._usage_events:
-            data = orjson.loads(event[data_at + 6:])
+            data = orjson.loads(event[data_at + 6 :])
             for name in self._usage_events[kind]:
                 data = data.get(name) if isinstance(data, dict) else None
             if isinstance(data, dict) and data.get("usage"):
@@ -140,22 +145,34 @@ class TypedStream:
 def responses_stream() -> TypedStream:
     """The Responses API: usage in the terminal event's `response`."""
     ends = (b"response.completed", b"response.incomplete", b"response.failed")
-    return TypedStream("responses", ends, b"response.output_item.added",
-                       {end: ("response",) for end in ends})
+    return TypedStream(
+        "responses", ends, b"response.output_item.added", {end: ("response",) for end in ends}
+    )
 
 
 def messages_stream() -> TypedStream:
     """Anthropic's Messages API: input usage in `message_start`, the total in `message_delta`."""
-    return TypedStream("anthropic", (b"message_stop",), b"content_block_start",
-                       {b"message_start": ("message",), b"message_delta": ()})
+    return TypedStream(
+        "anthropic",
+        (b"message_stop",),
+        b"content_block_start",
+        {b"message_start": ("message",), b"message_delta": ()},
+    )
 
 
 class StreamRelay:
     """Iterates one upstream SSE response as client-ready bytes; `aclose()` is idempotent."""
 
-    def __init__(self, upstream: UpstreamStream, outcome: StreamOutcome,
-                 dialect: ChatStream | TypedStream, *, max_context: int, prompt_param: str,
-                 on_end: Callable[[StreamOutcome], Awaitable[None]]):
+    def __init__(
+        self,
+        upstream: UpstreamStream,
+        outcome: StreamOutcome,
+        dialect: ChatStream | TypedStream,
+        *,
+        max_context: int,
+        prompt_param: str,
+        on_end: Callable[[StreamOutcome], Awaitable[None]],
+    ):
         self.upstream = upstream
         self.outcome = outcome
         self.dialect = dialect
@@ -203,8 +220,9 @@ class StreamRelay:
         numeric code; its Anthropic ones a type of its own)."""
         info = data.get("error") if isinstance(data.get("error"), dict) else data
         status = info.get("code") if isinstance(info.get("code"), int) else 500
-        error = map_upstream_error(status, orjson.dumps({"error": info}), self.max_context,
-                                   self.prompt_param)
+        error = map_upstream_error(
+            status, orjson.dumps({"error": info}), self.max_context, self.prompt_param
+        )
         self.outcome.error_code = error.code
         return error
 

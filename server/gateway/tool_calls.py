@@ -26,6 +26,7 @@ def string_arguments(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages with every assistant tool call's `arguments` as a JSON string."""
     return [
         {**m, "tool_calls": [_with_string_arguments(c) for c in m["tool_calls"]]}
-        if isinstance(m.get("tool_calls"), list) else m
+        if isinstance(m.get("tool_calls"), list)
+        else m
         for m in messages
     ]

@@ -91,12 +91,20 @@ class Engine:
         self.healthy = False
         self._session: aiohttp.ClientSession | None = None
         self._urls: dict[str, URL] = {}
-        self._auth = {"Authorization": f"Bearer {settings.engine_key}"} if settings.engine_key else {}
+        self._auth = (
+            {"Authorization": f"Bearer {settings.engine_key}"} if settings.engine_key else {}
+        )
         self._headers = {**_JSON, **self._auth}
-        self.replicas = Replicas(
-            settings.replica_urls, self.base_url,
-            f"http://127.0.0.1:{metrics_port(settings)}", self._auth,
-        ) if settings.replica_urls else None
+        self.replicas = (
+            Replicas(
+                settings.replica_urls,
+                self.base_url,
+                f"http://127.0.0.1:{metrics_port(settings)}",
+                self._auth,
+            )
+            if settings.replica_urls
+            else None
+        )
 
     @property
     def max_context(self) -> int:
@@ -116,7 +124,8 @@ class Engine:
     async def open(self) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
-            timeout=TIMEOUT, auto_decompress=False,
+            timeout=TIMEOUT,
+            auto_decompress=False,
         )
 
     async def aclose(self) -> None:
@@ -130,8 +139,9 @@ class Engine:
         return url
 
     async def _get(self, path: str) -> tuple[int, bytes]:
-        async with self._session.get(self._url(path), headers=self._auth,
-                                     timeout=HEALTH_TIMEOUT) as response:
+        async with self._session.get(
+            self._url(path), headers=self._auth, timeout=HEALTH_TIMEOUT
+        ) as response:
             return response.status, await response.read()
 
     async def check_health(self) -> bool:
@@ -205,12 +215,14 @@ class Engine:
         Cancelling it (the client left) drops the connection, which aborts vLLM's request."""
         return (await self.post_answer(path, body, affinity=affinity))[0]
 
-    async def post_answer(self, path: str, body: bytes, *, affinity: str | None = None
-                          ) -> tuple[bytes, str | None]:
+    async def post_answer(
+        self, path: str, body: bytes, *, affinity: str | None = None
+    ) -> tuple[bytes, str | None]:
         """`post`, and which replica answered (None without replicas)."""
         try:
-            async with self._session.post(self._url(path), data=body,
-                                          headers=self._call_headers(affinity)) as response:
+            async with self._session.post(
+                self._url(path), data=body, headers=self._call_headers(affinity)
+            ) as response:
                 content = await response.read()
         except UPSTREAM_ERRORS as exc:
             raise self._down(exc) from exc
@@ -218,12 +230,14 @@ class Engine:
             raise self._refusal(response.status, content, path)
         return content, self._replica(response)
 
-    async def open_stream(self, path: str, body: bytes, *,
-                          affinity: str | None = None) -> UpstreamStream:
+    async def open_stream(
+        self, path: str, body: bytes, *, affinity: str | None = None
+    ) -> UpstreamStream:
         """Start a streamed call; the caller must `aclose()` what it gets."""
         try:
-            response = await self._session.post(self._url(path), data=body,
-                                                headers=self._call_headers(affinity))
+            response = await self._session.post(
+                self._url(path), data=body, headers=self._call_headers(affinity)
+            )
         except UPSTREAM_ERRORS as exc:
             raise self._down(exc) from exc
         if response.status >= 400:
@@ -246,7 +260,8 @@ class Engine:
     def _down(self, exc: BaseException) -> ApiError:
         log.warning("engine call failed: %r", exc)
         if isinstance(exc, asyncio.TimeoutError) and not isinstance(
-                exc, aiohttp.ConnectionTimeoutError):
+            exc, aiohttp.ConnectionTimeoutError
+        ):
             return errors.service_unavailable("The engine did not answer in time; retry later.")
         self.healthy = False
         return errors.service_unavailable()
@@ -297,8 +312,9 @@ def upstream_message(content: bytes) -> tuple[str, str | None]:
     return "engine error", None
 
 
-def map_upstream_error(status: int, content: bytes, max_context: int,
-                       prompt_param: str = "messages") -> ApiError:
+def map_upstream_error(
+    status: int, content: bytes, max_context: int, prompt_param: str = "messages"
+) -> ApiError:
     """vLLM's error answer → our shape (a context overflow is always context_length_exceeded)."""
     message, param = upstream_message(content)
     if status in (400, 413, 422):

@@ -16,24 +16,34 @@ def listen_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def render_config(host: str, port: int, ui_port: int, api_ports: list[int], run_dir: Path,
-                  tls_cert: Path | None = None, tls_key: Path | None = None) -> str:
+def render_config(
+    host: str,
+    port: int,
+    ui_port: int,
+    api_ports: list[int],
+    run_dir: Path,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
+) -> str:
     """The nginx config: public `host:port` (HTTPS with a cert) → loopback processes."""
     tls = ""
     listen = listen_address(host, port)
     if tls_cert is not None and tls_key is not None:
         listen += " ssl"
-        tls = (f"        ssl_certificate {Path(tls_cert).resolve()};\n"
-               f"        ssl_certificate_key {Path(tls_key).resolve()};\n"
-               "        ssl_protocols TLSv1.2 TLSv1.3;\n")
+        tls = (
+            f"        ssl_certificate {Path(tls_cert).resolve()};\n"
+            f"        ssl_certificate_key {Path(tls_key).resolve()};\n"
+            "        ssl_protocols TLSv1.2 TLSv1.3;\n"
+        )
     # Run as root, nginx would hand its workers to `nobody`, who cannot enter a private data
     # dir; they run as the user the whole host runs as (it needs no more than the app).
     user = pwd.getpwuid(os.geteuid()).pw_name
     return Template(TEMPLATE.read_text()).substitute(
         user_line=f"user {user};" if os.geteuid() == 0 else "",
         run_dir=run_dir.resolve(),
-        api_servers="\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;"
-                              for p in api_ports),
+        api_servers="\n".join(
+            f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in api_ports
+        ),
         ui_address=f"127.0.0.1:{ui_port}",
         listen=listen,
         tls_lines=tls,
@@ -52,5 +62,14 @@ def write_config(path: Path, text: str) -> Path:
 def nginx_argv(config: Path) -> list[str]:
     """nginx in the foreground (no daemon: its parent supervises it), logging to stderr."""
     binary = shutil.which(NGINX) or f"/usr/sbin/{NGINX}"
-    return [binary, "-e", "stderr", "-p", str(config.parent.resolve()), "-c",
-            str(config.resolve()), "-g", "daemon off;"]
+    return [
+        binary,
+        "-e",
+        "stderr",
+        "-p",
+        str(config.parent.resolve()),
+        "-c",
+        str(config.resolve()),
+        "-g",
+        "daemon off;",
+    ]

@@ -18,9 +18,25 @@ def redis_argv(port: int, workdir: Path) -> list[str]:
     """redis-server on 127.0.0.1:port, nothing written to disk: the limits are one minute
     deep, so a restart losing them costs at most a minute's worth of accuracy."""
     binary = shutil.which(REDIS_SERVER) or f"/usr/bin/{REDIS_SERVER}"
-    return [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-            "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes",
-            "--dir", str(workdir), "--loglevel", "warning"]
+    return [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        "--protected-mode",
+        "yes",
+        "--dir",
+        str(workdir),
+        "--loglevel",
+        "warning",
+    ]
 
 
 def ping(port: int, timeout: float = 1.0) -> bool:
@@ -33,13 +49,18 @@ def ping(port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-def start_redis(port: int, workdir: Path, log_path: Path,
-                timeout: float = 10.0) -> subprocess.Popen:
+def start_redis(
+    port: int, workdir: Path, log_path: Path, timeout: float = 10.0
+) -> subprocess.Popen:
     """Start redis-server and wait until it answers; raises with its log if it does not."""
     workdir.mkdir(parents=True, exist_ok=True)
     log_file = open(log_path, "ab")
-    proc = subprocess.Popen(redis_argv(port, workdir), stdout=log_file, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        redis_argv(port, workdir),
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
     log_file.close()
     deadline = time.monotonic() + timeout
     while not ping(port):

@@ -39,8 +39,13 @@ START_TIMEOUT_SECONDS = 300
 # A worker crashing faster than this is broken, not unlucky: stop rather than spin.
 MAX_RESTARTS, RESTART_WINDOW_SECONDS = 5, 60.0
 # Our own settings, which must not reach the children as they are.
-PARENT_ONLY = ("WORKBENCH_API_WORKERS", "WORKBENCH_TLS_CERT", "WORKBENCH_TLS_KEY",
-               "WORKBENCH_HOST", "WORKBENCH_PORT")
+PARENT_ONLY = (
+    "WORKBENCH_API_WORKERS",
+    "WORKBENCH_TLS_CERT",
+    "WORKBENCH_TLS_KEY",
+    "WORKBENCH_HOST",
+    "WORKBENCH_PORT",
+)
 
 
 def free_ports(count: int) -> list[int]:
@@ -74,8 +79,12 @@ class Child:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL)
-        log.warning("started %s (pid %d%s)", self.name, self.proc.pid,
-                    f", port {self.port}" if self.port else "")
+        log.warning(
+            "started %s (pid %d%s)",
+            self.name,
+            self.proc.pid,
+            f", port {self.port}" if self.port else "",
+        )
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -94,13 +103,18 @@ class Supervisor:
 
     def _child_env(self, port: int, redis_url: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in PARENT_ONLY}
-        env.update(WORKBENCH_HOST="127.0.0.1", WORKBENCH_PORT=str(port),
-                   WORKBENCH_REDIS_URL=redis_url, PYTHONUNBUFFERED="1")
+        env.update(
+            WORKBENCH_HOST="127.0.0.1",
+            WORKBENCH_PORT=str(port),
+            WORKBENCH_REDIS_URL=redis_url,
+            PYTHONUNBUFFERED="1",
+        )
         return env
 
     def _start_redis(self) -> None:
-        self.redis = start_redis(self.redis_port, self.run_dir / "redis",
-                                 self.run_dir / "redis.log")
+        self.redis = start_redis(
+            self.redis_port, self.run_dir / "redis", self.run_dir / "redis.log"
+        )
         log.warning("started redis-server (pid %d, port %d)", self.redis.pid, self.redis_port)
 
     def start(self) -> None:
@@ -113,17 +127,26 @@ class Supervisor:
             self._start_redis()
             redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
         # Started by module name: server/ never imports ui/.
-        self.children.append(Child("ui", [sys.executable, "-m", "ui"], ui_port,
-                                   self._child_env(ui_port, redis_url)))
+        self.children.append(
+            Child("ui", [sys.executable, "-m", "ui"], ui_port, self._child_env(ui_port, redis_url))
+        )
         for i, port in enumerate(api_ports, 1):
-            self.children.append(Child(f"api-{i}", [sys.executable, "-m", "server"], port,
-                                       self._child_env(port, redis_url)))
+            self.children.append(
+                Child(
+                    f"api-{i}",
+                    [sys.executable, "-m", "server"],
+                    port,
+                    self._child_env(port, redis_url),
+                )
+            )
         for child in self.children:
             child.start()
         for child in self.children:
             self._wait_up(child)
-        config = write_config(self.run_dir / "nginx.conf", render_config(
-            s.host, s.port, ui_port, api_ports, self.run_dir, s.tls_cert, s.tls_key))
+        config = write_config(
+            self.run_dir / "nginx.conf",
+            render_config(s.host, s.port, ui_port, api_ports, self.run_dir, s.tls_cert, s.tls_key),
+        )
         nginx = Child("nginx", nginx_argv(config), s.port)
         nginx.start()
         self.children.append(nginx)
@@ -143,8 +166,9 @@ class Supervisor:
         raise RuntimeError(f"{child.name} did not answer on port {child.port}")
 
     def _write_state(self) -> None:
-        state = {c.name: {"pid": c.proc.pid if c.proc else None, "port": c.port}
-                 for c in self.children}
+        state = {
+            c.name: {"pid": c.proc.pid if c.proc else None, "port": c.port} for c in self.children
+        }
         if self.redis is not None:
             state["redis"] = {"pid": self.redis.pid, "port": self.redis_port}
         path = self.run_dir / "processes.json"
@@ -169,8 +193,13 @@ class Supervisor:
                 now = time.monotonic()
                 child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_SECONDS]
                 if len(child.restarts) >= MAX_RESTARTS:
-                    log.error("%s exited (%s) %d times in %.0f s: stopping", child.name, code,
-                              MAX_RESTARTS + 1, RESTART_WINDOW_SECONDS)
+                    log.error(
+                        "%s exited (%s) %d times in %.0f s: stopping",
+                        child.name,
+                        code,
+                        MAX_RESTARTS + 1,
+                        RESTART_WINDOW_SECONDS,
+                    )
                     return 1
                 log.error("%s exited (%s); starting it again", child.name, code)
                 child.restarts.append(now)

@@ -97,8 +97,9 @@ class Workbench(Conversations):
 
     # Prompt --------------------------------------------------------------------------------
 
-    def prompt(self, owner: str, cid: int | None, *, system_prompt: str,
-               draft: str | None = None) -> list[dict]:
+    def prompt(
+        self, owner: str, cid: int | None, *, system_prompt: str, draft: str | None = None
+    ) -> list[dict]:
         """The messages Send would send for conversation `cid` (None: a new one) and a draft.
 
         The one place a prompt is assembled, for the request and for the context gauge alike.
@@ -110,36 +111,53 @@ class Workbench(Conversations):
         conversation = prompt_messages("", messages, draft)
         return documents_first(self.documents.context(owner, cid), system_prompt, conversation)
 
-    def fit(self, owner: str, cid: int | None, *, system_prompt: str, draft: str | None = None,
-            max_tokens: int = 0) -> Fit:
+    def fit(
+        self,
+        owner: str,
+        cid: int | None,
+        *,
+        system_prompt: str,
+        draft: str | None = None,
+        max_tokens: int = 0,
+    ) -> Fit:
         """Does the next request fit the context? Exact counts (blocking: a worker thread)."""
         attached = self.documents.attached(owner, cid)
         prompt = self.prompt(owner, cid, system_prompt=system_prompt, draft=draft)
         return Fit(
-            used=self.counter.count_messages(prompt), reserve=max(0, int(max_tokens or 0)),
-            max_context=self.max_context, documents=sum(a.tokens for a in attached),
+            used=self.counter.count_messages(prompt),
+            reserve=max(0, int(max_tokens or 0)),
+            max_context=self.max_context,
+            documents=sum(a.tokens for a in attached),
             attached=len(attached),
         )
 
-    def overflow(self, owner: str, cid: int | None, *, system_prompt: str, max_tokens: int,
-                 draft: str | None = None) -> Fit | None:
+    def overflow(
+        self,
+        owner: str,
+        cid: int | None,
+        *,
+        system_prompt: str,
+        max_tokens: int,
+        draft: str | None = None,
+    ) -> Fit | None:
         """The fit of the next request when documents are attached and it does not fit (the
         person then chooses pages, the room left, or a chunked analysis); else None."""
         if cid is None or not self.documents.attached(owner, cid):
             return None
-        fit = self.fit(owner, cid, system_prompt=system_prompt, draft=draft,
-                       max_tokens=max_tokens)
+        fit = self.fit(owner, cid, system_prompt=system_prompt, draft=draft, max_tokens=max_tokens)
         return None if fit.fits else fit
 
-    def in_room_left(self, owner: str, cid: int, *, system_prompt: str, params: dict,
-                     draft: str | None = None) -> dict | None:
+    def in_room_left(
+        self, owner: str, cid: int, *, system_prompt: str, params: dict, draft: str | None = None
+    ) -> dict | None:
         """`params` with max tokens lowered to the room the prompt leaves (the offer's "Answer
         in the room left"), or None when that room is too small for an answer."""
         fit = self.fit(owner, cid, system_prompt=system_prompt, draft=draft)
         return {**params, "max_tokens": fit.room} if fit.room_for_answer else None
 
-    def chunked_analysis(self, owner: str, cid: int, client: openai.AsyncOpenAI, *,
-                         question: str) -> ChunkedAnalysis:
+    def chunked_analysis(
+        self, owner: str, cid: int, client: openai.AsyncOpenAI, *, question: str
+    ) -> ChunkedAnalysis:
         """A chunked analysis of the conversation's documents (their chosen pages) for
         `question`, through `client` (our /v1 with the person's key). Raises NotFoundError
         for a conversation that is not the owner's, AnalysisError without a question."""
@@ -151,12 +169,17 @@ class Workbench(Conversations):
         if earlier and earlier[-1]["role"] == "user" and earlier[-1]["content"] == question:
             earlier = earlier[:-1]  # the question itself, already stored
         return ChunkedAnalysis(
-            client, model=SERVED_MODEL_NAME, counter=self.counter, max_context=self.max_context,
+            client,
+            model=SERVED_MODEL_NAME,
+            counter=self.counter,
+            max_context=self.max_context,
             question=question,
             documents=[(a.filename, a.pages) for a in self.documents.attached(owner, cid)],
             system_prompt=conversation["system_prompt"],
             summary_tokens=summary_tokens_for(params["max_tokens"], self.max_context),
-            answer_tokens=params["max_tokens"], sampling=params, history=earlier,
+            answer_tokens=params["max_tokens"],
+            sampling=params,
+            history=earlier,
         )
 
     async def count_prompt(self, messages: list[dict]) -> int:

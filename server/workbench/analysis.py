@@ -107,10 +107,19 @@ class ChunkedAnalysis:
     """
 
     def __init__(
-        self, client: openai.AsyncOpenAI, *, model: str, counter: Counter, max_context: int,
-        question: str, documents: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
-        system_prompt: str = "", summary_tokens: int = 512, answer_tokens: int = 1024,
-        sampling: Mapping[str, Any] | None = None, history: Sequence[Mapping[str, str]] = (),
+        self,
+        client: openai.AsyncOpenAI,
+        *,
+        model: str,
+        counter: Counter,
+        max_context: int,
+        question: str,
+        documents: Sequence[tuple[str, Sequence[Mapping[str, Any]]]],
+        system_prompt: str = "",
+        summary_tokens: int = 512,
+        answer_tokens: int = 1024,
+        sampling: Mapping[str, Any] | None = None,
+        history: Sequence[Mapping[str, str]] = (),
     ):
         self.client, self.model, self.counter = client, model, counter
         self.max_context, self.question = max_context, question.strip()
@@ -157,8 +166,11 @@ class ChunkedAnalysis:
             raise AnalysisError(f"The pages cannot be split to fit the context: {exc}.") from None
         out = []
         for chunk in chunks:
-            excess = (self._count(chunk_messages(filename, chunk, self.question))
-                      + self.summary_tokens - self.max_context)
+            excess = (
+                self._count(chunk_messages(filename, chunk, self.question))
+                + self.summary_tokens
+                - self.max_context
+            )
             if excess <= 0 or depth >= 3:
                 out.append(chunk)  # (a last overflow is the gateway's readable 400)
             else:  # estimates for split pages were low: plan this chunk again, tighter
@@ -170,19 +182,23 @@ class ChunkedAnalysis:
         parts = [ANSWER_INSTRUCTION, context]
         if self.system_prompt.strip():
             parts.append(self.system_prompt)
-        return [{"role": "system", "content": "\n\n".join(parts)}, *history,
-                {"role": "user", "content": self.question}]
+        return [
+            {"role": "system", "content": "\n\n".join(parts)},
+            *history,
+            {"role": "user", "content": self.question},
+        ]
 
     def _with_history(self, summaries: list[Summary], budget: int) -> list[dict] | None:
         """The final request with the most recent earlier turns that fit `budget`, or None
         when the summaries alone do not fit. Turns are dropped from the oldest, a user message
         together with the answers after it, so the model never sees an answer without its question."""
-        starts = sorted({0, len(self.history)} | {
-            i for i, m in enumerate(self.history) if m["role"] == "user"})
+        starts = sorted(
+            {0, len(self.history)} | {i for i, m in enumerate(self.history) if m["role"] == "user"}
+        )
         fits = [None] * len(starts)  # final messages where known to fit, by candidate
 
         def fit(k: int) -> bool:
-            final = self._final_messages(summaries, self.history[starts[k]:])
+            final = self._final_messages(summaries, self.history[starts[k] :])
             if self._count(final) <= budget:
                 fits[k] = final
             return fits[k] is not None
@@ -202,8 +218,10 @@ class ChunkedAnalysis:
 
     def _combine_messages(self, group: list[Summary]) -> list[dict]:
         context = summaries_context([(s.filename, s.as_chunk(), s.text) for s in group])
-        return [{"role": "system", "content": f"{COMBINE_INSTRUCTION}\n\n{context}"},
-                {"role": "user", "content": f"Question: {self.question}"}]
+        return [
+            {"role": "system", "content": f"{COMBINE_INSTRUCTION}\n\n{context}"},
+            {"role": "user", "content": f"Question: {self.question}"},
+        ]
 
     def groups(self, summaries: list[Summary]) -> list[list[Summary]]:
         """Consecutive summaries in groups whose merge request fits the context."""
@@ -223,7 +241,10 @@ class ChunkedAnalysis:
         for attempt in range(RATE_LIMIT_RETRIES):
             try:
                 response = await self.client.chat.completions.create(
-                    model=self.model, messages=messages, max_tokens=max_tokens, **self.sampling,
+                    model=self.model,
+                    messages=messages,
+                    max_tokens=max_tokens,
+                    **self.sampling,
                 )
             except openai.RateLimitError as exc:
                 # Long documents make many requests: a short wait beats failing half-way.
@@ -247,10 +268,14 @@ class ChunkedAnalysis:
         summaries = []
         for index, (filename, chunk) in enumerate(planned, 1):
             yield Step("summarise", index, len(planned), filename, chunk.first, chunk.last)
-            text = await self._ask(chunk_messages(filename, chunk, self.question),
-                                   self.summary_tokens)
-            summaries.append(Summary(filename, chunk.first, chunk.last,
-                                     text or "(nothing relevant in these pages)"))
+            text = await self._ask(
+                chunk_messages(filename, chunk, self.question), self.summary_tokens
+            )
+            summaries.append(
+                Summary(
+                    filename, chunk.first, chunk.last, text or "(nothing relevant in these pages)"
+                )
+            )
         self.summaries = list(summaries)
         async for step in self.reduce(summaries):
             yield step
@@ -261,7 +286,8 @@ class ChunkedAnalysis:
         reserve = min(self.answer_tokens, self.max_context // 4)
         for _ in range(MAX_COMBINE_ROUNDS):
             final = await anyio.to_thread.run_sync(
-                self._with_history, summaries, self.max_context - reserve)
+                self._with_history, summaries, self.max_context - reserve
+            )
             if final is not None:
                 self.messages = final
                 return
@@ -290,11 +316,16 @@ class ChunkedAnalysis:
         pages: dict[str, list[str]] = {}
         for s in self.summaries:
             pages.setdefault(s.filename, []).append(
-                f"{s.first}–{s.last}" if s.first != s.last else str(s.first))
+                f"{s.first}–{s.last}" if s.first != s.last else str(s.first)
+            )
         where = "; ".join(f"{name} pages {', '.join(runs)}" for name, runs in pages.items())
-        note = (f"Answered from summaries of {len(self.summaries)} chunks ({where}), "
-                f"made in {self.seconds:,.0f} s.")
+        note = (
+            f"Answered from summaries of {len(self.summaries)} chunks ({where}), "
+            f"made in {self.seconds:,.0f} s."
+        )
         if self.history_left_out:
-            note += (f" The {self.history_left_out} oldest messages of this conversation did not "
-                     "fit beside the summaries and were left out of this answer.")
+            note += (
+                f" The {self.history_left_out} oldest messages of this conversation did not "
+                "fit beside the summaries and were left out of this answer."
+            )
         return note

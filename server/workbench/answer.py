@@ -58,9 +58,13 @@ class ApiClient:
             http_client = None
             if self.tls_cert is not None:
                 http_client = openai.DefaultAsyncHttpxClient(
-                    verify=trust_only(self.tls_cert), timeout=TIMEOUT)
+                    verify=trust_only(self.tls_cert), timeout=TIMEOUT
+                )
             self._client = openai.AsyncOpenAI(
-                base_url=self.base_url, api_key="unset", max_retries=0, timeout=TIMEOUT,
+                base_url=self.base_url,
+                api_key="unset",
+                max_retries=0,
+                timeout=TIMEOUT,
                 http_client=http_client,
             )
         return self._client.with_options(api_key=api_key)
@@ -124,8 +128,10 @@ def describe_error(exc: BaseException) -> str:
 
 def api_params(params: dict) -> dict:
     """Sampling parameters as /v1 takes them (no empty stop list)."""
-    out = {k: params[k] for k in ("temperature", "top_p", "max_tokens", "presence_penalty",
-                                  "frequency_penalty")}
+    out = {
+        k: params[k]
+        for k in ("temperature", "top_p", "max_tokens", "presence_penalty", "frequency_penalty")
+    }
     if params.get("stop"):
         out["stop"] = list(params["stop"])
     return out
@@ -134,7 +140,9 @@ def api_params(params: dict) -> dict:
 class AnswerStream:
     """Streams one chat completion and records what it measured on the way."""
 
-    def __init__(self, client: openai.AsyncOpenAI, *, model: str, messages: list[dict], params: dict):
+    def __init__(
+        self, client: openai.AsyncOpenAI, *, model: str, messages: list[dict], params: dict
+    ):
         self.client = client
         self.model = model
         self.messages = messages
@@ -153,8 +161,11 @@ class AnswerStream:
         self.started = time.monotonic()
         try:
             raw = await self.client.chat.completions.with_raw_response.create(
-                model=self.model, messages=self.messages, stream=True,
-                stream_options={"include_usage": True}, **api_params(self.params),
+                model=self.model,
+                messages=self.messages,
+                stream=True,
+                stream_options={"include_usage": True},
+                **api_params(self.params),
             )
         except openai.APIStatusError as exc:
             # A 429's headers carry the wait and the headroom: keep them too.
@@ -209,8 +220,9 @@ class AnswerStream:
             "total_ms": (end - self.started) * 1000 if self.started is not None else None,
             "finish_reason": self.finish_reason,
             # Behind vllm-router, the gateway names the replica that answered.
-            "replica": next((v for k, v in self.headers.items()
-                             if k.lower() == "x-workbench-replica"), None),
+            "replica": next(
+                (v for k, v in self.headers.items() if k.lower() == "x-workbench-replica"), None
+            ),
         }
 
 
@@ -226,7 +238,8 @@ class Queued:
 
 
 async def with_queue_notices(
-    chunks: AsyncIterator[str], waiting: Callable[[], Awaitable[int | None]],
+    chunks: AsyncIterator[str],
+    waiting: Callable[[], Awaitable[int | None]],
     every: float = QUEUE_POLL_SECONDS,
 ) -> AsyncIterator[str | Queued]:
     """The chunks; before the first one, a `Queued` whenever the engine says requests wait (one
@@ -297,9 +310,16 @@ class AnswerDraft:
         return self.message_id
 
 
-async def store_answer(wb: Workbench, owner: str, cid: int, answer: AnswerStream,
-                       status: str, error: str | None, note: str = "",
-                       draft: AnswerDraft | None = None) -> None:
+async def store_answer(
+    wb: Workbench,
+    owner: str,
+    cid: int,
+    answer: AnswerStream,
+    status: str,
+    error: str | None,
+    note: str = "",
+    draft: AnswerDraft | None = None,
+) -> None:
     """Store the answer as it ended; shielded, so a second cancel cannot lose it.
 
     `note` (how a chunked answer was made) ends the stored text, once the answer began.
@@ -319,9 +339,18 @@ async def store_answer(wb: Workbench, owner: str, cid: int, answer: AnswerStream
         text = answer.text
         if note and answer.started is not None:
             text = f"{text.rstrip()}\n\n*{note}*" if text else f"*{note}*"
-        await anyio.to_thread.run_sync(partial(
-            wb.save_answer, owner, cid, text, model=SERVED_MODEL_NAME, stats=stats,
-            status=status, error=error, message_id=message_id,
-        ))
+        await anyio.to_thread.run_sync(
+            partial(
+                wb.save_answer,
+                owner,
+                cid,
+                text,
+                model=SERVED_MODEL_NAME,
+                stats=stats,
+                status=status,
+                error=error,
+                message_id=message_id,
+            )
+        )
 
     await asyncio.shield(asyncio.ensure_future(store()))

@@ -56,7 +56,6 @@ class Conversations:
             raise RuntimeError("the app is not running: its store is closed")
         return store
 
-
     # Conversations -------------------------------------------------------------------------
 
     def list_conversations(self, owner: str, *, limit: int = 200) -> list[dict]:
@@ -74,23 +73,37 @@ class Conversations:
             found["params"] = normalize_params(found["params"])
         return found
 
-    def create_conversation(self, owner: str, *, system_prompt: str = "", params: dict | None = None) -> int:
+    def create_conversation(
+        self, owner: str, *, system_prompt: str = "", params: dict | None = None
+    ) -> int:
         """A new untitled conversation (its first user message will title it)."""
         return conv.create_conversation(
             self.store.db, owner, system_prompt=system_prompt, params=normalize_params(params)
         )
 
-    def open_conversation(self, owner: str, cid: int | None, *, system_prompt: str,
-                          params: dict, keep_settings: bool = False) -> tuple[int, bool]:
+    def open_conversation(
+        self,
+        owner: str,
+        cid: int | None,
+        *,
+        system_prompt: str,
+        params: dict,
+        keep_settings: bool = False,
+    ) -> tuple[int, bool]:
         """The conversation a question or a document goes to: `cid` with these settings saved,
         or, when it is None or not the owner's, a new one with them; (its id, created).
 
         `keep_settings`: an existing conversation keeps its own (a document attached at the
         end of a long upload must not write back the settings the panel had at its start).
         """
-        if cid is not None and self.get_conversation(owner, cid) is not None and (
-                keep_settings or self.save_settings(owner, cid, system_prompt=system_prompt,
-                                                    params=params)):
+        if (
+            cid is not None
+            and self.get_conversation(owner, cid) is not None
+            and (
+                keep_settings
+                or self.save_settings(owner, cid, system_prompt=system_prompt, params=params)
+            )
+        ):
             return cid, False
         return self.create_conversation(owner, system_prompt=system_prompt, params=params), True
 
@@ -114,9 +127,10 @@ class Conversations:
         extra = {k: v for k, v in current["params"].items() if k not in DEFAULT_PARAMS}
         params = {**extra, **normalize_params(params)}
         # Unchanged settings are not written: a write would move the conversation to the top.
-        if current["system_prompt"] == system_prompt and {
-            **extra, **normalize_params(current["params"])
-        } == params:
+        if (
+            current["system_prompt"] == system_prompt
+            and {**extra, **normalize_params(current["params"])} == params
+        ):
             return True
         return conv.update_conversation_settings(
             self.store.db, owner, cid, system_prompt=system_prompt, params=params
@@ -147,16 +161,25 @@ class Conversations:
         Checkpointed with `checkpoint_answer` as it grows, so a server that stops mid-answer
         keeps the text up to the last checkpoint (marked failed at the next start-up).
         """
-        return msgs.add_message(self.store.db, owner, cid, "assistant", content, model=model,
-                                status=msgs.STREAMING)
+        return msgs.add_message(
+            self.store.db, owner, cid, "assistant", content, model=model, status=msgs.STREAMING
+        )
 
     def checkpoint_answer(self, owner: str, message_id: int, content: str) -> None:
         """Save the text so far of an answer begun with `begin_answer`."""
         msgs.update_message(self.store.db, owner, message_id, content=content)
 
     def save_answer(
-        self, owner: str, cid: int, content: str, *, model: str | None, stats: dict | None,
-        status: str = "complete", error: str | None = None, message_id: int | None = None,
+        self,
+        owner: str,
+        cid: int,
+        content: str,
+        *,
+        model: str | None,
+        stats: dict | None,
+        status: str = "complete",
+        error: str | None = None,
+        message_id: int | None = None,
     ) -> int:
         """Store an answer as it ended: complete, stopped (partial kept) or failed.
 
@@ -164,13 +187,25 @@ class Conversations:
         """
         stats = {k: v for k, v in (stats or {}).items() if v is not None}
         if message_id is not None and msgs.update_message(
-            self.store.db, owner, message_id, content=content, stats=stats, status=status,
+            self.store.db,
+            owner,
+            message_id,
+            content=content,
+            stats=stats,
+            status=status,
             error=error,
         ):
             return message_id
         return msgs.add_message(
-            self.store.db, owner, cid, "assistant", content,
-            model=model, stats=stats, status=status, error=error,
+            self.store.db,
+            owner,
+            cid,
+            "assistant",
+            content,
+            model=model,
+            stats=stats,
+            status=status,
+            error=error,
         )
 
     def drop_last_answer(self, owner: str, cid: int) -> bool:
@@ -211,8 +246,11 @@ class Conversations:
         branch = self.branch_from(owner, cid, message_id, text)
         if branch is None:
             return None
-        return Resend(branch, branched=True,
-                      title=conv.get_conversation(self.store.db, owner, branch)["title"])
+        return Resend(
+            branch,
+            branched=True,
+            title=conv.get_conversation(self.store.db, owner, branch)["title"],
+        )
 
     def branch_from(self, owner: str, cid: int, message_id: int, content: str) -> int | None:
         """A new conversation that goes on from an earlier user message, edited.
@@ -232,9 +270,11 @@ class Conversations:
             return None
         edited = {**data["messages"][index], "content": content, "created_at": time.time()}
         title = data["title"] or "Conversation"
-        data.update(title=title if title.endswith(" (edited)") else f"{title} (edited)",
-                    created_at=None,
-                    messages=[*data["messages"][:index], edited])
+        data.update(
+            title=title if title.endswith(" (edited)") else f"{title} (edited)",
+            created_at=None,
+            messages=[*data["messages"][:index], edited],
+        )
         return conv.import_json(self.store.db, owner, data)
 
     # Search, export, import ----------------------------------------------------------------

@@ -37,7 +37,9 @@ class Fit:
         return self.room >= MIN_ROOM
 
 
-def prompt_messages(system_prompt: str, messages: list[dict], draft: str | None = None) -> list[dict]:
+def prompt_messages(
+    system_prompt: str, messages: list[dict], draft: str | None = None
+) -> list[dict]:
     """The chat messages sent to /v1 for a conversation (and the gauge counts the same).
 
     Failed answers are left out (the model never said them); a stopped answer's partial text

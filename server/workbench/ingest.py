@@ -57,7 +57,11 @@ def ingest_pdf(
         total = pdf.page_count
         try:
             document_id = documents.create_document(
-                db, owner, filename=filename, sha256=sha256, page_count=total,
+                db,
+                owner,
+                filename=filename,
+                sha256=sha256,
+                page_count=total,
                 tokenizer=counter.name,
             )
         except DocumentExistsError:  # the same file finished in a concurrent upload
@@ -71,8 +75,9 @@ def ingest_pdf(
     return {**documents.get_document(db, owner, document_id), "reused": False}
 
 
-def _store_pages(db, document_id: int, total: int, chunks, counter: Counter,
-                 progress: Progress | None) -> None:
+def _store_pages(
+    db, document_id: int, total: int, chunks, counter: Counter, progress: Progress | None
+) -> None:
     done, total_tokens, empty_pages = 0, 0, []
     if progress:
         progress(0, total)
@@ -87,6 +92,4 @@ def _store_pages(db, document_id: int, total: int, chunks, counter: Counter,
         done += len(chunk)
         if progress:
             progress(done, total)
-    documents.finish_document(
-        db, document_id, total_tokens=total_tokens, empty_pages=empty_pages
-    )
+    documents.finish_document(db, document_id, total_tokens=total_tokens, empty_pages=empty_pages)

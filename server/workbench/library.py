@@ -73,9 +73,15 @@ class DocumentLibrary:
 
     # Upload --------------------------------------------------------------------------------
 
-    def upload(self, owner: str, path: str | Path, *, filename: str | None = None,
-               password: str | None = None,
-               progress: Callable[[int, int], None] | None = None) -> dict:
+    def upload(
+        self,
+        owner: str,
+        path: str | Path,
+        *,
+        filename: str | None = None,
+        password: str | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict:
         """Ingest the PDF at `path` for `owner` (the stored one if the same bytes exist).
 
         Returns storage's document dict plus `reused`. Raises a DocumentError subclass with
@@ -87,8 +93,14 @@ class DocumentLibrary:
             raise PdfTooLargeError(size, limit)
         data = Path(path).read_bytes()
         return ingest_pdf(
-            self._services.store, owner, filename or Path(path).name, data,
-            self._services.counter, password=password, max_bytes=limit, progress=progress,
+            self._services.store,
+            owner,
+            filename or Path(path).name,
+            data,
+            self._services.counter,
+            password=password,
+            max_bytes=limit,
+            progress=progress,
         )
 
     def list_documents(self, owner: str) -> list[dict]:
@@ -196,11 +208,18 @@ class DocumentLibrary:
             except ValueError:  # a stored range that no longer parses: every page
                 spec = ""
                 pages, text = self._selection(d, spec)
-            out.append(Attached(
-                id=d["id"], filename=d["filename"], page_count=d["page_count"],
-                total_tokens=d["total_tokens"] or 0, empty_pages=d["empty_pages"], spec=spec,
-                pages=pages, text=text,
-            ))
+            out.append(
+                Attached(
+                    id=d["id"],
+                    filename=d["filename"],
+                    page_count=d["page_count"],
+                    total_tokens=d["total_tokens"] or 0,
+                    empty_pages=d["empty_pages"],
+                    spec=spec,
+                    pages=pages,
+                    text=text,
+                )
+            )
         return out
 
     def context(self, owner: str, cid: int | None) -> str:

@@ -28,8 +28,11 @@ STAT_LABELS = (
 
 def stats_items(message: Mapping) -> list[str]:
     """The stats of one answer as short labelled items, in reading order, then how it ended."""
-    out = [f"{label} {fmt.format(message[key])}" for key, label, fmt in STAT_LABELS
-           if message.get(key) is not None]
+    out = [
+        f"{label} {fmt.format(message[key])}"
+        for key, label, fmt in STAT_LABELS
+        if message.get(key) is not None
+    ]
     status = message.get("status", "complete")
     if status == "stopped":
         out.append("stopped by you")

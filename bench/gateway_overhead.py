@@ -16,7 +16,8 @@ alternate who goes first, so drift in the machine's speed hits both alike:
 Then the medians of the rounds against the goals of issue 12. --profile records the app with
 py-spy meanwhile (`py-spy` from the `bench` extra; collapsed stacks, to rank the hot frames).
 
-    python bench/gateway_overhead.py --engine http://127.0.0.1:8001 [--protocols chat,messages,responses]
+    python bench/gateway_overhead.py --engine http://127.0.0.1:8001 \\
+        [--protocols chat,messages,responses]
 
 The same rounds against a real vLLM (latency and chunks/s only), for each protocol.
 

@@ -148,7 +148,8 @@ def pick_words(db) -> tuple[str, str, str]:
     itself (not changed by stemming), so FTS and LIKE look for the same thing."""
     words = set(vocabulary(random.Random(SEED)))
     db.execute(
-        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.bench_vocab USING fts5vocab(main, messages_fts, row)"
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.bench_vocab"
+        " USING fts5vocab(main, messages_fts, row)"
     )
     rows = [
         (term, doc)

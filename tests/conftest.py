@@ -72,7 +72,8 @@ def engine_url(model_dir, tmp_path_factory) -> str:
 
 @pytest.fixture(scope="session")
 def app(engine_url, model_dir, tmp_path_factory) -> App:
-    """One app for the session: `python -m ui` (as launch.sh starts it) in front of the real engine."""
+    """One app for the session: `python -m ui` (as launch.sh starts it) in front of the real
+    engine."""
     data_dir = tmp_path_factory.mktemp("app-data")
     key = "test-admin-" + secrets.token_hex(8)
     proc, url = start_app(app_env(data_dir, engine_url, model_dir, key), data_dir / "logs")

@@ -254,7 +254,8 @@ def test_vllm_validation_dumps_become_one_readable_sentence(engine_url):
     error = map_upstream_error(raw.status_code, raw.content, 8192)
     assert error.body() == {
         "error": {
-            "message": "Invalid value for 'stop': List should have at most 4 items after validation,"
+            "message": "Invalid value for 'stop': List should have at most 4 items after "
+            "validation,"
             " not 6.",
             "type": "invalid_request_error",
             "param": "stop",

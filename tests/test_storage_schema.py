@@ -147,7 +147,8 @@ def test_sidebar_and_message_listing_use_their_indexes(tmp_path):
             row["detail"] for row in store.db.query("EXPLAIN QUERY PLAN " + sql, params)
         )
         sidebar = plan(
-            "SELECT * FROM conversations WHERE owner = ? ORDER BY updated_at DESC, id DESC LIMIT 50",
+            "SELECT * FROM conversations WHERE owner = ?"
+            " ORDER BY updated_at DESC, id DESC LIMIT 50",
             ["alice"],
         )
         messages = plan("SELECT * FROM messages WHERE conversation_id = ? ORDER BY id", [1])

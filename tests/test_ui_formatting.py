@@ -152,7 +152,8 @@ def test_errors_from_v1_read_as_sentences():
         {"retry-after": "42"},
     )
     assert describe_error(limited) == (
-        "Rate limit reached (Rate limit exceeded: 2 requests per minute per key). Try again in 42 s."
+        "Rate limit reached (Rate limit exceeded: 2 requests per minute per key). "
+        "Try again in 42 s."
     )
     too_long = status_error(
         openai.BadRequestError,
@@ -178,7 +179,8 @@ def test_errors_from_v1_read_as_sentences():
         },
     )
     assert describe_error(down) == (
-        "The model engine is not available right now (503): The engine is not available; retry later."
+        "The model engine is not available right now (503): "
+        "The engine is not available; retry later."
     )
     bad_key = status_error(
         openai.AuthenticationError,

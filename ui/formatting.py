@@ -113,7 +113,8 @@ def gauge_html(used: int | None, max_context: int, reserve: int = 0, note: str =
         label += f" · {note}"
     return (
         f'<div class="wb-gauge wb-gauge-{level}" data-used="{used}" data-max="{max_context}">'
-        f'<div class="wb-gauge-bar"><div class="wb-gauge-fill" style="width:{width:.1f}%"></div></div>'
+        f'<div class="wb-gauge-bar">'
+        f'<div class="wb-gauge-fill" style="width:{width:.1f}%"></div></div>'
         f'<div class="wb-gauge-label">{html.escape(label)}</div></div>'
     )
 
@@ -134,7 +135,10 @@ def _count(value: str | None) -> str:
 def headroom_html(headers: Mapping[str, str] | None) -> str:
     """Rate-limit headroom of the signed-in key, from the headers of its last /v1 response."""
     if not headers:
-        return '<div class="wb-headroom">No request in this session yet: send a message to see the limits.</div>'
+        return (
+            '<div class="wb-headroom">'
+            "No request in this session yet: send a message to see the limits.</div>"
+        )
     h = {k.lower(): v for k, v in headers.items()}
     rows = []
     for what, suffix in (("Requests", "requests"), ("Tokens", "tokens")):
@@ -155,7 +159,10 @@ def headroom_html(headers: Mapping[str, str] | None) -> str:
     if not rows:
         rows.append("The last response carried no rate-limit headers.")
     items = "".join(f"<li>{html.escape(r)}</li>" for r in rows)
-    return f'<div class="wb-headroom"><b>Rate-limit headroom after your last request</b><ul>{items}</ul></div>'
+    return (
+        '<div class="wb-headroom"><b>Rate-limit headroom after your last request</b>'
+        f"<ul>{items}</ul></div>"
+    )
 
 
 def plain_snippet(snippet: str) -> str:
@@ -220,7 +227,8 @@ def progress_html(
     width = 100.0 * done / total
     return (
         f'<div class="wb-progress" data-done="{done}" data-total="{total}">'
-        f'<div class="wb-gauge-bar"><div class="wb-gauge-fill" style="width:{width:.1f}%"></div></div>'
+        f'<div class="wb-gauge-bar">'
+        f'<div class="wb-gauge-fill" style="width:{width:.1f}%"></div></div>'
         f'<div class="wb-progress-label">{"Read" if finished else "Reading"} {name}: '
         f"{done:,} / {total:,} pages</div></div>"
     )

@@ -20,7 +20,9 @@ CSS = """
   border: 1px solid var(--error-border-color, #fecaca); font-size: 14px;
 }
 .wb-gauge { margin: 2px 0 0 0; }
-.wb-gauge-bar { height: 6px; border-radius: 3px; background: var(--border-color-primary); overflow: hidden; }
+.wb-gauge-bar {
+  height: 6px; border-radius: 3px; background: var(--border-color-primary); overflow: hidden;
+}
 .wb-gauge-fill { height: 100%; background: var(--color-accent); transition: width .2s; }
 .wb-gauge-high .wb-gauge-fill { background: #d97706; }
 .wb-gauge-over .wb-gauge-fill { background: #dc2626; }

@@ -154,7 +154,8 @@ def _fit_page(page: Mapping[str, Any], limit: int) -> list[Mapping[str, Any]]:
 def chunk_messages(filename: str, chunk: Chunk, question: str) -> list[dict]:
     """A request that summarises one chunk with the question in mind (the map step)."""
     instruction = (
-        f"Below are {pages_label(chunk.first, chunk.last)} of {safe_filename(filename)}. Summarise what they say that helps "
+        f"Below are {pages_label(chunk.first, chunk.last)} of {safe_filename(filename)}. "
+        "Summarise what they say that helps "
         "answer the question, keeping facts, names, numbers and code exact, and cite each "
         "point's page like [page 12]. If nothing is relevant, say so in one line."
     )

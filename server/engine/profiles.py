@@ -37,7 +37,8 @@ class ProfileError(Exception):
 
 @dataclass
 class EnginePlan:
-    """What launch.sh starts for a profile: an engine command (or none) and the context it serves."""
+    """What launch.sh starts for a profile: an engine command (or none) and the context it
+    serves."""
 
     profile: str
     max_context: int | None

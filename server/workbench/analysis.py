@@ -191,7 +191,8 @@ class ChunkedAnalysis:
     def _with_history(self, summaries: list[Summary], budget: int) -> list[dict] | None:
         """The final request with the most recent earlier turns that fit `budget`, or None
         when the summaries alone do not fit. Turns are dropped from the oldest, a user message
-        together with the answers after it, so the model never sees an answer without its question."""
+        together with the answers after it, so the model never sees an answer without its
+        question."""
         starts = sorted(
             {0, len(self.history)} | {i for i, m in enumerate(self.history) if m["role"] == "user"}
         )

@@ -67,6 +67,8 @@ def test_the_bound_is_never_below_the_real_count(counter, text, tools):
     ):
         exact = counter.count_messages(messages, tools=tools)
         assert token_bound(messages, tools)[0] >= exact
+    # A legacy prompt's bound (sizing.PromptCounter.texts): 2 a byte, plus 16.
+    assert counter.count_text(text) <= 2 * len(text.encode()) + 16
 
 
 @pytest.fixture
@@ -93,11 +95,34 @@ def test_a_small_prompt_is_served_and_settled_with_the_engines_own_count(remote)
         usage["prompt_tokens"],
         usage["completion_tokens"],
     )
+    response = httpx.post(
+        remote.v1 + "/completions",
+        timeout=120,
+        headers={"Authorization": f"Bearer {remote.api_key}"},
+        json={"model": "qwen3", "prompt": "Say hi.", "max_tokens": 2},
+    )
+    assert response.status_code == 200, response.text
+    rows = wait_until(lambda: usage_rows(remote, "/v1/completions"))
+    assert rows[-1]["prompt_tokens"] == response.json()["usage"]["prompt_tokens"] > 0
 
 
 def test_near_the_edge_the_count_is_exact_and_the_errors_are_the_same(remote, app):
     too_long = [{"role": "user", "content": "hello " * 9000}]
     for served in (remote, app):  # counted remotely, and by the local tokenizer
+        response = httpx.post(
+            served.v1 + "/completions",
+            timeout=120,
+            headers={"Authorization": f"Bearer {served.api_key}"},
+            json={"model": "qwen3", "prompt": "hello " * 9000},
+        )
+        assert_error(
+            response,
+            400,
+            "invalid_request_error",
+            "context_length_exceeded",
+            "prompt",
+            f"Request exceeds maximum context length of {APP_CONTEXT} tokens",
+        )
         assert_error(
             _chat(served, messages=too_long),
             400,

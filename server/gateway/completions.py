@@ -101,7 +101,8 @@ class CompletionService(Forwarder):
         request = validate(CompletionRequest, body)
         await self.check_model(request.model)
         texts, known = completion_prompts(request.prompt)
-        counts = await self.counter.texts(texts) + known
+        wanted = request.max_tokens or DEFAULTS["max_tokens"]
+        counts = await self.counter.texts(texts, wanted, self.engine.max_context) + known
         if not counts:
             raise errors.invalid_value("The prompt must not be empty.", "prompt")
         max_tokens = max_tokens_for(

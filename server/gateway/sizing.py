@@ -99,8 +99,15 @@ class PromptCounter:
         prompt_tokens = await self.messages(messages, tools)
         return prompt_tokens, max_tokens_for(requested, default, prompt_tokens, max_context, param)
 
-    async def texts(self, texts: list[str]) -> list[int]:
-        """Token counts of legacy-completion prompts (no chat framing)."""
+    async def texts(self, texts: list[str], wanted: int, max_context: int) -> list[int]:
+        """Token counts of legacy-completion prompts (no chat framing), each to be followed by
+        up to `wanted` tokens; estimates when counting is remote and each prompt's bound leaves
+        that room (the count could then change nothing, as in `fit`)."""
+        if not self.local:
+            sizes = [len(text.encode()) for text in texts]
+            # A text's tokens: at most 2 a byte (see token_bound), plus BOS/EOS-like specials.
+            if all(2 * size + 16 + wanted <= max_context for size in sizes):
+                return [size // BYTES_PER_TOKEN + 1 for size in sizes]
         try:
             if self.local and sum(map(len, texts)) > INLINE_COUNT_CHARS:
                 return await anyio.to_thread.run_sync(lambda: self.counter.count_texts(texts))

@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from bench.measure import (  # noqa: E402
     PROTOCOLS,
     Protocol,
+    app_env,
     complete_once,
     percentile,
     process_cpu_seconds,
@@ -196,30 +197,15 @@ def report(name: str, rounds: list[Round], goals: bool) -> None:
         print(f"    {'met ' if ok else 'MISS'}  {label:<38} {value}")
 
 
-def _app_env(key: str, data: str, engine: str, args: argparse.Namespace) -> dict[str, str]:
-    """The app in the `external` profile with its defaults, limits too high to interfere."""
-    env = {
-        "VLLM_API_KEY": key,
-        "WORKBENCH_DATA_DIR": data,
-        "WORKBENCH_PROFILE": "external",
-        "WORKBENCH_UPSTREAM_URL": engine,
-        "WORKBENCH_RPM": "100000000",
-        "WORKBENCH_TPM": "1000000000000",
-        "WORKBENCH_MAX_CONCURRENT": "100000",
-    }
-    model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
-    if args.tokenizer and (model_dir / "tokenizer.json").is_file():
-        env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
-    return env
-
-
 def compare(engine: str, args: argparse.Namespace, protocols: list[str], goals: bool) -> None:
     """Start the app in front of `engine` and report each protocol's rounds."""
     from tests.harness import start_app
 
     key = "bench-" + secrets.token_hex(8)
     with tempfile.TemporaryDirectory() as data:
-        proc, url = start_app(_app_env(key, data, engine, args), Path(data) / "logs")
+        proc, url = start_app(
+            app_env(key, data, engine, tokenizer=args.tokenizer), Path(data) / "logs"
+        )
         try:
             direct, gateway = Side(engine), Side(url, key, proc.pid)
             for _ in range(3):  # warm up connections and the gateway's paths

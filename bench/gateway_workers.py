@@ -21,7 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.measure import requests_per_second, start_stub  # noqa: E402
+from bench.measure import app_env, requests_per_second, start_stub  # noqa: E402
 
 
 def throughput(engine: str | None, workers: list[int], clients: list[int], seconds: float) -> None:
@@ -38,19 +38,7 @@ def throughput(engine: str | None, workers: list[int], clients: list[int], secon
         for count in workers:
             key = "bench-" + secrets.token_hex(8)
             with tempfile.TemporaryDirectory() as data:
-                env = {
-                    "VLLM_API_KEY": key,
-                    "WORKBENCH_DATA_DIR": data,
-                    "WORKBENCH_PROFILE": "external",
-                    "WORKBENCH_UPSTREAM_URL": engine,
-                    "WORKBENCH_RPM": "100000000",
-                    "WORKBENCH_TPM": "1000000000000",
-                    "WORKBENCH_MAX_CONCURRENT": "100000",
-                    "WORKBENCH_API_WORKERS": str(count),
-                }
-                model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
-                if (model_dir / "tokenizer.json").is_file():
-                    env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
+                env = app_env(key, data, engine, tokenizer=True, WORKBENCH_API_WORKERS=str(count))
                 port = free_port()
                 # As launch.sh starts it; N + 2 processes take minutes to start on a busy host.
                 proc = ManagedProcess(

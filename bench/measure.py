@@ -131,6 +131,25 @@ async def requests_per_second(
         return done / (time.perf_counter() - started), done
 
 
+def app_env(key: str, data: str, engine: str, tokenizer: bool, **extra: str) -> dict[str, str]:
+    """The app's environment: the `external` profile in front of `engine`, limits too high to
+    interfere, the embedded model's tokenizer if `tokenizer` (else the profile's default)."""
+    env = {
+        "VLLM_API_KEY": key,
+        "WORKBENCH_DATA_DIR": data,
+        "WORKBENCH_PROFILE": "external",
+        "WORKBENCH_UPSTREAM_URL": engine,
+        "WORKBENCH_RPM": "100000000",
+        "WORKBENCH_TPM": "1000000000000",
+        "WORKBENCH_MAX_CONCURRENT": "100000",
+        **extra,
+    }
+    model_dir = REPO / "data" / "models" / "SmolLM2-135M-Instruct"
+    if tokenizer and (model_dir / "tokenizer.json").is_file():
+        env["WORKBENCH_TOKENIZER_PATH"] = str(model_dir)
+    return env
+
+
 def start_stub(lean: bool = False):
     """bench/stub_engine.py on a free port: (its process, its base URL)."""
     from tests.harness import ManagedProcess, base_env, free_port

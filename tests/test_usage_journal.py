@@ -45,7 +45,7 @@ def test_rows_of_a_process_that_died_are_replayed_once(tmp_path):
     assert _rows(store) == [("alice", 1), ("alice", 2), ("alice", 3)]
     assert list(directory.iterdir()) == []
     # A crash between the commit and the delete: the same journal comes back; nothing doubles.
-    journal.write_bytes(kept + b'["torn", 1.0, "al')
+    journal.write_bytes(kept + b'12\n["short", 1.0]\n["torn", 1.0, "al')
     assert replay_journals(store, directory) == 3
     assert _rows(store) == [("alice", 1), ("alice", 2), ("alice", 3)]
     store.close()

@@ -18,6 +18,7 @@ import itertools
 import logging
 import os
 import secrets
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,7 @@ import orjson
 
 from server.gateway.metrics import GatewayMetrics
 from storage import Store
-from storage.usage import log_requests
+from storage.usage import USAGE_COLUMNS, log_requests
 
 log = logging.getLogger(__name__)
 FLUSH_DELAY = 0.05
@@ -119,6 +120,18 @@ class Journal:
         os.close(sealed[0])
 
 
+def _journaled(line: bytes, path: Path) -> tuple | None:
+    """One journal line as log_requests takes it; None (and a warning) for a torn one."""
+    try:
+        row = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        row = None
+    if isinstance(row, list) and len(row) == len(USAGE_COLUMNS):
+        return tuple(row)
+    log.warning("skipped a torn usage row in %s", path.name)
+    return None
+
+
 def replay_journals(store: Store, directory: Path) -> int:
     """Write the rows of journals left by processes that died (blocking); how many."""
     if not directory.is_dir():
@@ -136,13 +149,13 @@ def replay_journals(store: Store, directory: Path) -> int:
                 continue  # a living process still writes it
             with os.fdopen(fd, "rb", closefd=False) as journal:
                 content = journal.read()
-            rows = []
-            for line in content.splitlines():
-                try:
-                    rows.append(tuple(orjson.loads(line)))
-                except orjson.JSONDecodeError:
-                    log.warning("skipped a torn usage row in %s", path.name)
-            log_requests(store.db, rows)
+            rows = [row for line in content.splitlines() if (row := _journaled(line, path))]
+            try:
+                log_requests(store.db, rows)
+            except sqlite3.Error:
+                # Kept for the next start; serving must not wait for it.
+                log.exception("could not replay the usage rows of %s", path.name)
+                continue
             path.unlink(missing_ok=True)
             replayed += len(rows)
         finally:

@@ -269,8 +269,11 @@ def wire(
         return {**page.conversation_view(session.owner, cid, query), **page.idle_controls()}
 
     def finish_turn(session, cid, busy, query, turn):
-        if turn is None:  # nothing was streamed (refused, or the offer is shown): keep the page
-            return page.idle_controls()
+        if turn is None:
+            # Nothing was streamed (refused, or the offer is shown) and nothing was made busy:
+            # change nothing. Idle controls here would clear the turn of an answer the offer
+            # started meanwhile, and that answer's own redraw (with its stats) would be skipped.
+            return {}
         return finish(session, cid, busy, query)
 
     async def stop(request: gr.Request, session, cid, busy, query):

@@ -33,7 +33,6 @@ from storage.keys import Key
 log = logging.getLogger(__name__)
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-log = logging.getLogger(__name__)
 # Which replica answered (behind vllm-router only): the UI shows it in the stats line.
 REPLICA_RESPONSE_HEADER = "X-Workbench-Replica"
 

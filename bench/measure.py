@@ -136,7 +136,7 @@ async def sdk_requests_per_second(
 ) -> tuple[float, int]:
     """As `requests_per_second`, with the official OpenAI SDK as the clients: `clients`
     concurrent calls through one `AsyncOpenAI`, as a program using the API makes them. The SDK
-    costs the client ≈1.3 ms of CPU a request here (raw aiohttp ≈0.1 ms), which is what the
+    costs the client ≈1.5 ms of CPU a request here (raw aiohttp ≈0.12 ms), which is what the
     API's real callers pay."""
     import openai
 

@@ -122,6 +122,14 @@ def assert_error(
     return error
 
 
+def assert_anthropic_error(body: dict, type: str) -> str:
+    """Exactly Anthropic's shape: {"type": "error", "error": {"type", "message"}}."""
+    assert list(body) == ["type", "error"] and body["type"] == "error", body
+    assert list(body["error"]) == ["type", "message"], body
+    assert body["error"]["type"] == type, body
+    return body["error"]["message"]
+
+
 def assert_rate_headers(response: httpx.Response) -> None:
     missing = [h for h in RATE_HEADERS if h not in response.headers]
     assert not missing, f"missing {missing} in {dict(response.headers)}"

@@ -8,7 +8,13 @@ import pytest
 
 from server.gateway.messages import CountTokensRequest, chat_messages
 from tests.fault_upstream import FaultUpstream
-from tests.helpers import APP_CONTEXT, assert_rate_headers, usage_rows, wait_until
+from tests.helpers import (
+    APP_CONTEXT,
+    assert_anthropic_error,
+    assert_rate_headers,
+    usage_rows,
+    wait_until,
+)
 
 HI = [{"role": "user", "content": "Say hello."}]
 ANTHROPIC_HEADERS = tuple(
@@ -27,14 +33,6 @@ def client(app):
 
 def _rows(app, endpoint):
     return [r for r in usage_rows(app) if r["endpoint"] == endpoint]
-
-
-def assert_anthropic_error(body: dict, type: str) -> str:
-    """Exactly Anthropic's shape: {"type": "error", "error": {"type", "message"}}."""
-    assert list(body) == ["type", "error"] and body["type"] == "error", body
-    assert list(body["error"]) == ["type", "message"], body
-    assert body["error"]["type"] == type, body
-    return body["error"]["message"]
 
 
 def test_create_with_usage_headers_and_a_usage_row(make_app):

@@ -1,8 +1,15 @@
-"""OpenAI `file` content parts carrying a PDF, turned into page-marked text.
+"""Content parts carrying a PDF, in each protocol's shape, turned into page-marked text.
 
-`{"type": "file", "file": {"filename": "a.pdf", "file_data": "data:application/pdf;base64,..."}}`
-Everything in the part is untrusted: the shape, the data URL, the base64 and the PDF each
-fail with their own DocumentError and a message that says what to fix.
+- chat completions: `{"type": "file", "file": {"filename", "file_data"}}`;
+- the Responses API: `{"type": "input_file", "filename", "file_data"}`, `file_data` being
+  `data:application/pdf;base64,...` in both;
+- Anthropic's Messages API: `{"type": "document", "title", "source": {"type": "base64",
+  "media_type": "application/pdf", "data"}}`, or a plain-text document (`source.type` `text` or
+  `content`), which is text already.
+
+Everything in a part is untrusted: the shape, the data URL, the base64 and the PDF each fail
+with their own DocumentError and a message that says what to fix. A part that points at a file
+elsewhere (`file_id`, a URL) is refused: this server keeps no files and fetches nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from server.documents.errors import (
     PdfTooLargeError,
 )
 from server.documents.extract import PdfText, check_pdf
-from server.documents.render import document_text
+from server.documents.render import document_text, safe_filename
 
 _DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),", re.ASCII)
 _PDF_TYPES = {"application/pdf", "application/x-pdf"}
@@ -29,10 +36,11 @@ class InvalidFilePartError(DocumentError):
     'The file part is malformed: send {"type": "file", "file": {"filename", "file_data"}}.'
 
 
-def decode_file_data(file_data: Any, *, max_bytes: int) -> bytes:
-    """The PDF bytes of a `file_data` value: a base64 data URL (or bare base64)."""
+def decode_file_data(file_data: Any, *, max_bytes: int, field: str = "file.file_data") -> bytes:
+    """The PDF bytes of a `file_data` value (`field` names it in errors): a base64 data URL
+    (or bare base64)."""
     if not isinstance(file_data, str) or not file_data:
-        raise InvalidFilePartError("file.file_data must be a non-empty string.")
+        raise InvalidFilePartError(f"{field} must be a non-empty string.")
     payload = file_data
     match = _DATA_URL.match(file_data)
     if match:
@@ -42,19 +50,17 @@ def decode_file_data(file_data: Any, *, max_bytes: int) -> bytes:
                 f"Only PDF files are supported (the data URL says {media_type or 'nothing'!r})."
             )
         if ";base64" not in match["params"].lower():
-            raise InvalidFilePartError(
-                "file.file_data must be base64 (data:application/pdf;base64,...)."
-            )
+            raise InvalidFilePartError(f"{field} must be base64 (data:application/pdf;base64,...).")
         payload = file_data[match.end() :]
     elif file_data.startswith("data:"):
-        raise InvalidFilePartError("file.file_data is not a valid data URL.")
+        raise InvalidFilePartError(f"{field} is not a valid data URL.")
     # Refuse oversized input before decoding it (base64 is 4 characters per 3 bytes).
     if len(payload) // 4 * 3 > max_bytes + 3:
         raise PdfTooLargeError(len(payload) // 4 * 3, max_bytes)
     try:
         data = base64.b64decode(payload.strip(), validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidFilePartError("file.file_data is not valid base64.") from None
+        raise InvalidFilePartError(f"{field} is not valid base64.") from None
     check_pdf(data, max_bytes=max_bytes)
     return data
 
@@ -74,9 +80,64 @@ def read_file_part(part: dict, *, max_bytes: int) -> tuple[str, bytes]:
             "file.file_id is not supported here: send the PDF itself as file.file_data."
         )
     data = decode_file_data(file.get("file_data"), max_bytes=max_bytes)
-    filename = file.get("filename")
-    filename = filename if isinstance(filename, str) and filename.strip() else "document.pdf"
-    return filename, data
+    return _name(file.get("filename"), "document.pdf"), data
+
+
+def read_input_file(part: dict, *, max_bytes: int) -> tuple[str, bytes]:
+    """(file name, PDF bytes) of a Responses API `input_file` part, checked but not yet read."""
+    if "file_data" not in part:
+        for field in ("file_id", "file_url"):
+            if part.get(field):
+                raise InvalidFilePartError(
+                    f"input_file.{field} is not supported here: send the PDF itself as "
+                    "input_file.file_data (data:application/pdf;base64,...)."
+                )
+    data = decode_file_data(
+        part.get("file_data"), max_bytes=max_bytes, field="input_file.file_data"
+    )
+    return _name(part.get("filename"), "document.pdf"), data
+
+
+def read_document_block(block: dict, *, max_bytes: int) -> tuple[str, bytes] | str:
+    """An Anthropic `document` block: (title, PDF bytes) for a base64 PDF, checked but not yet
+    read; the page-marked text itself for a plain-text document."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    title = _name(block.get("title"), "document.pdf")
+    if kind == "base64":
+        media_type = source.get("media_type")
+        if media_type not in _PDF_TYPES:
+            raise NotAPdfError(
+                f"Only PDF documents are supported as base64 (source.media_type is {media_type!r})."
+            )
+        return title, decode_file_data(source.get("data"), max_bytes=max_bytes, field="source.data")
+    if kind == "text" and isinstance(source.get("data"), str):
+        return _plain_document(title, source["data"])
+    if kind == "content":
+        content = source.get("content")
+        if isinstance(content, str):
+            return _plain_document(title, content)
+        if isinstance(content, list):
+            texts = [b.get("text") for b in content if isinstance(b, dict)]
+            if all(isinstance(t, str) for t in texts):
+                return _plain_document(title, "\n\n".join(texts))
+    if kind in ("url", "file"):
+        raise InvalidFilePartError(
+            f"A document's source of type {kind!r} is not supported here: send the PDF itself "
+            "(source.type 'base64', media_type 'application/pdf')."
+        )
+    raise InvalidFilePartError(
+        'The document block is malformed: send {"type": "document", "source": '
+        '{"type": "base64", "media_type": "application/pdf", "data"}}, or a text source.'
+    )
+
+
+def _name(value: Any, default: str) -> str:
+    return value if isinstance(value, str) and value.strip() else default
+
+
+def _plain_document(title: str, text: str) -> str:
+    return f'<document filename="{safe_filename(title)}">\n{text}\n</document>'
 
 
 def pdf_to_text(

@@ -1,9 +1,11 @@
-"""PDF content parts in /v1 requests: `{"type": "file", "file": {"filename", "file_data"}}`.
+"""PDF content parts in /v1 requests, in each protocol's shape (see
+server/documents/file_part.py): chat's `file`, the Responses API's `input_file`, Anthropic's
+`document` (also inside a `tool_result`, where Claude Code puts the PDFs it reads).
 
-vLLM knows nothing of PDFs, so before a chat request is counted and forwarded, every file part
+vLLM knows nothing of PDFs, so before a request is counted and forwarded, every such part
 becomes a text part with the document's page-marked text (server.documents does the reading).
-A PDF that cannot be read is the client's problem: 400 `invalid_document`, param `messages`,
-with the documents module's own message.
+A PDF that cannot be read is the client's problem: 400 `invalid_document`, naming the message
+(`messages[0]: ...`, `input[0]: ...`), with the documents module's own message.
 """
 
 from __future__ import annotations
@@ -17,19 +19,31 @@ import anyio.to_thread
 
 from server.gateway import errors
 
+DOCUMENT_PARTS = frozenset({"file", "input_file", "document"})
 
-def _has_file_part(messages: list[dict[str, Any]]) -> bool:
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    return [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+
+
+def _has_document(messages: Any) -> bool:
+    if not isinstance(messages, list):
+        return False
     for message in messages:
-        content = message.get("content") if isinstance(message, dict) else None
-        if isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and part.get("type") == "file":
-                    return True
+        for part in _parts(message.get("content") if isinstance(message, dict) else None):
+            kind = part.get("type")
+            if kind in DOCUMENT_PARTS:
+                return True
+            if kind == "tool_result" and any(
+                p.get("type") in DOCUMENT_PARTS for p in _parts(part.get("content"))
+            ):
+                return True
     return False
 
 
 class DocumentExpander:
-    """Replaces file parts by text parts; messages without files pass through untouched.
+    """Replaces document parts by text parts; messages without any pass through untouched
+    (the same list is returned).
 
     A script asking several questions about one PDF sends the same bytes every time: the text
     of recent PDFs is kept (by file name and sha256, up to `cache_chars` characters in all), so
@@ -44,16 +58,34 @@ class DocumentExpander:
         self._lock = threading.Lock()
         self.extractions = 0  # PDFs actually read (the rest came from the cache)
 
-    async def expand(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        if not _has_file_part(messages):
+    async def expand(
+        self, messages: list[dict[str, Any]], text_type: str = "text", param: str = "messages"
+    ) -> list[dict[str, Any]]:
+        """`messages` (or Responses `input` items) with each document part turned into a
+        `text_type` part (`input_text` for the Responses API); `param` names them in errors."""
+        if not _has_document(messages):
             return messages
         # PDF reading is CPU-bound: off the event loop.
-        return await anyio.to_thread.run_sync(self._expand_sync, messages)
+        return await anyio.to_thread.run_sync(self._expand_sync, messages, text_type, param)
 
     def _text(self, part: dict[str, Any]) -> str:
-        from server.documents.file_part import pdf_to_text, read_file_part
+        from server.documents.file_part import (
+            pdf_to_text,
+            read_document_block,
+            read_file_part,
+            read_input_file,
+        )
 
-        filename, data = read_file_part(part, max_bytes=self.max_pdf_bytes)
+        kind = part["type"]
+        if kind == "document":
+            read = read_document_block(part, max_bytes=self.max_pdf_bytes)
+            if isinstance(read, str):  # a plain-text document
+                return read
+            filename, data = read
+        elif kind == "input_file":
+            filename, data = read_input_file(part, max_bytes=self.max_pdf_bytes)
+        else:
+            filename, data = read_file_part(part, max_bytes=self.max_pdf_bytes)
         key = (filename, hashlib.sha256(data).hexdigest())
         with self._lock:
             if key in self._texts:
@@ -70,24 +102,31 @@ class DocumentExpander:
                     self._cached_chars -= len(dropped)
         return text
 
-    def _expand_sync(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _expand_parts(self, content: list[Any], text_type: str) -> list[Any]:
+        parts = []
+        for part in content:
+            kind = part.get("type") if isinstance(part, dict) else None
+            if kind in DOCUMENT_PARTS:
+                part = {"type": text_type, "text": self._text(part)}
+            elif kind == "tool_result" and isinstance(part.get("content"), list):
+                part = {**part, "content": self._expand_parts(part["content"], text_type)}
+            parts.append(part)
+        return parts
+
+    def _expand_sync(
+        self, messages: list[dict[str, Any]], text_type: str, param: str
+    ) -> list[dict[str, Any]]:
         from server.documents.errors import DocumentError
 
         expanded = []
         for index, message in enumerate(messages):
-            content = message.get("content")
+            content = message.get("content") if isinstance(message, dict) else None
             if not isinstance(content, list):
                 expanded.append(message)
                 continue
-            parts = []
-            for part in content:
-                if isinstance(part, dict) and part.get("type") == "file":
-                    try:
-                        text = self._text(part)
-                    except DocumentError as exc:
-                        raise errors.invalid_document(f"messages[{index}]: {exc}") from None
-                    parts.append({"type": "text", "text": text})
-                else:
-                    parts.append(part)
+            try:
+                parts = self._expand_parts(content, text_type)
+            except DocumentError as exc:
+                raise errors.invalid_document(f"{param}[{index}]: {exc}", param) from None
             expanded.append({**message, "content": parts})
         return expanded

@@ -22,7 +22,7 @@ from server.gateway.protocol import _Wire
 from server.gateway.streaming import messages_stream
 
 if TYPE_CHECKING:
-    from server.gateway.forwarding import Forwarder
+    from server.gateway.completions import CompletionService
 
 ENDPOINT = "/v1/messages"
 COUNT_ENDPOINT = "/v1/messages/count_tokens"
@@ -60,9 +60,22 @@ class MessagesRequest(CountTokensRequest):
     metadata: dict[str, Any] | None = None
 
 
-async def plan(service: Forwarder, body: dict[str, Any]) -> Plan:
-    request = validate(MessagesRequest, body)
+async def _with_documents(
+    service: CompletionService, body: dict[str, Any], model: type[CountTokensRequest]
+) -> tuple[dict[str, Any], Any]:
+    """The body with its `document` blocks (PDFs, plain text) turned into text blocks, which
+    vLLM takes, and the request validated."""
+    request = validate(model, body)
     await service.check_model(request.model)
+    messages = await service.documents.expand(body["messages"])
+    if messages is not body["messages"]:
+        body = {**body, "messages": messages}
+        request = validate(model, body)
+    return body, request
+
+
+async def plan(service: CompletionService, body: dict[str, Any]) -> Plan:
+    body, request = await _with_documents(service, body, MessagesRequest)
     prompt_tokens, max_tokens = await service.counter.fit(
         chat_messages(request),
         chat_tools(request),
@@ -85,9 +98,8 @@ async def plan(service: Forwarder, body: dict[str, Any]) -> Plan:
     )
 
 
-async def plan_count(service: Forwarder, body: dict[str, Any]) -> Plan:
-    request = validate(CountTokensRequest, body)
-    await service.check_model(request.model)
+async def plan_count(service: CompletionService, body: dict[str, Any]) -> Plan:
+    body, _ = await _with_documents(service, body, CountTokensRequest)
     return Plan(COUNT_ENDPOINT, "messages", body, None, 0, 0, None)
 
 

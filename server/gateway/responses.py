@@ -67,6 +67,8 @@ async def plan(service: CompletionService, key: Key, body: dict[str, Any]) -> Pl
         # The engine keeps nothing: it gets the whole conversation.
         del out["previous_response_id"]
         out["input"] = [*previous["input"], *previous["output"], *_items(request.input)]
+    if isinstance(out["input"], list):  # PDFs become their text, kept so for what follows
+        out["input"] = await service.documents.expand(out["input"], "input_text", "input")
     conversation = _items(out["input"])  # kept as sent: normalising is for the engine only
     out = normalise(out)
     messages = chat_messages(out)

@@ -187,6 +187,19 @@ def test_a_body_that_is_not_a_json_object_is_invalid_json(client, content, reaso
             "missing_required_parameter",
             "Missing required parameter: 'messages[1].content'.",
         ),
+        (
+            {"model": "qwen3", "messages": [{"role": "user", "content": [{"type": "video"}]}]},
+            "messages[0].content",
+            "invalid_value",
+            "Invalid value for 'messages[0].content': part 0 has type 'video'; the types are "
+            "text, image_url, input_audio, file, refusal.",
+        ),
+        (
+            {"model": "qwen3", "messages": [{"role": "user", "content": [{"type": "text"}]}]},
+            "messages[0].content",
+            "invalid_value",
+            "Invalid value for 'messages[0].content': text part 0 has no string 'text'.",
+        ),
     ],
 )
 def test_invalid_parameters_are_400_naming_the_param(client, body, param, code, message):

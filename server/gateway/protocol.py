@@ -71,6 +71,11 @@ class ToolCall(_Wire):
         return self
 
 
+# OpenAI's chat content parts (`file`: a PDF, read here). vLLM takes more, for multimodal
+# models only; its refusal of an unknown part lists eight pydantic errors, so this one is ours.
+CONTENT_PART_TYPES = ("text", "image_url", "input_audio", "file", "refusal")
+
+
 class ChatMessage(_Wire):
     """One message; content is text or a list of content parts (text, image_url, file)."""
 
@@ -78,6 +83,23 @@ class ChatMessage(_Wire):
     content: str | list[dict[str, Any]] | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+
+    @field_validator("content")
+    @classmethod
+    def _known_parts(cls, content: Any) -> Any:
+        for index, part in enumerate(content if isinstance(content, list) else ()):
+            kind = part.get("type")
+            if kind not in CONTENT_PART_TYPES:
+                raise PydanticCustomError(
+                    "content_part",
+                    "part {index} has type {kind}; the types are {types}",
+                    {"index": index, "kind": repr(kind), "types": ", ".join(CONTENT_PART_TYPES)},
+                )
+            if kind == "text" and not isinstance(part.get("text"), str):
+                raise PydanticCustomError(
+                    "content_part", "text part {index} has no string 'text'", {"index": index}
+                )
+        return content
 
     @model_validator(mode="after")
     def _required_fields(self) -> ChatMessage:

@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,6 +99,27 @@ def stream_once(client: httpx.Client, base: str, protocol: Protocol, tokens: int
     return len(times) / (times[-1] - started)
 
 
+async def _rate(request: Callable[[], Awaitable[object]], clients: int, seconds: float):
+    """(requests/s, requests counted) of `clients` concurrent loops of `request`, counted for
+    `seconds` after one second of warm-up."""
+    done = 0
+    counting = False
+
+    async def loop(stop: float) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            await request()
+            if counting:
+                done += 1
+
+    stop = time.perf_counter() + 1 + seconds
+    tasks = [asyncio.create_task(loop(stop)) for _ in range(clients)]
+    await asyncio.sleep(1)
+    counting, started = True, time.perf_counter()
+    await asyncio.gather(*tasks)
+    return done / (time.perf_counter() - started), done
+
+
 async def requests_per_second(
     base: str, key: str | None, clients: int, seconds: float
 ) -> tuple[float, int]:
@@ -108,27 +129,16 @@ async def requests_per_second(
 
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {"model": "qwen3", "messages": MESSAGES, "max_tokens": 1}
-    done = 0
-    counting = False
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
 
-        async def client(stop: float) -> None:
-            nonlocal done
-            while time.perf_counter() < stop:
-                async with session.post(base + "/v1/chat/completions", json=body) as response:
-                    await response.read()
-                    if response.status != 200:
-                        raise RuntimeError(f"{response.status}: {await response.text()}")
-                if counting:
-                    done += 1
+        async def request() -> None:
+            async with session.post(base + "/v1/chat/completions", json=body) as response:
+                await response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{response.status}: {await response.text()}")
 
-        stop = time.perf_counter() + 1 + seconds
-        tasks = [asyncio.create_task(client(stop)) for _ in range(clients)]
-        await asyncio.sleep(1)
-        counting, started = True, time.perf_counter()
-        await asyncio.gather(*tasks)
-        return done / (time.perf_counter() - started), done
+        return await _rate(request, clients, seconds)
 
 
 async def sdk_requests_per_second(
@@ -140,24 +150,14 @@ async def sdk_requests_per_second(
     API's real callers pay."""
     import openai
 
-    client = openai.AsyncOpenAI(base_url=base + "/v1", api_key=key or "none", max_retries=0)
-    done = 0
-    counting = False
-
-    async def call(stop: float) -> None:
-        nonlocal done
-        while time.perf_counter() < stop:
-            await client.chat.completions.create(model="qwen3", messages=MESSAGES, max_tokens=1)
-            if counting:
-                done += 1
-
-    async with client:
-        stop = time.perf_counter() + 1 + seconds
-        tasks = [asyncio.create_task(call(stop)) for _ in range(clients)]
-        await asyncio.sleep(1)
-        counting, started = True, time.perf_counter()
-        await asyncio.gather(*tasks)
-        return done / (time.perf_counter() - started), done
+    async with openai.AsyncOpenAI(
+        base_url=base + "/v1", api_key=key or "none", max_retries=0
+    ) as client:
+        return await _rate(
+            lambda: client.chat.completions.create(model="qwen3", messages=MESSAGES, max_tokens=1),
+            clients,
+            seconds,
+        )
 
 
 def app_env(key: str, data: str, engine: str, tokenizer: bool, **extra: str) -> dict[str, str]:

@@ -179,6 +179,16 @@ def test_sdk_exceptions_on_our_errors(app, client):
     with pytest.raises(anthropic.BadRequestError) as bad_request:
         client.messages.create(model="qwen3", max_tokens=0, messages=HI)
     assert "max_tokens" in assert_anthropic_error(bad_request.value.body, "invalid_request_error")
+    with pytest.raises(anthropic.BadRequestError) as image_system:
+        client.messages.create(
+            model="qwen3",
+            max_tokens=1,
+            messages=HI,
+            system=[{"type": "image"}],
+        )
+    assert assert_anthropic_error(image_system.value.body, "invalid_request_error") == (
+        "Invalid value for 'system': block 0 is not a text block."
+    )
     with pytest.raises(anthropic.BadRequestError) as too_long:
         client.messages.create(
             model="qwen3", max_tokens=1, messages=[{"role": "user", "content": "word " * 9000}]

@@ -15,7 +15,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from pydantic import Field
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from server.gateway.forwarding import Plan, validate
 from server.gateway.protocol import _Wire
@@ -46,6 +47,17 @@ class CountTokensRequest(_Wire):
     system: str | list[dict[str, Any]] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: dict[str, Any] | None = None
+
+    @field_validator("system")
+    @classmethod
+    def _text_blocks(cls, system: Any) -> Any:
+        # Anthropic's API takes text blocks only here; vLLM would drop any other silently.
+        for index, block in enumerate(system if isinstance(system, list) else ()):
+            if block.get("type") != "text" or not isinstance(block.get("text"), str):
+                raise PydanticCustomError(
+                    "system_block", "block {index} is not a text block", {"index": index}
+                )
+        return system
 
 
 class MessagesRequest(CountTokensRequest):

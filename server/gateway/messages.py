@@ -5,7 +5,8 @@ Decisions (README, "The API, beyond the reference"):
 - The model is `qwen3`, as everywhere: a `claude-...` name is a 404 `not_found_error` that names
   `qwen3` (agents are pointed at it with their model settings, see the README).
 - `max_tokens` is required (as Anthropic's API has it) and lowered to what the context leaves
-  after the prompt.
+  after the prompt; `system` takes text blocks only, as there.
+- `document` blocks (PDFs, plain text), which vLLM refuses, become text blocks (`documents`).
 - `count_tokens` is answered by the engine (its chat template and tokenizer): it counts as a
   request in the key's limits and usage, with no tokens.
 """

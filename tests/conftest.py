@@ -10,6 +10,7 @@ import os
 import secrets
 from pathlib import Path
 
+import httpx
 import pytest
 
 from storage import Store
@@ -79,6 +80,15 @@ def app(engine_url, model_dir, tmp_path_factory) -> App:
     proc, url = start_app(app_env(data_dir, engine_url, model_dir, key), data_dir / "logs")
     yield App(url=url, api_key=key, data_dir=data_dir, engine_url=engine_url)
     proc.stop()
+
+
+@pytest.fixture(scope="session")
+def v1_http(app):
+    """An HTTP client of the session's app: base URL `/v1`, the admin key as Bearer."""
+    with httpx.Client(
+        base_url=app.v1, timeout=60, headers={"Authorization": f"Bearer {app.api_key}"}
+    ) as client:
+        yield client
 
 
 @pytest.fixture

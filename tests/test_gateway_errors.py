@@ -26,16 +26,8 @@ AUTH_BODY = {
 HI = [{"role": "user", "content": "Hi"}]
 
 
-@pytest.fixture(scope="module")
-def client(app):
-    with httpx.Client(
-        base_url=app.v1, timeout=60, headers={"Authorization": f"Bearer {app.api_key}"}
-    ) as c:
-        yield c
-
-
-def chat(client, **body):
-    return client.post("/chat/completions", json={"model": "qwen3", "messages": HI, **body})
+def chat(v1_http, **body):
+    return v1_http.post("/chat/completions", json={"model": "qwen3", "messages": HI, **body})
 
 
 # --- 401 / 403 ------------------------------------------------------------------------------
@@ -95,8 +87,8 @@ def test_metrics_needs_an_admin_key(app):
 # --- 400 ------------------------------------------------------------------------------------
 
 
-def test_a_prompt_over_the_context_is_context_length_exceeded(client):
-    response = chat(client, messages=[{"role": "user", "content": "hello " * 9000}])
+def test_a_prompt_over_the_context_is_context_length_exceeded(v1_http):
+    response = chat(v1_http, messages=[{"role": "user", "content": "hello " * 9000}])
     assert_error(
         response,
         400,
@@ -105,7 +97,7 @@ def test_a_prompt_over_the_context_is_context_length_exceeded(client):
         "messages",
         "Request exceeds maximum context length of 8192 tokens",
     )
-    response = client.post("/completions", json={"model": "qwen3", "prompt": "hello " * 9000})
+    response = v1_http.post("/completions", json={"model": "qwen3", "prompt": "hello " * 9000})
     assert_error(
         response,
         400,
@@ -179,8 +171,8 @@ def test_body_over_the_size_cap_is_refused_with_or_without_content_length(make_a
 # --- 404 / 405 ------------------------------------------------------------------------------
 
 
-def test_another_model_is_404_model_not_found(client):
-    response = chat(client, model="gpt-4")
+def test_another_model_is_404_model_not_found(v1_http):
+    response = chat(v1_http, model="gpt-4")
     assert_error(
         response,
         404,
@@ -212,8 +204,8 @@ def test_a_base_url_without_v1_is_told_where_the_api_is(app):
     assert_error(httpx.get(app.url + "/models"), 404, "not_found_error", "unknown_url")
 
 
-def test_wrong_method_is_405(client):
-    response = client.get("/chat/completions")
+def test_wrong_method_is_405(v1_http):
+    response = v1_http.get("/chat/completions")
     assert_error(
         response,
         405,
@@ -279,11 +271,11 @@ def test_engine_down_is_503_on_health_and_v1(app_without_engine):
         )
 
 
-def test_no_error_anywhere_uses_fastapi_detail_shape(client, app):
+def test_no_error_anywhere_uses_fastapi_detail_shape(v1_http, app):
     responses = [
-        client.post("/chat/completions", content=b"{"),
-        client.get("/nowhere"),
-        client.delete("/models"),
+        v1_http.post("/chat/completions", content=b"{"),
+        v1_http.get("/nowhere"),
+        v1_http.delete("/models"),
         httpx.get(app.url + "/v1/models"),
     ]
     for response in responses:

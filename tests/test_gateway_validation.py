@@ -1,20 +1,11 @@
 """Request bodies the gateway refuses before the engine sees them: 400s naming the parameter,
 with exact bodies (against the real engine)."""
 
-import httpx
 import pytest
 
 from tests.helpers import assert_error, assert_rate_headers
 
 HI = [{"role": "user", "content": "Hi"}]
-
-
-@pytest.fixture(scope="module")
-def client(app):
-    with httpx.Client(
-        base_url=app.v1, timeout=60, headers={"Authorization": f"Bearer {app.api_key}"}
-    ) as c:
-        yield c
 
 
 @pytest.mark.parametrize(
@@ -30,8 +21,8 @@ def client(app):
         (b"[" * 5000 + b"]" * 5000, "(depth limit exceeded"),
     ],
 )
-def test_a_body_that_is_not_a_json_object_is_invalid_json(client, content, reason):
-    response = client.post(
+def test_a_body_that_is_not_a_json_object_is_invalid_json(v1_http, content, reason):
+    response = v1_http.post(
         "/chat/completions", content=content, headers={"content-type": "application/json"}
     )
     assert_error(response, 400, "invalid_request_error", "invalid_json")
@@ -124,12 +115,12 @@ def test_a_body_that_is_not_a_json_object_is_invalid_json(client, content, reaso
         ),
     ],
 )
-def test_invalid_parameters_are_400_naming_the_param(client, body, param, code, message):
-    response = client.post("/chat/completions", json=body)
+def test_invalid_parameters_are_400_naming_the_param(v1_http, body, param, code, message):
+    response = v1_http.post("/chat/completions", json=body)
     assert_error(response, 400, "invalid_request_error", code, param, message)
     assert_rate_headers(response)
 
 
-def test_legacy_completions_validate_the_prompt(client):
-    response = client.post("/completions", json={"model": "qwen3", "prompt": 3})
+def test_legacy_completions_validate_the_prompt(v1_http):
+    response = v1_http.post("/completions", json={"model": "qwen3", "prompt": 3})
     assert_error(response, 400, "invalid_request_error", "invalid_type", "prompt")

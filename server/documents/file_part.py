@@ -26,7 +26,7 @@ from server.documents.errors import (
     PdfTooLargeError,
 )
 from server.documents.extract import PdfText, check_pdf
-from server.documents.render import document_text, safe_filename
+from server.documents.render import document_text, wrapped_document
 
 _DATA_URL = re.compile(r"data:(?P<type>[^;,]*)(?P<params>(?:;[^;,]*)*),", re.ASCII)
 _PDF_TYPES = {"application/pdf", "application/x-pdf"}
@@ -100,10 +100,10 @@ def read_input_file(part: dict, *, max_bytes: int) -> tuple[str, bytes]:
 
 def read_document_block(block: dict, *, max_bytes: int) -> tuple[str, bytes] | str:
     """An Anthropic `document` block: (title, PDF bytes) for a base64 PDF, checked but not yet
-    read; the page-marked text itself for a plain-text document."""
+    read; for a plain-text document, its text as the model sees documents."""
     source = block.get("source")
     kind = source.get("type") if isinstance(source, dict) else None
-    title = _name(block.get("title"), "document.pdf")
+    title = _name(block.get("title"), "document.pdf" if kind == "base64" else "document.txt")
     if kind == "base64":
         media_type = source.get("media_type")
         if media_type not in _PDF_TYPES:
@@ -112,15 +112,15 @@ def read_document_block(block: dict, *, max_bytes: int) -> tuple[str, bytes] | s
             )
         return title, decode_file_data(source.get("data"), max_bytes=max_bytes, field="source.data")
     if kind == "text" and isinstance(source.get("data"), str):
-        return _plain_document(title, source["data"])
+        return wrapped_document(title, source["data"])
     if kind == "content":
         content = source.get("content")
         if isinstance(content, str):
-            return _plain_document(title, content)
+            return wrapped_document(title, content)
         if isinstance(content, list):
             texts = [b.get("text") for b in content if isinstance(b, dict)]
             if all(isinstance(t, str) for t in texts):
-                return _plain_document(title, "\n\n".join(texts))
+                return wrapped_document(title, "\n\n".join(texts))
     if kind in ("url", "file"):
         raise InvalidFilePartError(
             f"A document's source of type {kind!r} is not supported here: send the PDF itself "
@@ -134,10 +134,6 @@ def read_document_block(block: dict, *, max_bytes: int) -> tuple[str, bytes] | s
 
 def _name(value: Any, default: str) -> str:
     return value if isinstance(value, str) and value.strip() else default
-
-
-def _plain_document(title: str, text: str) -> str:
-    return f'<document filename="{safe_filename(title)}">\n{text}\n</document>'
 
 
 def pdf_to_text(

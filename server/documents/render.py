@@ -30,6 +30,9 @@ def page_block(number: int, text: str) -> str:
 
 def document_text(filename: str, pages: Iterable[Any]) -> str:
     """One document: a header with its file name, then its pages in order, each marked."""
-    blocks = [page_block(*_page(page)) for page in pages]
-    body = "\n\n".join(blocks)
+    return wrapped_document(filename, "\n\n".join(page_block(*_page(page)) for page in pages))
+
+
+def wrapped_document(filename: str, body: str) -> str:
+    """A document's text between a header with its file name and its end."""
     return f'<document filename="{safe_filename(filename)}">\n{body}\n</document>'

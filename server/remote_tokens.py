@@ -2,7 +2,8 @@
 tokenizer files on this host). Implements `server.counter.Counter`, as `server.tokens.TokenCounter`
 does locally.
 
-It calls the engine with aiohttp, the gateway's one HTTP client (`gateway/upstream.py` says why).
+It calls the engine with aiohttp, the gateway's one HTTP client (`gateway/upstream.py` says why),
+through the sessions of `server/engine_http.py`.
 The blocking methods, for worker threads (PDF ingestion), hand their calls to an event loop of
 their own in a thread of its own: never to the app's loop, which may be the very thread that
 waits for them.
@@ -16,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import aiohttp
 import orjson
+
+from server import engine_http
 
 
 class TokenizeRefused(Exception):
@@ -68,7 +71,7 @@ class RemoteTokenCounter:
 
     async def _call(self, session: aiohttp.ClientSession, body: dict) -> dict:
         payload = orjson.dumps({"model": self.model, **body})
-        async with session.post(self.url, data=payload, headers=self._headers) as response:
+        async with await engine_http.post(session, self.url, payload, self._headers) as response:
             content = await response.read()
         if response.status >= 400:
             raise TokenizeRefused(response.status, content)
@@ -76,12 +79,12 @@ class RemoteTokenCounter:
 
     async def _tokenize(self, body: dict) -> dict:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self._timeout)
+            self._session = engine_http.session(self._timeout)
         return await self._call(self._session, body)
 
     async def _bridge_call(self, body: dict) -> dict:
         if self._bridge_session is None:
-            self._bridge_session = aiohttp.ClientSession(timeout=self._timeout)
+            self._bridge_session = engine_http.session(self._timeout)
         return await self._call(self._bridge_session, body)
 
     def _tokenize_blocking(self, body: dict) -> dict:

@@ -10,7 +10,8 @@ name the replica that gave them, and health and context come from each replica
 `service_unavailable`; vLLM's own error answers are mapped onto the API's error shape.
 
 The engine is called with aiohttp: its C HTTP parser costs about a quarter of the CPU of
-httpx/httpcore per call, and that call was the gateway's largest cost per request.
+httpx/httpcore per call, and that call was the gateway's largest cost per request. Its
+connections are kept alive as `server/engine_http.py` says.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
+from server import engine_http
 from server.engine.profiles import EMBEDDED_CONTEXT, PRODUCTION_CONTEXT
 from server.engine.router import metrics_port
 from server.gateway import errors
@@ -122,11 +124,7 @@ class Engine:
         return self._context() is not None
 
     async def open(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=1000, limit_per_host=0, keepalive_timeout=30),
-            timeout=TIMEOUT,
-            auto_decompress=False,
-        )
+        self._session = engine_http.session(TIMEOUT, auto_decompress=False)
 
     async def aclose(self) -> None:
         if self._session is not None:
@@ -220,9 +218,10 @@ class Engine:
     ) -> tuple[bytes, str | None]:
         """`post`, and which replica answered (None without replicas)."""
         try:
-            async with self._session.post(
-                self._url(path), data=body, headers=self._call_headers(affinity)
-            ) as response:
+            response = await engine_http.post(
+                self._session, self._url(path), body, self._call_headers(affinity)
+            )
+            async with response:
                 content = await response.read()
         except UPSTREAM_ERRORS as exc:
             raise self._down(exc) from exc
@@ -235,8 +234,8 @@ class Engine:
     ) -> UpstreamStream:
         """Start a streamed call; the caller must `aclose()` what it gets."""
         try:
-            response = await self._session.post(
-                self._url(path), data=body, headers=self._call_headers(affinity)
+            response = await engine_http.post(
+                self._session, self._url(path), body, self._call_headers(affinity)
             )
         except UPSTREAM_ERRORS as exc:
             raise self._down(exc) from exc

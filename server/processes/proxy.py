@@ -8,7 +8,14 @@ import shutil
 from pathlib import Path
 from string import Template
 
+import orjson
+
+from server.gateway import errors
+
 TEMPLATE = Path(__file__).with_name("nginx.conf.template")
+# What /v1 answers when nginx reaches no API process (the message a worker gives when the
+# engine is down would blame the engine).
+UNAVAILABLE = errors.service_unavailable("The API is not available; retry in a moment.")
 NGINX = "nginx"
 
 
@@ -47,7 +54,16 @@ def render_config(
         ui_address=f"127.0.0.1:{ui_port}",
         listen=listen,
         tls_lines=tls,
+        api_unavailable=_quoted(UNAVAILABLE.body()),
+        anthropic_unavailable=_quoted(UNAVAILABLE.body("anthropic")),
     )
+
+
+def _quoted(body: dict) -> str:
+    """JSON for inside nginx's single quotes, which have no escape for `'`, `\\` or `$`."""
+    text = orjson.dumps(body).decode()
+    assert not set(text) & set("'\\$"), text
+    return text
 
 
 def write_config(path: Path, text: str) -> Path:

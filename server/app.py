@@ -17,7 +17,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from server.counter import load_counter
-from server.gateway.front import GenerationFront
+from server.gateway import front
 from server.gateway.handlers import install_error_handlers
 from server.gateway.metrics import GatewayMetrics, MetricsMiddleware
 from server.gateway.routes import ops, v1
@@ -32,6 +32,23 @@ from storage.messages import finish_interrupted_answers
 BOOTSTRAP_KEY_NAME = "admin"
 
 log = logging.getLogger(__name__)
+
+
+class WorkbenchApp(FastAPI):
+    """FastAPI, but the generating endpoints (`front.handles`) are served before its stack,
+    through the metrics middleware alone: FastAPI's layers around a route cost ≈0.1 ms of the
+    ≈0.9 ms a proxied request costs the gateway (py-spy: 9 % of the app's samples)."""
+
+    def __init__(self, metrics: GatewayMetrics, **options):
+        super().__init__(**options)
+        self._front = MetricsMiddleware(front.GenerationFront(), metrics=metrics)
+
+    async def __call__(self, scope, receive, send) -> None:
+        if front.handles(scope):
+            scope["app"] = self  # what Starlette sets: `request.app.state` is the gateway's
+            await self._front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, writes_answers: bool = False) -> FastAPI:
@@ -50,7 +67,8 @@ def create_app(settings: Settings | None = None, writes_answers: bool = False) -
                 app.state.gateway = gateway
                 yield
 
-    app = FastAPI(
+    app = WorkbenchApp(
+        metrics,
         title="Qwen Workbench",
         lifespan=lifespan,
         # The UI owns `/`; an OpenAPI page would only shadow its paths.
@@ -63,8 +81,7 @@ def create_app(settings: Settings | None = None, writes_answers: bool = False) -
     )
     app.state.services = services
     install_error_handlers(app)
-    app.add_middleware(GenerationFront)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: the outermost
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     # Order matters: /v1, /health and /metrics must match before a catch-all mount at `/`.
     app.include_router(ops)
     app.include_router(v1)

@@ -7,12 +7,13 @@ from fastapi.testclient import TestClient
 
 from server.app import create_app
 from server.engine.profiles import EMBEDDED_CONTEXT
+from server.gateway.completions import CompletionService
 from server.gateway.metrics import GatewayMetrics
 from server.remote_tokens import RemoteTokenCounter
 from server.settings import Settings
 from server.tokens import TokenCounter
 from storage import StoreClosedError
-from tests.helpers import assert_error
+from tests.helpers import assert_anthropic_error, assert_error
 from ui.app import create_app as create_ui_app
 
 
@@ -145,3 +146,33 @@ def test_external_engine_without_tokenizer_files_counts_through_its_tokenize(tmp
             "messages",
             f"Request exceeds maximum context length of {EMBEDDED_CONTEXT} tokens",
         )
+
+
+def test_an_unexpected_error_in_a_generating_route_is_a_500_in_its_protocols_shape(
+    tmp_path, model_dir, monkeypatch, caplog
+):
+    # A fault injected into the completion service: the routes served before FastAPI's stack
+    # (server.gateway.front) answer it as FastAPI's ServerErrorMiddleware does for the others.
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(CompletionService, "serve", broken)
+    settings = Settings(
+        data_dir=tmp_path,
+        profile="external",
+        upstream_url="http://127.0.0.1:9",
+        vllm_api_key="boot-secret",
+        tokenizer_path=model_dir,
+    )
+    headers = {"Authorization": "Bearer boot-secret"}
+    body = {"model": "qwen3", "max_tokens": 1, "messages": [{"role": "user", "content": "Hi"}]}
+    with TestClient(create_app(settings)) as client:
+        chat = client.post("/v1/chat/completions", json=body, headers=headers)
+        claude = client.post("/v1/messages", json=body, headers={"x-api-key": "boot-secret"})
+        metrics = client.get("/metrics", headers=headers).text
+    assert_error(chat, 500, "internal_server_error", "internal_error")
+    assert claude.status_code == 500
+    assert assert_anthropic_error(claude.json(), "api_error") == chat.json()["error"]["message"]
+    assert "secret internals" not in chat.text + claude.text
+    assert "RuntimeError: secret internals" in caplog.text  # the operator's log has it all
+    assert 'endpoint="/v1/chat/completions",status="500"' in metrics

@@ -1,12 +1,14 @@
-"""The generating endpoints' ASGI front: `POST` to the paths in GENERATING, served without
-FastAPI's routing, dependency and exception layers.
+"""The generating endpoints' ASGI front: `POST` to the paths in GENERATING, served before
+FastAPI's own stack (its routing, dependency, exception and middleware layers).
 
-Those layers cost about a quarter of the gateway's CPU per request (py-spy, issue 12) and give
+Those layers cost about a third of the gateway's CPU per request (py-spy, issue 12) and give
 these routes nothing: the body is read and checked by `body.read_json_object`, the key by
-`auth.require_key`, errors are turned into the API's shape by `handlers.handle_api_error`, the
-same calls the FastAPI routes make. Every other request (other methods and paths, the UI) goes
-on to the FastAPI app, so a GET on these paths is still its 405. The operations are described
-in `/v1/openapi.json` by `routes.GENERATING`.
+`auth.require_key`, errors are turned into the API's shape by `handlers.handle_api_error` (and
+an unexpected one by `handlers.handle_unexpected`), the same calls the FastAPI routes make.
+`server.app.WorkbenchApp` sends these requests here, through the metrics middleware only;
+every other request (other methods and paths, the UI) goes through FastAPI, so a GET on these
+paths is still its 405. The operations are described in `/v1/openapi.json` by
+`routes.GENERATING`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,13 @@ import time
 import anyio
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from server.gateway import errors
 from server.gateway.auth import require_key
 from server.gateway.body import read_json_object
 from server.gateway.completions import JsonResult, StreamResult
-from server.gateway.handlers import handle_api_error
+from server.gateway.handlers import handle_api_error, handle_unexpected
 from server.gateway.streaming import RelayResponse
 from storage.keys import Key
 
@@ -39,22 +41,23 @@ GENERATING = frozenset(
 )
 
 
-class GenerationFront:
-    """ASGI middleware serving POST on GENERATING; everything else passes to `app`."""
+def handles(scope: Scope) -> bool:
+    """Whether this request is one GenerationFront serves."""
+    return scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in GENERATING
 
-    def __init__(self, app: ASGIApp):
-        self.app = app
+
+class GenerationFront:
+    """ASGI app for the requests `handles` accepts."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in GENERATING:
-            await self.app(scope, receive, send)
-            return
         request = Request(scope, receive)
         try:
             key = await require_key(request)
             response = await serve(request, key, scope["path"])
         except errors.ApiError as exc:
             response = await handle_api_error(request, exc)
+        except Exception as exc:  # as FastAPI's ServerErrorMiddleware would for its routes
+            response = await handle_unexpected(request, exc)
         await response(scope, receive, send)
 
 
